@@ -1,0 +1,185 @@
+// Package agent is the device's supervisor: it wires the MQTT control plane (control), the
+// channel client (rtc) and the media devices (device/…) together. Commands are executed one at
+// a time by the control client's worker; a call, once joined, supervises itself (it rejoins
+// after a hub or network failure) until a leave command or shutdown ends it.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/rtc"
+	"github.com/pion/webrtc/v4"
+)
+
+// Agent is the device daemon.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	api  *webrtc.API
+	ctrl *control.Client
+
+	mu    sync.Mutex
+	call  *call
+	state control.State
+}
+
+// New prepares an agent from a configuration.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: invalid configuration:\n%w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: cfg.ICELoopbackOnly})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api,
+		state: control.State{State: "idle", Since: time.Now().UTC()}}
+	a.ctrl, err = control.New(control.Options{
+		URL: cfg.MQTT, ID: cfg.ID, Prefix: cfg.MQTTPrefix,
+		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
+		Logger: log, Handler: a.handle,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return a, nil
+}
+
+// Ready is closed once the agent has connected to its broker for the first time.
+func (a *Agent) Ready() <-chan struct{} { return a.ctrl.Ready() }
+
+// State returns the current state.
+func (a *Agent) State() control.State {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.state
+}
+
+// Run serves commands until ctx ends; then it leaves any call, publishes its final state
+// and disconnects.
+func (a *Agent) Run(ctx context.Context) error {
+	a.ctrl.PublishState(a.State())
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.ctrl.Run(runCtx) }()
+	select {
+	case <-ctx.Done():
+	case err := <-done:
+		cancel()
+		return err
+	}
+	// Shutdown: leave the call while MQTT is still up, so the last state reaches the broker.
+	a.leave("shutdown")
+	cancel()
+	return <-done
+}
+
+func (a *Agent) setState(s control.State) {
+	s.Since = time.Now().UTC()
+	a.mu.Lock()
+	a.state = s
+	a.mu.Unlock()
+	if err := a.ctrl.PublishState(s); err != nil {
+		a.log.Debug("publish state", "err", err)
+	}
+}
+
+func (a *Agent) event(e control.Event) {
+	e.Time = time.Now().UTC()
+	if err := a.ctrl.PublishEvent(e); err != nil {
+		a.log.Debug("publish event", "event", e.Event, "err", err)
+	}
+}
+
+// handle executes one command (called by the control client, one at a time).
+func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State, error) {
+	switch cmd.Action {
+	case "join":
+		err := a.join(ctx, cmd)
+		return a.State(), err
+	case "leave":
+		a.leave("command")
+		return a.State(), nil
+	case "status":
+		return a.State(), nil
+	}
+	return a.State(), fmt.Errorf("unknown action %q", cmd.Action)
+}
+
+func (a *Agent) join(ctx context.Context, cmd control.Command) error {
+	p := joinParams{
+		appID: a.cfg.AppID, channel: cmd.Channel, uid: a.cfg.DefaultUID(),
+		token: cmd.Token, hub: a.cfg.Hub,
+	}
+	if cmd.AppID != "" {
+		p.appID = cmd.AppID
+	}
+	if cmd.UID != nil && *cmd.UID != 0 {
+		p.uid = *cmd.UID
+	}
+	if cmd.Server != "" {
+		p.hub = cmd.Server
+	}
+	a.mu.Lock()
+	cur := a.call
+	a.mu.Unlock()
+	if cur != nil && cur.p.sameChannel(p) && a.State().State == "joined" {
+		return nil // already there
+	}
+	if cur != nil {
+		a.leave("switching channel")
+	}
+	a.setState(control.State{State: "joining", Channel: p.channel, UID: p.uid})
+	jctx, cancel := context.WithTimeout(ctx, a.cfg.JoinTimeout)
+	defer cancel()
+	c, err := a.startCall(jctx, p)
+	if err != nil {
+		a.log.Warn("join failed", "channel", p.channel, "err", err)
+		a.setState(control.State{State: "error", Channel: p.channel, UID: p.uid, Error: err.Error()})
+		a.event(control.Event{Event: "error", Channel: p.channel, Error: err.Error()})
+		return err
+	}
+	a.mu.Lock()
+	a.call = c
+	a.mu.Unlock()
+	return nil
+}
+
+// leave ends the current call, if any, and reports idle.
+func (a *Agent) leave(why string) {
+	a.mu.Lock()
+	c := a.call
+	a.call = nil
+	a.mu.Unlock()
+	if c == nil {
+		if a.State().State != "idle" {
+			a.setState(control.State{State: "idle"})
+		}
+		return
+	}
+	a.setState(control.State{State: "leaving", Channel: c.p.channel, UID: c.p.uid})
+	c.stop()
+	a.log.Info("left channel", "channel", c.p.channel, "why", why)
+	a.setState(control.State{State: "idle"})
+}
+
+// errorf wraps an error with what the agent was doing.
+func errorf(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *rtc.Error
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: refused by hub: %s (%s)", what, pe.Message, pe.Code)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is the agent's configuration (camagent.yaml); Defaults gives the embedded defaults.
+type Config struct {
+	// ID is the device id, the second MQTT topic level (default: the host name).
+	ID string `yaml:"id"`
+	// MQTT is the broker URL: tcp://, ssl:// (tls://), ws://, wss://.
+	MQTT         string `yaml:"mqtt"`
+	MQTTPrefix   string `yaml:"mqttPrefix"`
+	MQTTUsername string `yaml:"mqttUsername"`
+	MQTTPassword string `yaml:"mqttPassword"`
+	// Hub is the channel service's base URL (its token service and signalling).
+	Hub string `yaml:"hub"`
+	// HubKey is the device credential for the hub's token service (bearer key); not needed
+	// on loopback with the embedded defaults.
+	HubKey string `yaml:"hubKey"`
+	// AppID used when a join command names none.
+	AppID string `yaml:"appId"`
+	// UID the device joins with when a join command names none (0: derived from the id).
+	UID uint32 `yaml:"uid"`
+	// Camera, Microphone, Speaker are SPECs: test, wav:PATH, null, alsa:DEVICE, v4l2:/dev/videoN.
+	// Speaker "auto" plays on ALSA when the machine has a sound card, else writes a WAV file.
+	Camera     string `yaml:"camera"`
+	Microphone string `yaml:"microphone"`
+	Speaker    string `yaml:"speaker"`
+	// Video settings of the camera.
+	Width  int `yaml:"width"`
+	Height int `yaml:"height"`
+	FPS    int `yaml:"fps"`
+	// ToneHz is the frequency of the synthetic microphone.
+	ToneHz float64 `yaml:"toneHz"`
+	// StateDir holds files the agent writes (the speaker WAV on machines without sound).
+	StateDir string `yaml:"stateDir"`
+	// ICELoopbackOnly keeps media on loopback addresses (single-machine setups and tests).
+	ICELoopbackOnly bool `yaml:"iceLoopbackOnly"`
+	// JoinTimeout bounds a join: token, devices, signalling, publishing.
+	JoinTimeout time.Duration `yaml:"joinTimeout"`
+}
+
+// Defaults are the embedded defaults: synthetic devices, local broker and hub.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ID:          sanitizeID(host),
+		MQTT:        "tcp://127.0.0.1:1883",
+		MQTTPrefix:  "camagent",
+		Hub:         "http://127.0.0.1:8080",
+		AppID:       "demo",
+		Camera:      "test",
+		Microphone:  "test",
+		Speaker:     "auto",
+		Width:       640,
+		Height:      480,
+		FPS:         30,
+		ToneHz:      440,
+		StateDir:    defaultStateDir(),
+		JoinTimeout: 15 * time.Second,
+	}
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return d
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "camagent")
+	}
+	return filepath.Join(os.TempDir(), "camagent")
+}
+
+// sanitizeID makes a host name usable as one MQTT topic level.
+func sanitizeID(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '+' || r == '#' || r < 0x20 {
+			return '-'
+		}
+		return r
+	}, s)
+	if s == "" {
+		return "camagent"
+	}
+	return s
+}
+
+// Validate checks the configuration and says what to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ID == "" || strings.ContainsAny(c.ID, "/+#") {
+		errs = append(errs, fmt.Errorf("id: %q must be non-empty without '/', '+' or '#'", c.ID))
+	}
+	if !strings.Contains(c.MQTT, "://") {
+		errs = append(errs, fmt.Errorf("mqtt: %q is not a broker URL (tcp://host:1883)", c.MQTT))
+	}
+	if !strings.HasPrefix(c.Hub, "http://") && !strings.HasPrefix(c.Hub, "https://") {
+		errs = append(errs, fmt.Errorf("hub: %q is not an http(s):// URL", c.Hub))
+	}
+	if c.AppID == "" {
+		errs = append(errs, errors.New("appId: empty"))
+	}
+	if c.Width < 16 || c.Height < 16 || c.Width%2 != 0 || c.Height%2 != 0 || c.Width > 4096 || c.Height > 4096 {
+		errs = append(errs, fmt.Errorf("width/height: %dx%d (even numbers, 16 to 4096)", c.Width, c.Height))
+	}
+	if c.FPS < 1 || c.FPS > 120 {
+		errs = append(errs, fmt.Errorf("fps: %d (1 to 120)", c.FPS))
+	}
+	if c.JoinTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("joinTimeout: %s must be positive", c.JoinTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultUID is the uid a device joins with when none is configured: a stable hash of its id.
+func (c *Config) DefaultUID() uint32 {
+	if c.UID != 0 {
+		return c.UID
+	}
+	h := fnv.New32a()
+	h.Write([]byte(c.ID))
+	uid := h.Sum32() & 0x7fffffff
+	if uid == 0 {
+		uid = 1
+	}
+	return uid
+}

@@ -1,0 +1,505 @@
+// Package control is the device's MQTT side: the command, state, reply and
+// event types of the MQTT API (docs: /work/shared/ARCHITECTURE.md, "MQTT API"),
+// their parser, the topic names, and Client, which keeps a connection to the
+// broker and runs commands.
+//
+// Client owns the connection: it sets the will (status "offline"), announces
+// "online" and re-publishes the latest state on every (re)connect, reconnects
+// with jittered exponential back-off, and says "offline" when Run's context
+// ends. Commands are run one at a time, in arrival order, by the Handler the
+// owner supplies; each gets exactly one reply. The Handler reports state
+// changes itself with PublishState (joining, joined, …) — Client does not
+// publish the State a Handler returns, it only puts it in the reply.
+//
+// The session is clean: commands sent while a device is offline are not
+// queued for it, so a stale join never starts a call long after it was asked
+// for.
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Handler runs one command and returns the device's state afterwards. A
+// non-nil error becomes an ok:false reply carrying the error text and the
+// returned state. ctx ends when the Client's Run does; a Handler must then
+// return promptly.
+type Handler func(ctx context.Context, cmd Command) (State, error)
+
+// Options configure a Client.
+type Options struct {
+	URL       string        // broker: tcp://, ssl://, tls://, ws://, wss://
+	ID        string        // device id, the second topic level; default the host name
+	Prefix    string        // first topic level; default "camagent"
+	ClientID  string        // MQTT client id; default "camagent-<ID>"
+	Username  string        // optional
+	Password  string        // optional; never logged
+	KeepAlive time.Duration // default 30 s
+	TLS       *tls.Config   // for ssl://, tls:// and wss://; nil uses the system roots
+	Logger    *slog.Logger  // nil discards logs
+	Handler   Handler       // required
+}
+
+// ErrNotConnected is returned by PublishEvent while the broker is unreachable.
+var ErrNotConnected = errors.New("control: not connected to the broker")
+
+const (
+	queueLen       = 16               // commands waiting to run; more are "busy"
+	replyCacheLen  = 256              // ids remembered for duplicate detection
+	connectTimeout = 10 * time.Second // one connection attempt
+	ackTimeout     = 10 * time.Second // a PUBACK or SUBACK
+	stableAfter    = 10 * time.Second // a connection this old resets the back-off
+	offlineTimeout = 2 * time.Second  // publishing "offline" on the way out
+	quiesce        = 250              // ms to let paho finish on Disconnect
+	minBackoff     = 500 * time.Millisecond
+	maxBackoff     = 30 * time.Second
+)
+
+// Client is a device's connection to the broker. Create it with New, then
+// call Run once.
+type Client struct {
+	opts    Options
+	topics  Topics
+	log     *slog.Logger
+	broker  string // URL without credentials, for logs
+	pc      paho.Client
+	backoff backoff
+
+	queue   chan []byte   // received command payloads, in arrival order
+	lost    chan error    // connection lost, from paho
+	ready   chan struct{} // closed on the first connection
+	running atomic.Bool
+	conn    atomic.Bool // connected and announced
+	replies *replyCache
+
+	// stateMu orders state publishes: the latest state is always the last
+	// one handed to paho, whether by PublishState or by a reconnect.
+	stateMu   sync.Mutex
+	state     []byte // latest State as JSON, nil before the first
+	lastState *State // the same, decoded, for replies that run no handler
+}
+
+// New checks opts and returns a Client that is not yet connected.
+func New(opts Options) (*Client, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("control: Options.Handler is required")
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("control: broker URL: %w", err)
+	}
+	switch u.Scheme {
+	case "tcp", "ssl", "tls", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("control: broker URL %q: scheme must be tcp, ssl, tls, ws or wss", u.Redacted())
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("control: broker URL %q has no host", u.Redacted())
+	}
+	if opts.ID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("control: no device id and no host name: %w", err)
+		}
+		opts.ID = host
+	}
+	if err := checkLevel("device id", opts.ID, false); err != nil {
+		return nil, err
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if err := checkLevel("topic prefix", opts.Prefix, true); err != nil {
+		return nil, err
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = "camagent-" + opts.ID
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+
+	c := &Client{
+		opts:    opts,
+		topics:  Topics{Prefix: opts.Prefix, ID: opts.ID},
+		log:     log.With("component", "control"),
+		broker:  u.Redacted(),
+		backoff: backoff{min: minBackoff, max: maxBackoff},
+		queue:   make(chan []byte, queueLen),
+		lost:    make(chan error, 1),
+		ready:   make(chan struct{}),
+		replies: newReplyCache(replyCacheLen),
+	}
+
+	po := paho.NewClientOptions().
+		AddBroker(opts.URL).
+		SetClientID(opts.ClientID).
+		SetUsername(opts.Username).
+		SetPassword(opts.Password).
+		SetKeepAlive(opts.KeepAlive).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(connectTimeout).
+		SetWriteTimeout(ackTimeout).
+		SetCleanSession(true).
+		SetOrderMatters(true). // arrival order; onMessage never blocks
+		SetAutoReconnect(false).
+		SetConnectRetry(false). // Run reconnects, with its own back-off
+		SetBinaryWill(c.topics.Status(), []byte("offline"), 1, true).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case c.lost <- err:
+			default:
+			}
+		})
+	if opts.TLS != nil {
+		po.SetTLSConfig(opts.TLS)
+	}
+	c.pc = paho.NewClient(po)
+	return c, nil
+}
+
+// checkLevel rejects topic levels that would break the topic tree.
+func checkLevel(what, s string, slashOK bool) error {
+	switch {
+	case strings.ContainsAny(s, "+#\x00"):
+		return fmt.Errorf("control: %s %q must not contain +, # or NUL", what, s)
+	case !slashOK && strings.Contains(s, "/"):
+		return fmt.Errorf("control: %s %q must not contain /", what, s)
+	case strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/"):
+		return fmt.Errorf("control: %s %q must not start or end with /", what, s)
+	}
+	return nil
+}
+
+// Topics returns the device's topic names.
+func (c *Client) Topics() Topics { return c.topics }
+
+// Ready is closed once the client has connected, subscribed and announced
+// itself for the first time.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Connected reports whether the client is connected to the broker now.
+func (c *Client) Connected() bool { return c.conn.Load() }
+
+// Run connects and keeps the client connected until ctx ends, running
+// commands as they arrive. Then it waits for the running command, publishes
+// "offline" and the latest state, disconnects and returns nil. Connection
+// failures are logged and retried, never returned.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("control: Run called twice")
+	}
+	var worker sync.WaitGroup
+	worker.Add(1)
+	go func() {
+		defer worker.Done()
+		c.work(ctx)
+	}()
+
+	attempt := 0
+	for {
+		if attempt > 0 {
+			d := c.backoff.delay(attempt - 1)
+			c.log.Info("reconnecting", "broker", c.broker, "in", d.Round(time.Millisecond), "attempt", attempt)
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				worker.Wait()
+				return nil
+			case <-t.C:
+			}
+		}
+		if err := c.connect(ctx); err != nil {
+			if ctx.Err() != nil {
+				worker.Wait()
+				return nil
+			}
+			c.log.Warn("connect failed", "broker", c.broker, "err", err)
+			attempt++
+			continue
+		}
+		up := time.Now()
+		select {
+		case <-ctx.Done():
+			worker.Wait() // its last reply and state go out before "offline"
+			c.disconnect()
+			return nil
+		case err := <-c.lost:
+			c.conn.Store(false)
+			c.log.Warn("connection lost", "broker", c.broker, "err", err, "after", time.Since(up).Round(time.Millisecond))
+			if time.Since(up) >= stableAfter {
+				attempt = 0
+			}
+			attempt++
+		}
+	}
+}
+
+// connect makes one connection attempt and, if it succeeds, subscribes to
+// commands, announces "online" and re-publishes the latest state.
+func (c *Client) connect(ctx context.Context) error {
+	select { // a loss reported for an earlier connection
+	case <-c.lost:
+	default:
+	}
+	c.log.Debug("connecting", "broker", c.broker, "client_id", c.opts.ClientID)
+	tok := c.pc.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		<-tok.Done() // bounded by connectTimeout
+		if tok.Error() == nil {
+			c.pc.Disconnect(0)
+		}
+		return ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+
+	setup := func() error {
+		if err := wait(ctx, c.pc.Subscribe(c.topics.Cmd(), 1, c.onMessage)); err != nil {
+			return fmt.Errorf("subscribe %s: %w", c.topics.Cmd(), err)
+		}
+		if err := wait(ctx, c.pc.Publish(c.topics.Status(), 1, true, "online")); err != nil {
+			return fmt.Errorf("publish online: %w", err)
+		}
+		c.stateMu.Lock()
+		var tok paho.Token
+		if c.state != nil {
+			tok = c.pc.Publish(c.topics.State(), 1, true, c.state)
+		}
+		c.conn.Store(true)
+		c.stateMu.Unlock()
+		if tok != nil {
+			if err := wait(ctx, tok); err != nil {
+				return fmt.Errorf("publish state: %w", err)
+			}
+		}
+		return nil
+	}
+	if err := setup(); err != nil {
+		c.disconnect() // "offline" again, if it can still be said
+		return err
+	}
+	c.log.Info("connected", "broker", c.broker, "client_id", c.opts.ClientID, "topics", c.opts.Prefix+"/"+c.opts.ID+"/#")
+	select {
+	case <-c.ready:
+	default:
+		close(c.ready)
+	}
+	return nil
+}
+
+// disconnect says goodbye: "offline", the latest state, then DISCONNECT
+// (after which the broker does not send the will).
+func (c *Client) disconnect() {
+	ctx, cancel := context.WithTimeout(context.Background(), offlineTimeout)
+	defer cancel()
+	c.stateMu.Lock()
+	c.conn.Store(false)
+	toks := []paho.Token{c.pc.Publish(c.topics.Status(), 1, true, "offline")}
+	if c.state != nil {
+		toks = append(toks, c.pc.Publish(c.topics.State(), 1, true, c.state))
+	}
+	c.stateMu.Unlock()
+	for _, tok := range toks {
+		if err := wait(ctx, tok); err != nil {
+			c.log.Warn("publish on disconnect failed", "broker", c.broker, "err", err)
+		}
+	}
+	c.pc.Disconnect(quiesce)
+	c.log.Info("disconnected", "broker", c.broker)
+}
+
+// wait waits for a paho token, ackTimeout at most.
+func wait(ctx context.Context, tok paho.Token) error {
+	t := time.NewTimer(ackTimeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("no acknowledgement from the broker")
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	if sub, ok := tok.(*paho.SubscribeToken); ok {
+		for topic, code := range sub.Result() {
+			if code == 0x80 {
+				return fmt.Errorf("broker refused subscription to %s", topic)
+			}
+		}
+	}
+	return nil
+}
+
+// onMessage queues a command for the worker. paho calls it in order and it
+// must not block, so a full queue is answered "busy".
+func (c *Client) onMessage(_ paho.Client, m paho.Message) {
+	payload := m.Payload()
+	select {
+	case c.queue <- payload:
+		return
+	default:
+	}
+	cmd, _ := ParseCommand(payload)
+	if cmd.ID != "" {
+		if r, ok := c.replies.get(cmd.ID); ok {
+			c.log.Info("duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
+			c.reply(context.Background(), r, false)
+			return
+		}
+	}
+	c.log.Warn("command queue full, replying busy", "id", cmd.ID, "action", cmd.Action)
+	c.reply(context.Background(), Reply{ID: cmd.ID, Error: "busy", State: c.latest()}, false)
+}
+
+// latest returns the last published state, nil before the first.
+func (c *Client) latest() *State {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.lastState
+}
+
+// work runs queued commands one at a time until ctx ends.
+func (c *Client) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			if n := len(c.queue); n > 0 {
+				c.log.Info("commands dropped at shutdown", "count", n)
+			}
+			return
+		case payload := <-c.queue:
+			c.execute(ctx, payload)
+		}
+	}
+}
+
+// execute parses, deduplicates, runs and answers one command.
+func (c *Client) execute(ctx context.Context, payload []byte) {
+	cmd, err := ParseCommand(payload)
+	if err != nil {
+		c.log.Warn("malformed command", "id", cmd.ID, "bytes", len(payload), "err", err)
+		c.reply(ctx, Reply{ID: cmd.ID, Error: err.Error(), State: c.latest()}, true)
+		return
+	}
+	if cmd.ID != "" {
+		if r, ok := c.replies.get(cmd.ID); ok {
+			c.log.Info("duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
+			c.reply(ctx, r, true)
+			return
+		}
+	}
+	c.log.Info("command", "id", cmd.ID, "action", cmd.Action, "channel", cmd.Channel)
+	start := time.Now()
+	st, err := c.call(ctx, cmd)
+	r := Reply{ID: cmd.ID, OK: err == nil, State: &st}
+	if err != nil {
+		r.Error = err.Error()
+		c.log.Warn("command failed", "id", cmd.ID, "action", cmd.Action, "err", err, "took", time.Since(start).Round(time.Millisecond))
+	} else {
+		c.log.Info("command done", "id", cmd.ID, "action", cmd.Action, "state", st.State, "took", time.Since(start).Round(time.Millisecond))
+	}
+	if cmd.ID != "" {
+		c.replies.put(cmd.ID, r)
+	}
+	c.reply(ctx, r, true)
+}
+
+// call runs the handler, turning a panic into an error so that one bad
+// command does not take the device off the network.
+func (c *Client) call(ctx context.Context, cmd Command) (st State, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("command handler panicked", "id", cmd.ID, "action", cmd.Action, "panic", p)
+			err = fmt.Errorf("internal error running %s", cmd.Action)
+		}
+	}()
+	return c.opts.Handler(ctx, cmd)
+}
+
+// reply publishes r on the reply topic; wait says whether to wait for the
+// broker's acknowledgement (not allowed inside a paho callback).
+func (c *Client) reply(ctx context.Context, r Reply, waitAck bool) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		c.log.Error("encode reply", "id", r.ID, "err", err)
+		return
+	}
+	tok := c.pc.Publish(c.topics.Reply(), 1, false, b)
+	if !waitAck {
+		return
+	}
+	if err := wait(ctx, tok); err != nil {
+		c.log.Warn("publish reply failed", "id", r.ID, "err", err)
+	}
+}
+
+// PublishState publishes s, retained, as the device's state, and remembers
+// it to publish again after every reconnect and on shutdown. A zero Since is
+// set to now. While disconnected it only remembers s and returns nil.
+func (c *Client) PublishState(s State) error {
+	if s.Since.IsZero() {
+		s.Since = time.Now().UTC()
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("control: encode state: %w", err)
+	}
+	c.stateMu.Lock()
+	c.state, c.lastState = b, &s
+	var tok paho.Token
+	if c.conn.Load() {
+		tok = c.pc.Publish(c.topics.State(), 1, true, b)
+	}
+	c.stateMu.Unlock()
+	if tok == nil {
+		return nil
+	}
+	if err := wait(context.Background(), tok); err != nil {
+		return fmt.Errorf("control: publish state: %w", err)
+	}
+	return nil
+}
+
+// PublishEvent publishes e (not retained, QoS 1). A zero Time is set to now.
+// Events are not kept for later: while disconnected it returns
+// ErrNotConnected.
+func (c *Client) PublishEvent(e Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("control: encode event: %w", err)
+	}
+	if !c.conn.Load() {
+		return ErrNotConnected
+	}
+	if err := wait(context.Background(), c.pc.Publish(c.topics.Events(), 1, false, b)); err != nil {
+		return fmt.Errorf("control: publish event %s: %w", e.Event, err)
+	}
+	return nil
+}

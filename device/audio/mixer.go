@@ -1,0 +1,274 @@
+package audio
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync"
+
+	"github.com/camagent/camagent/device"
+)
+
+// DefaultMixerDepth is the default jitter queue of each mixer source, in frames.
+const DefaultMixerDepth = 3
+
+// Mixer mixes the PCM streams of several remote users (sources, keyed by an id such as
+// the user's uid) into one speaker stream.
+//
+// Each source has a small bounded jitter queue: Push appends, and when the queue is
+// full the oldest samples are dropped (so a source whose clock runs fast, or that
+// arrives in a burst, costs a click instead of growing latency). Mix pulls one frame
+// from every source, sums them, and saturates to int16; a source with nothing queued
+// contributes silence, so Mix always produces a frame. Run does that every 20 ms into
+// a device.Speaker.
+//
+// The queue adapts to jitter by itself: after an underrun the late frame and its
+// successor are both queued, leaving one frame of slack, up to the depth.
+//
+// A Mixer is safe for concurrent use.
+type Mixer struct {
+	depth int // samples per source queue
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	sources map[string]*ring
+	stats   MixerStats
+}
+
+// MixerStats counts what a Mixer dropped and missed.
+type MixerStats struct {
+	// Sources is the number of sources now present.
+	Sources int
+	// Frames is the number of frames mixed.
+	Frames uint64
+	// DroppedSamples counts samples dropped because a source's queue was full.
+	DroppedSamples uint64
+	// Underruns counts, per mixed frame and source, frames a present source could not
+	// fill completely.
+	Underruns uint64
+}
+
+// MixerOption configures a Mixer.
+type MixerOption func(*Mixer)
+
+// MixerDepth sets each source's queue bound in frames (default DefaultMixerDepth).
+func MixerDepth(frames int) MixerOption {
+	return func(m *Mixer) {
+		if frames > 0 {
+			m.depth = frames * device.FrameSamples
+		}
+	}
+}
+
+// MixerLogger sets the logger Run reports speaker errors to.
+func MixerLogger(l *slog.Logger) MixerOption {
+	return func(m *Mixer) {
+		if l != nil {
+			m.log = l
+		}
+	}
+}
+
+// NewMixer returns an empty Mixer.
+func NewMixer(opts ...MixerOption) *Mixer {
+	m := &Mixer{
+		depth:   DefaultMixerDepth * device.FrameSamples,
+		log:     slog.New(slog.DiscardHandler),
+		sources: make(map[string]*ring),
+	}
+	for _, o := range opts {
+		o(m)
+	}
+	m.log = m.log.With("component", "mixer")
+	return m
+}
+
+// Push queues pcm (any length; normally one frame) for source key, adding the source
+// if it is new. pcm is copied. If the queue overflows, the oldest samples are dropped.
+func (m *Mixer) Push(key string, pcm []int16) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.sources[key]
+	if !ok {
+		r = newRing(m.depth)
+		m.sources[key] = r
+	}
+	m.stats.DroppedSamples += uint64(r.write(pcm))
+}
+
+// Remove deletes source key and whatever it had queued. Removing an absent key is a
+// no-op.
+func (m *Mixer) Remove(key string) {
+	m.mu.Lock()
+	delete(m.sources, key)
+	m.mu.Unlock()
+}
+
+// Keys returns the keys of the present sources, in no particular order.
+func (m *Mixer) Keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.sources))
+	for k := range m.sources {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Queued returns how many samples source key has queued (0 if absent).
+func (m *Mixer) Queued(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.sources[key]; ok {
+		return r.n
+	}
+	return 0
+}
+
+// Stats returns a snapshot of the mixer's counters.
+func (m *Mixer) Stats() MixerStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.stats
+	s.Sources = len(m.sources)
+	return s
+}
+
+// Mix fills out with the next len(out) samples of the mix and returns how many sources
+// contributed to it. With no source data, out is silence.
+func (m *Mixer) Mix(out []int16) int {
+	var acc [device.FrameSamples]int32
+	clear(out)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stats.Frames++
+	active := 0
+	// Mix in chunks of one frame so the accumulator lives on the stack.
+	for off := 0; off < len(out); off += len(acc) {
+		chunk := out[off:min(off+len(acc), len(out))]
+		sum := acc[:len(chunk)]
+		clear(sum)
+		contributed := 0
+		for _, r := range m.sources {
+			n := r.addTo(sum)
+			if n > 0 {
+				contributed++
+			}
+			if n < len(chunk) {
+				m.stats.Underruns++
+			}
+		}
+		active = max(active, contributed)
+		for i, v := range sum {
+			switch {
+			case v > math.MaxInt16:
+				chunk[i] = math.MaxInt16
+			case v < math.MinInt16:
+				chunk[i] = math.MinInt16
+			default:
+				chunk[i] = int16(v)
+			}
+		}
+	}
+	return active
+}
+
+// Run mixes a frame every 20 ms (drift-free) and writes it to spk until ctx ends, when
+// it returns nil. Speaker errors are logged (the first, then every 100th) and do not
+// stop the loop: a speaker such as ALSA restarts itself.
+func (m *Mixer) Run(ctx context.Context, spk device.Speaker) error {
+	pacer := NewPacer(device.FrameDuration)
+	frame := make([]int16, device.FrameSamples)
+	var failures uint64
+	for {
+		if err := pacer.Wait(ctx); err != nil {
+			return nil // cancellation is how Run ends, not a failure
+		}
+		m.Mix(frame)
+		if err := spk.WriteFrame(frame); err != nil {
+			if failures%100 == 0 {
+				m.log.Warn("speaker write failed", "err", err, "failures", failures+1)
+			}
+			failures++
+		}
+	}
+}
+
+// Input returns a device.Speaker that pushes every frame written to it into the mixer
+// as source key; closing it removes the source. It lets a decoder write to "a speaker"
+// without knowing about the mix.
+func (m *Mixer) Input(key string) device.Speaker {
+	return &input{m: m, key: key}
+}
+
+type input struct {
+	m   *Mixer
+	key string
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (in *input) WriteFrame(pcm []int16) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return ErrClosed
+	}
+	in.m.Push(in.key, pcm)
+	return nil
+}
+
+func (in *input) Close() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.closed {
+		in.closed = true
+		in.m.Remove(in.key)
+	}
+	return nil
+}
+
+// ring is a bounded FIFO of samples that drops the oldest on overflow.
+type ring struct {
+	buf  []int16
+	head int // index of the oldest sample
+	n    int // samples queued
+}
+
+func newRing(capacity int) *ring { return &ring{buf: make([]int16, capacity)} }
+
+// write appends pcm and returns how many samples were dropped to make room.
+func (r *ring) write(pcm []int16) int {
+	c := len(r.buf)
+	dropped := 0
+	if len(pcm) >= c { // only the newest c samples survive
+		dropped = r.n + len(pcm) - c
+		copy(r.buf, pcm[len(pcm)-c:])
+		r.head, r.n = 0, c
+		return dropped
+	}
+	if over := r.n + len(pcm) - c; over > 0 {
+		r.head = (r.head + over) % c
+		r.n -= over
+		dropped = over
+	}
+	tail := (r.head + r.n) % c
+	k := copy(r.buf[tail:], pcm)
+	copy(r.buf, pcm[k:])
+	r.n += len(pcm)
+	return dropped
+}
+
+// addTo adds up to len(sum) queued samples into sum, consuming them, and returns how
+// many it added.
+func (r *ring) addTo(sum []int32) int {
+	n := min(len(sum), r.n)
+	c := len(r.buf)
+	for i := 0; i < n; i++ {
+		sum[i] += int32(r.buf[(r.head+i)%c])
+	}
+	r.head = (r.head + n) % c
+	r.n -= n
+	return n
+}

@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// start runs a broker on a free loopback port until the test ends.
+func start(t *testing.T, opts Options) *Broker {
+	t.Helper()
+	if opts.TCPAddr == "" {
+		opts.TCPAddr = "127.0.0.1:0"
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-b.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("broker not ready after 5 s")
+	}
+	return b
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+type message struct {
+	topic    string
+	payload  string
+	retained bool
+}
+
+// client connects a paho client; msgs receives what it is subscribed to.
+func client(t *testing.T, addr, id string, configure func(*paho.ClientOptions)) (paho.Client, chan message) {
+	t.Helper()
+	msgs := make(chan message, 16)
+	o := paho.NewClientOptions().AddBroker(addr).SetClientID(id).
+		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			msgs <- message{m.Topic(), string(m.Payload()), m.Retained()}
+		})
+	if configure != nil {
+		configure(o)
+	}
+	c := paho.NewClient(o)
+	if err := wait(c.Connect()); err != nil {
+		t.Fatalf("connect %s to %s: %v", id, addr, err)
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, msgs
+}
+
+func wait(tok paho.Token) error {
+	if !tok.WaitTimeout(5 * time.Second) {
+		return errors.New("timed out")
+	}
+	return tok.Error()
+}
+
+func subscribe(t *testing.T, c paho.Client, filter string) {
+	t.Helper()
+	if err := wait(c.Subscribe(filter, 1, nil)); err != nil {
+		t.Fatalf("subscribe %s: %v", filter, err)
+	}
+}
+
+func expect(t *testing.T, msgs chan message, want message) {
+	t.Helper()
+	select {
+	case got := <-msgs:
+		if got != want {
+			t.Fatalf("got %+v, want %+v", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no message, want %+v", want)
+	}
+}
+
+func TestRetainedAndWill(t *testing.T) {
+	b := start(t, Options{})
+	addr := "tcp://" + b.Addr()
+	if !strings.HasPrefix(b.Addr(), "127.0.0.1:") || strings.HasSuffix(b.Addr(), ":0") {
+		t.Fatalf("Addr() = %q, want the bound loopback address", b.Addr())
+	}
+
+	// The device publishes retained status and sets a will, over its own
+	// connection so the test can cut it.
+	var devConn net.Conn
+	dev, _ := client(t, addr, "device", func(o *paho.ClientOptions) {
+		o.SetBinaryWill("camagent/d1/status", []byte("offline"), 1, true)
+		o.SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+			c, err := net.Dial("tcp", u.Host)
+			devConn = c
+			return c, err
+		})
+	})
+	if err := wait(dev.Publish("camagent/d1/status", 1, true, "online")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A late subscriber gets the retained message.
+	viewer, msgs := client(t, addr, "viewer", nil)
+	subscribe(t, viewer, "camagent/+/status")
+	expect(t, msgs, message{"camagent/d1/status", "online", true})
+	// mochi acknowledges a publish before fanning it out, so a subscriber
+	// that arrives in between gets it twice: retained and live.
+	time.Sleep(100 * time.Millisecond)
+	for len(msgs) > 0 {
+		if m := <-msgs; m.payload != "online" {
+			t.Fatalf("unexpected %+v", m)
+		}
+	}
+
+	// Live messages go through too.
+	subscribe(t, viewer, "camagent/d1/events")
+	if err := wait(dev.Publish("camagent/d1/events", 1, false, "hello")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, msgs, message{"camagent/d1/events", "hello", false})
+
+	// The device dies without DISCONNECT: the broker publishes its will.
+	devConn.Close()
+	expect(t, msgs, message{"camagent/d1/status", "offline", false})
+
+	// And the will was retained.
+	late, lateMsgs := client(t, addr, "late", nil)
+	subscribe(t, late, "camagent/d1/status")
+	expect(t, lateMsgs, message{"camagent/d1/status", "offline", true})
+}
+
+func TestUsers(t *testing.T) {
+	b := start(t, Options{Users: map[string]string{"hub": "s3cret"}})
+	addr := "tcp://" + b.Addr()
+	client(t, addr, "good", func(o *paho.ClientOptions) { o.SetUsername("hub").SetPassword("s3cret") })
+
+	for name, pass := range map[string]string{"hub": "wrong", "": ""} {
+		o := paho.NewClientOptions().AddBroker(addr).SetClientID("bad").SetUsername(name).SetPassword(pass).
+			SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		c := paho.NewClient(o)
+		if err := wait(c.Connect()); err == nil {
+			c.Disconnect(0)
+			t.Errorf("user %q password %q: connected, want refused", name, pass)
+		}
+	}
+}
+
+func TestWebSocket(t *testing.T) {
+	b := start(t, Options{WSAddr: "127.0.0.1:0"})
+	if b.WSAddr() == "" || strings.HasSuffix(b.WSAddr(), ":0") {
+		t.Fatalf("WSAddr() = %q", b.WSAddr())
+	}
+	ws, wsMsgs := client(t, "ws://"+b.WSAddr()+"/mqtt", "browser", nil)
+	subscribe(t, ws, "camagent/#")
+	tcp, _ := client(t, "tcp://"+b.Addr(), "device", nil)
+	// Larger than one read buffer, to cross message boundaries.
+	big := strings.Repeat("x", 70000)
+	if err := wait(tcp.Publish("camagent/d1/state", 1, true, big)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, wsMsgs, message{"camagent/d1/state", big, false})
+	if err := wait(ws.Publish("camagent/d1/cmd", 1, false, `{"action":"status"}`)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, wsMsgs, message{"camagent/d1/cmd", `{"action":"status"}`, false})
+}
+
+func TestListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	b, err := New(Options{TCPAddr: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "broker: listen tcp") {
+		t.Fatalf("Run on a busy port: %v, want a listen error", err)
+	}
+	if _, err := New(Options{Users: map[string]string{"u": ""}}); err == nil {
+		t.Fatal("New accepted an empty password")
+	}
+}
+
+// TestNoLeak checks that every goroutine of the broker and its clients ends
+// with Run's context.
+func TestNoLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := range 3 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			b := start(t, Options{WSAddr: "127.0.0.1:0"})
+			c, _ := client(t, "tcp://"+b.Addr(), "a", nil)
+			w, _ := client(t, "ws://"+b.WSAddr(), "b", nil)
+			subscribe(t, c, "x")
+			subscribe(t, w, "x")
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}

@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+)
+
+// quietHandler passes mochi's records to our handler one step quieter:
+// mochi logs routine events (listeners attached, server started) at Info and
+// every client that goes away with an unnamed Warn, which are Debug for us.
+type quietHandler struct{ h slog.Handler }
+
+func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	// Decided in Handle, where the message is known.
+	return q.h.Enabled(ctx, slog.LevelDebug) || q.h.Enabled(ctx, l)
+}
+
+func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	level, msg := r.Level, r.Message
+	switch {
+	case msg == "":
+		level, msg = slog.LevelDebug, "client connection ended"
+	case level <= slog.LevelInfo:
+		level = slog.LevelDebug
+	}
+	if !q.h.Enabled(ctx, level) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, level, msg, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(a)
+		return true
+	})
+	return q.h.Handle(ctx, out)
+}
+
+func (q quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{q.h.WithAttrs(attrs)}
+}
+
+func (q quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{q.h.WithGroup(name)}
+}

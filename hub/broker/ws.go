@@ -1,0 +1,121 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// wsListener serves MQTT over WebSocket on a listener we opened ourselves, so
+// that the bound address is known (mochi's own WebSocket listener only takes
+// an address string).
+type wsListener struct {
+	id  string
+	ln  net.Listener
+	srv *http.Server
+	log *slog.Logger
+
+	establish listeners.EstablishFn // set by Serve before srv starts
+}
+
+var _ listeners.Listener = (*wsListener)(nil)
+
+func newWSListener(id string, ln net.Listener) *wsListener {
+	l := &wsListener{id: id, ln: ln}
+	up := &websocket.Upgrader{
+		Subprotocols: []string{"mqtt"},
+		// Pages served by the hub on another port connect here; the broker
+		// authenticates clients itself.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	l.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return // Upgrade has answered the request.
+			}
+			conn := &wsConn{Conn: ws.NetConn(), ws: ws}
+			defer conn.Close()
+			if err := l.establish(l.id, conn); err != nil {
+				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "err", err)
+			}
+		}),
+	}
+	return l
+}
+
+func (l *wsListener) ID() string       { return l.id }
+func (l *wsListener) Address() string  { return l.ln.Addr().String() }
+func (l *wsListener) Protocol() string { return "ws" }
+
+func (l *wsListener) Init(log *slog.Logger) error {
+	l.log = log
+	l.srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	return nil
+}
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.establish = establish
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("websocket listener failed", "err", err)
+	}
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	// Close (not Shutdown): MQTT connections are hijacked and closed by
+	// closeClients; Close also stops Serve.
+	_ = l.srv.Close()
+	closeClients(l.id)
+}
+
+// wsConn carries an MQTT byte stream in binary WebSocket messages.
+type wsConn struct {
+	net.Conn // the underlying connection: addresses, deadlines, Close
+	ws       *websocket.Conn
+
+	r  io.Reader // the message being read, nil between messages
+	mu sync.Mutex
+}
+
+var errTextMessage = errors.New("broker: websocket text message, MQTT needs binary")
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			kind, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if kind != websocket.BinaryMessage {
+				return 0, errTextMessage
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			c.r = nil
+			if n == 0 {
+				continue // an empty or finished message: read the next one
+			}
+			err = nil
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

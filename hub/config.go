@@ -1,0 +1,160 @@
+package hub
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// App is one tenant: an App ID and its certificate (the token signing secret).
+type App struct {
+	ID string `yaml:"id"`
+	// Certificate signs tokens. Empty: generated on first start and kept in the state
+	// directory (app-<id>.cert), so tokens survive restarts.
+	Certificate string `yaml:"certificate"`
+	// CertificateFile reads the certificate from a file (e.g. a systemd credential).
+	CertificateFile string `yaml:"certificateFile"`
+}
+
+// Config is the hub's configuration (camhub.yaml); Defaults gives the embedded defaults.
+type Config struct {
+	// Listen is the web, API and signalling address.
+	Listen string `yaml:"listen"`
+	// MQTT is "embedded" (run a broker inside the hub) or a broker URL (tcp://, ssl://, ws://…).
+	MQTT string `yaml:"mqtt"`
+	// MQTTListen is where the embedded broker listens.
+	MQTTListen string `yaml:"mqttListen"`
+	// MQTTPrefix is the topic prefix of the devices (camagent/<id>/…).
+	MQTTPrefix   string `yaml:"mqttPrefix"`
+	MQTTUsername string `yaml:"mqttUsername"`
+	MQTTPassword string `yaml:"mqttPassword"`
+	// Apps served by this hub; the first is the one the pages use.
+	Apps []App `yaml:"apps"`
+	// StateDir keeps generated secrets.
+	StateDir string `yaml:"stateDir"`
+	// TokenAPIOpenOnLoopback lets clients on loopback mint tokens without credentials.
+	TokenAPIOpenOnLoopback bool `yaml:"tokenAPIOpenOnLoopback"`
+	// TokenAPIKeys are bearer keys that may mint tokens from anywhere (devices, backends).
+	TokenAPIKeys []string `yaml:"tokenAPIKeys"`
+	// ICELoopbackOnly limits media to loopback addresses; "auto" means: when Listen is loopback.
+	ICELoopbackOnly string `yaml:"iceLoopbackOnly"`
+}
+
+// Defaults are the embedded defaults: everything on loopback, App ID "demo".
+func Defaults() Config {
+	return Config{
+		Listen:                 "127.0.0.1:8080",
+		MQTT:                   "embedded",
+		MQTTListen:             "127.0.0.1:1883",
+		MQTTPrefix:             "camagent",
+		Apps:                   []App{{ID: "demo"}},
+		StateDir:               defaultStateDir(),
+		TokenAPIOpenOnLoopback: true,
+		ICELoopbackOnly:        "auto",
+	}
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(filepath.Dir(d), ".local", "state", "camhub")
+	}
+	return filepath.Join(os.TempDir(), "camhub")
+}
+
+// Validate checks the configuration and says what to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
+	}
+	if c.MQTT == "" {
+		errs = append(errs, errors.New(`mqtt: empty (use "embedded" or a broker URL such as tcp://127.0.0.1:1883)`))
+	} else if c.MQTT != "embedded" && !strings.Contains(c.MQTT, "://") {
+		errs = append(errs, fmt.Errorf("mqtt: %q is neither \"embedded\" nor a URL (tcp://host:1883)", c.MQTT))
+	}
+	if len(c.Apps) == 0 {
+		errs = append(errs, errors.New("apps: at least one App is needed"))
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Apps {
+		if a.ID == "" || len(a.ID) > 64 {
+			errs = append(errs, fmt.Errorf("apps[%d].id: must be 1-64 characters", i))
+		}
+		if seen[a.ID] {
+			errs = append(errs, fmt.Errorf("apps[%d].id: %q appears twice", i, a.ID))
+		}
+		seen[a.ID] = true
+	}
+	switch c.ICELoopbackOnly {
+	case "auto", "true", "false":
+	default:
+		errs = append(errs, fmt.Errorf("iceLoopbackOnly: %q (want auto, true or false)", c.ICELoopbackOnly))
+	}
+	return errors.Join(errs...)
+}
+
+// loopbackOnlyICE decides whether media stays on loopback.
+func (c *Config) loopbackOnlyICE() bool {
+	switch c.ICELoopbackOnly {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	host, _, _ := net.SplitHostPort(c.Listen)
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// Certificates resolves every App's certificate (from the config, a file, or the state
+// directory, generating one there on first use).
+func (c *Config) Certificates() (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range c.Apps {
+		switch {
+		case a.Certificate != "":
+			out[a.ID] = a.Certificate
+		case a.CertificateFile != "":
+			b, err := os.ReadFile(a.CertificateFile)
+			if err != nil {
+				return nil, fmt.Errorf("app %s: read certificate: %w", a.ID, err)
+			}
+			out[a.ID] = strings.TrimSpace(string(b))
+		default:
+			cert, err := stateCertificate(c.StateDir, a.ID)
+			if err != nil {
+				return nil, err
+			}
+			out[a.ID] = cert
+		}
+		if len(out[a.ID]) < 16 {
+			return nil, fmt.Errorf("app %s: certificate must be at least 16 characters", a.ID)
+		}
+	}
+	return out, nil
+}
+
+func stateCertificate(dir, app string) (string, error) {
+	path := filepath.Join(dir, "app-"+app+".cert")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("app %s: create state directory: %w", app, err)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	cert := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(cert+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("app %s: store certificate: %w", app, err)
+	}
+	return cert, nil
+}

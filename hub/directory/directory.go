@@ -1,0 +1,188 @@
+// Package directory keeps the hub's list of devices from their MQTT status and state topics,
+// and sends them commands the same way any MQTT client would (camagent/<id>/cmd → reply).
+//
+// It is an ordinary client of the fixed MQTT API (docs/mqtt.md): it subscribes to
+// <prefix>/+/status, <prefix>/+/state and <prefix>/+/reply and publishes to <prefix>/<id>/cmd.
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Device is one entry of the directory.
+type Device struct {
+	ID     string          `json:"id"`
+	Status string          `json:"status"` // online | offline | unknown
+	State  json.RawMessage `json:"state,omitempty"`
+	Seen   time.Time       `json:"seen"`
+}
+
+// Options configure a Directory.
+type Options struct {
+	Broker   string // tcp://127.0.0.1:1883
+	Prefix   string // camagent
+	ClientID string
+	Username string
+	Password string
+	Logger   *slog.Logger
+}
+
+// Directory is the device list plus a command channel to each device.
+type Directory struct {
+	opts   Options
+	log    *slog.Logger
+	client mqtt.Client
+
+	mu      sync.Mutex
+	devices map[string]*Device
+	waiting map[string]chan json.RawMessage // request id → reply
+}
+
+// New returns a Directory; Run connects it.
+func New(o Options) *Directory {
+	if o.Prefix == "" {
+		o.Prefix = "camagent"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.ClientID == "" {
+		o.ClientID = "camhub-" + randomHex(4)
+	}
+	return &Directory{opts: o, log: o.Logger.With("component", "directory"),
+		devices: map[string]*Device{}, waiting: map[string]chan json.RawMessage{}}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run connects to the broker and keeps the directory current until ctx ends.
+func (d *Directory) Run(ctx context.Context) error {
+	co := mqtt.NewClientOptions().AddBroker(d.opts.Broker).SetClientID(d.opts.ClientID).
+		SetUsername(d.opts.Username).SetPassword(d.opts.Password).
+		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).SetCleanSession(true).SetOrderMatters(false)
+	co.SetOnConnectHandler(func(c mqtt.Client) {
+		d.log.Info("connected to broker", "broker", d.opts.Broker)
+		filters := map[string]byte{
+			d.opts.Prefix + "/+/status": 1,
+			d.opts.Prefix + "/+/state":  1,
+			d.opts.Prefix + "/+/reply":  1,
+		}
+		c.SubscribeMultiple(filters, d.onMessage)
+	})
+	co.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		d.log.Warn("lost broker connection", "err", err)
+	})
+	d.client = mqtt.NewClient(co)
+	d.client.Connect() // retries in the background until connected
+	<-ctx.Done()
+	d.client.Disconnect(250)
+	return nil
+}
+
+func (d *Directory) onMessage(_ mqtt.Client, m mqtt.Message) {
+	parts := strings.Split(m.Topic(), "/")
+	if len(parts) < 3 {
+		return
+	}
+	id, kind := parts[len(parts)-2], parts[len(parts)-1]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch kind {
+	case "reply":
+		var r struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(m.Payload(), &r) == nil {
+			if ch := d.waiting[r.ID]; ch != nil {
+				ch <- append(json.RawMessage(nil), m.Payload()...)
+				delete(d.waiting, r.ID)
+			}
+		}
+		return
+	case "status", "state":
+	default:
+		return
+	}
+	dev := d.devices[id]
+	if dev == nil {
+		if len(m.Payload()) == 0 {
+			return // a cleared retained message for a device we never knew
+		}
+		dev = &Device{ID: id, Status: "unknown"}
+		d.devices[id] = dev
+	}
+	dev.Seen = time.Now()
+	if kind == "status" {
+		dev.Status = strings.TrimSpace(string(m.Payload()))
+	} else if json.Valid(m.Payload()) {
+		dev.State = append(json.RawMessage(nil), m.Payload()...)
+	}
+}
+
+// Devices returns the directory sorted by id.
+func (d *Directory) Devices() []Device {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Device, 0, len(d.devices))
+	for _, dev := range d.devices {
+		out = append(out, *dev)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ErrNoReply is returned when a device does not answer a command in time.
+var ErrNoReply = errors.New("directory: device did not reply")
+
+// Command sends cmd (a JSON object; its "id" is set here) to device id and returns the reply.
+func (d *Directory) Command(ctx context.Context, id string, cmd map[string]any, timeout time.Duration) (json.RawMessage, error) {
+	if d.client == nil || !d.client.IsConnectionOpen() {
+		return nil, errors.New("directory: not connected to the MQTT broker")
+	}
+	reqID := "hub-" + randomHex(6)
+	cmd["id"] = reqID
+	payload, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("directory: encode command: %w", err)
+	}
+	ch := make(chan json.RawMessage, 1)
+	d.mu.Lock()
+	d.waiting[reqID] = ch
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.waiting, reqID)
+		d.mu.Unlock()
+	}()
+	tok := d.client.Publish(d.opts.Prefix+"/"+id+"/cmd", 1, false, payload)
+	if !tok.WaitTimeout(timeout) || tok.Error() != nil {
+		return nil, fmt.Errorf("directory: publish command to %s: %v", id, tok.Error())
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-timer.C:
+		return nil, ErrNoReply
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

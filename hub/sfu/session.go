@@ -1,0 +1,792 @@
+package sfu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/rtc"
+	"github.com/gorilla/websocket"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	sendQueue    = 256
+	pingInterval = 10 * time.Second
+	pongWait     = 25 * time.Second
+	writeWait    = 5 * time.Second
+	gatherWait   = 5 * time.Second
+)
+
+type subKey struct {
+	uid  uint32
+	kind string
+}
+
+// subscription is one forwarded track sent to one subscriber.
+type subscription struct {
+	track       *track
+	transceiver *webrtc.RTPTransceiver
+	// fresh: the subscriber has not yet been given a keyframe request for this track.
+	fresh bool
+}
+
+// session is one user: one WebSocket, its peer connections and its tracks.
+type session struct {
+	svc    *Service
+	log    *slog.Logger
+	conn   *websocket.Conn
+	out    chan []byte
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	ch        *channel
+	uid       uint32
+	claims    *token.Claims
+	pub       *webrtc.PeerConnection
+	published map[string]*track
+	sub       *webrtc.PeerConnection
+	subs      map[subKey]*subscription
+	leaveWhy  string
+	timers    []*time.Timer
+
+	negMu          sync.Mutex
+	awaitingAnswer bool
+	dirty          bool
+}
+
+func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
+	ctx, cancel := context.WithCancel(svc.ctx)
+	return &session{
+		svc:       svc,
+		log:       svc.log.With("remote", remote),
+		conn:      conn,
+		out:       make(chan []byte, sendQueue),
+		ctx:       ctx,
+		cancel:    cancel,
+		published: map[string]*track{},
+		subs:      map[subKey]*subscription{},
+		leaveWhy:  "quit",
+	}
+}
+
+// run serves the session until its socket closes or the service stops, then tears it down.
+func (s *session) run() {
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop()
+	}()
+	go func() {
+		<-s.ctx.Done()
+		s.conn.Close() // unblocks the read loop
+	}()
+	s.readLoop()
+	s.cancel()
+	<-writerDone
+	s.teardown()
+}
+
+func (s *session) readLoop() {
+	s.conn.SetReadLimit(1 << 20)
+	s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	s.conn.SetPongHandler(func(string) error {
+		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		typ, data, err := s.conn.ReadMessage()
+		if err != nil {
+			if s.ctx.Err() == nil && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+				s.log.Debug("signalling read ended", "err", err)
+				s.setLeaveReason("timeout")
+			}
+			return
+		}
+		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if typ != websocket.TextMessage {
+			s.replyErr(0, rtc.Errorf(rtc.CodeBadMessage, "binary frames are not part of the protocol"))
+			continue
+		}
+		m, err := rtc.ParseMessage(data)
+		if err != nil {
+			var id uint64
+			if m != nil {
+				id = m.ID
+			}
+			s.log.Info("bad signalling message", "uid", s.uidNow(), "err", err)
+			s.replyErr(id, asProtoErr(err))
+			continue
+		}
+		if stop := s.handle(m); stop {
+			return
+		}
+	}
+}
+
+func (s *session) writeLoop() {
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			// Flush what is queued (a final event or reply), then say goodbye.
+			for {
+				select {
+				case b := <-s.out:
+					s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+					if s.conn.WriteMessage(websocket.TextMessage, b) != nil {
+						return
+					}
+				default:
+					s.conn.WriteControl(websocket.CloseMessage,
+						websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+					return
+				}
+			}
+		case b := <-s.out:
+			s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+				s.cancel()
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				s.cancel()
+				return
+			}
+		}
+	}
+}
+
+// send queues a message; a user too slow to take its messages is disconnected.
+func (s *session) send(m *rtc.Message) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		s.log.Error("encode message", "err", err)
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.log.Warn("signalling queue full, disconnecting user", "uid", s.uidNow())
+		s.setLeaveReason("timeout")
+		s.cancel()
+	}
+}
+
+func okReply(id uint64) *rtc.Message {
+	t := true
+	return &rtc.Message{Type: rtc.TypeReply, ID: id, OK: &t}
+}
+
+func (s *session) replyErr(id uint64, e *rtc.Error) {
+	f := false
+	s.send(&rtc.Message{Type: rtc.TypeReply, ID: id, OK: &f, Error: e})
+}
+
+func asProtoErr(err error) *rtc.Error {
+	var pe *rtc.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return rtc.Errorf(rtc.CodeInternal, "%v", err)
+}
+
+// handle runs one request; it reports whether the session should end.
+func (s *session) handle(m *rtc.Message) (stop bool) {
+	var (
+		reply *rtc.Message
+		err   error
+	)
+	if m.Type != rtc.TypeJoin && m.Type != rtc.TypePing && s.channel() == nil {
+		s.replyErr(m.ID, rtc.Errorf(rtc.CodeNotJoined, "%s before join", m.Type))
+		return false
+	}
+	switch m.Type {
+	case rtc.TypeJoin:
+		reply, err = s.join(m)
+	case rtc.TypePublish:
+		reply, err = s.publish(m)
+	case rtc.TypeSubscribe:
+		reply, err = s.subscribe(m)
+	case rtc.TypeUnsubscribe:
+		reply, err = s.unsubscribe(m)
+	case rtc.TypeAnswer:
+		if err = s.answer(m); err == nil {
+			return false // an answer has no reply
+		}
+	case rtc.TypeRenew:
+		reply, err = s.renew(m)
+	case rtc.TypePing:
+		reply = okReply(m.ID)
+	case rtc.TypeLeave:
+		s.send(okReply(m.ID))
+		s.setLeaveReason("quit")
+		return true
+	}
+	if err != nil {
+		pe := asProtoErr(err)
+		s.log.Info("request refused", "type", m.Type, "uid", s.uidNow(), "code", pe.Code, "err", pe.Message)
+		s.replyErr(m.ID, pe)
+		return false
+	}
+	reply.Type, reply.ID = rtc.TypeReply, m.ID
+	if reply.OK == nil {
+		t := true
+		reply.OK = &t
+	}
+	s.send(reply)
+	return false
+}
+
+func (s *session) channel() *channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *session) uidNow() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.uid
+}
+
+func (s *session) setLeaveReason(r string) {
+	s.mu.Lock()
+	if s.leaveWhy == "quit" || r != "timeout" {
+		s.leaveWhy = r
+	}
+	s.mu.Unlock()
+}
+
+// tokenError maps a refused token to its protocol code.
+func tokenError(err error) *rtc.Error {
+	var te *token.Error
+	if !errors.As(err, &te) {
+		return rtc.Errorf(rtc.CodeTokenInvalid, "%v", err)
+	}
+	code := map[token.Reason]string{
+		token.ReasonMissing:      rtc.CodeTokenMissing,
+		token.ReasonMalformed:    rtc.CodeTokenInvalid,
+		token.ReasonBadSignature: rtc.CodeTokenInvalid,
+		token.ReasonUnknownApp:   rtc.CodeAppUnknown,
+		token.ReasonWrongApp:     rtc.CodeTokenWrongApp,
+		token.ReasonWrongChannel: rtc.CodeTokenWrongChannel,
+		token.ReasonWrongUID:     rtc.CodeTokenWrongUID,
+		token.ReasonExpired:      rtc.CodeTokenExpired,
+		token.ReasonNotYetValid:  rtc.CodeTokenNotYetValid,
+		token.ReasonNoPrivilege:  rtc.CodeNoPrivilege,
+	}[te.Reason]
+	return &rtc.Error{Code: code, Message: te.Message}
+}
+
+func (s *session) checkToken(text, app, ch string, uid uint32) (*token.Claims, error) {
+	if _, ok := s.svc.opts.Certificate(app); !ok {
+		return nil, rtc.Errorf(rtc.CodeAppUnknown, "unknown App ID %q", app)
+	}
+	claims, err := token.Parse(text, s.svc.opts.Certificate)
+	if err == nil {
+		err = claims.Check(app, ch, uid, "", s.svc.opts.Now())
+	}
+	if err != nil {
+		return nil, tokenError(err)
+	}
+	return claims, nil
+}
+
+func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
+	if s.channel() != nil {
+		return nil, rtc.Errorf(rtc.CodeAlreadyJoined, "already in a channel; leave first")
+	}
+	key := channelKey{m.AppID, m.Channel}
+	var uid uint32
+	if m.UID != nil && *m.UID != 0 {
+		uid = *m.UID
+	}
+	// A join without uid takes the token's uid, or a free one when the token admits any.
+	if uid == 0 && m.Token != "" {
+		if c, err := token.Parse(m.Token, s.svc.opts.Certificate); err == nil && c.UID != 0 {
+			uid = c.UID
+		}
+	}
+	if uid == 0 {
+		uid = s.svc.freeUID(key)
+	}
+	claims, err := s.checkToken(m.Token, m.AppID, m.Channel, uid)
+	if err != nil {
+		s.svc.refused.Add(1)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.uid, s.claims = uid, claims
+	s.log = s.log.With("app", m.AppID, "channel", m.Channel, "uid", uid)
+	s.mu.Unlock()
+
+	c, old := s.svc.enter(key, uid, s)
+	s.mu.Lock()
+	s.ch = c
+	s.mu.Unlock()
+	if old != nil {
+		old.setLeaveReason("replaced")
+		old.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventReplaced, UID: &uid,
+			Reason: "another session joined with the same uid"})
+		old.cancel()
+	}
+	s.svc.joins.Add(1)
+	s.armExpiry(claims)
+	s.log.Info("user joined")
+	users := c.snapshot(uid)
+	c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
+	return &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt}, nil
+}
+
+func (s *session) renew(m *rtc.Message) (*rtc.Message, error) {
+	s.mu.Lock()
+	app, name, uid := s.ch.key.app, s.ch.key.name, s.uid
+	s.mu.Unlock()
+	claims, err := s.checkToken(m.Token, app, name, uid)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.claims = claims
+	s.mu.Unlock()
+	s.armExpiry(claims)
+	s.log.Info("token renewed", "expires", claims.Expiry())
+	return &rtc.Message{ExpiresAt: claims.ExpiresAt}, nil
+}
+
+// armExpiry (re)starts the warning and expiry timers of the session's token.
+func (s *session) armExpiry(c *token.Claims) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	left := time.Until(c.Expiry())
+	if now := s.svc.opts.Now(); !now.IsZero() {
+		left = c.Expiry().Sub(now)
+	}
+	warn := left - s.svc.opts.WillExpireBefore
+	if warn < 0 {
+		warn = 0
+	}
+	s.timers = []*time.Timer{
+		time.AfterFunc(warn, func() {
+			s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventTokenWillExpire})
+		}),
+		time.AfterFunc(left, func() {
+			s.log.Info("token expired, disconnecting user")
+			s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventTokenDidExpire})
+			s.setLeaveReason("expired")
+			s.cancel()
+		}),
+	}
+}
+
+func (s *session) newPeerConnection() (*webrtc.PeerConnection, error) {
+	pc, err := s.svc.opts.API.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, rtc.Errorf(rtc.CodeInternal, "create peer connection: %v", err)
+	}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("peer connection state", "state", st.String())
+		if st == webrtc.PeerConnectionStateFailed {
+			// The transport is dead: the user is gone.
+			s.setLeaveReason("timeout")
+			s.cancel()
+		}
+	})
+	return pc, nil
+}
+
+// sendKinds returns the media kinds an offer sends (m-lines that are sendonly or sendrecv).
+func sendKinds(offer string) (map[string]bool, error) {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return nil, rtc.Errorf(rtc.CodeInvalidParams, "publish: sdp is not a session description: %v", err)
+	}
+	kinds := map[string]bool{}
+	for _, md := range d.MediaDescriptions {
+		kind := md.MediaName.Media
+		if kind != rtc.KindAudio && kind != rtc.KindVideo {
+			continue
+		}
+		if md.MediaName.Port.Value == 0 {
+			continue // rejected m-line
+		}
+		dir := "sendrecv"
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "sendonly", "recvonly", "inactive", "sendrecv":
+				dir = a.Key
+			}
+		}
+		if dir == "sendonly" || dir == "sendrecv" {
+			kinds[kind] = true
+		}
+	}
+	return kinds, nil
+}
+
+func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
+	kinds, err := sendKinds(m.SDP)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	claims := s.claims
+	s.mu.Unlock()
+	if kinds[rtc.KindAudio] && !claims.Has(token.PrivPublishAudio) {
+		return nil, rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow publishing audio")
+	}
+	if kinds[rtc.KindVideo] && !claims.Has(token.PrivPublishVideo) {
+		return nil, rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow publishing video")
+	}
+	s.mu.Lock()
+	pc := s.pub
+	s.mu.Unlock()
+	if pc == nil {
+		if pc, err = s.newPeerConnection(); err != nil {
+			return nil, err
+		}
+		pc.OnTrack(s.onTrack)
+		s.mu.Lock()
+		s.pub = pc
+		s.mu.Unlock()
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: apply offer: %v", err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: create answer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: set answer: %v", err)
+	}
+	if err := s.wait(gathered); err != nil {
+		return nil, err
+	}
+	// Kinds no longer sent are unpublished now; new ones are announced when media arrives.
+	for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
+		if !kinds[kind] {
+			s.unpublishKind(kind)
+		}
+	}
+	return &rtc.Message{SDP: pc.LocalDescription().SDP}, nil
+}
+
+func (s *session) wait(done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-time.After(gatherWait):
+		return rtc.Errorf(rtc.CodeInternal, "ICE gathering did not complete in %s", gatherWait)
+	case <-s.ctx.Done():
+		return rtc.Errorf(rtc.CodeInternal, "session closed")
+	}
+}
+
+// onTrack runs when a publisher's media arrives: the track becomes available to subscribers.
+func (s *session) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	kind := remote.Kind().String()
+	s.mu.Lock()
+	ch, uid, pc := s.ch, s.uid, s.pub
+	s.mu.Unlock()
+	if ch == nil || s.ctx.Err() != nil {
+		return
+	}
+	t, err := newTrack(s.svc, pc, remote, uid)
+	if err != nil {
+		s.log.Error("forward track", "kind", kind, "err", err)
+		return
+	}
+	s.unpublishKind(kind) // a new stream for a kind replaces the old one
+	s.mu.Lock()
+	s.published[kind] = t
+	s.mu.Unlock()
+	s.log.Info("user published", "kind", kind, "codec", remote.Codec().MimeType)
+	ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserPublished, UID: &uid, Kind: kind})
+	t.forward(s.ctx) // returns when the publisher's stream ends
+	s.mu.Lock()
+	current := s.published[kind] == t
+	s.mu.Unlock()
+	if current {
+		s.unpublishKind(kind)
+	}
+}
+
+// unpublishKind stops offering the kind to others and tells them.
+func (s *session) unpublishKind(kind string) {
+	s.mu.Lock()
+	t := s.published[kind]
+	delete(s.published, kind)
+	ch, uid := s.ch, s.uid
+	s.mu.Unlock()
+	if t == nil {
+		return
+	}
+	t.close()
+	for _, sub := range t.subscribers() {
+		sub.dropSubscription(subKey{uid, kind})
+	}
+	if ch != nil {
+		s.log.Info("user unpublished", "kind", kind)
+		ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserUnpublished, UID: &uid, Kind: kind})
+	}
+}
+
+func (s *session) publishes() (audio, video bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published[rtc.KindAudio] != nil, s.published[rtc.KindVideo] != nil
+}
+
+func (s *session) publishedTrack(kind string) *track {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.published[kind]
+}
+
+func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
+	s.mu.Lock()
+	ch, claims := s.ch, s.claims
+	s.mu.Unlock()
+	if !claims.Has(token.PrivSubscribe) {
+		return nil, rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow subscribing")
+	}
+	uid := *m.UID
+	publisher := ch.lookup(uid)
+	if publisher == nil || publisher == s {
+		return nil, rtc.Errorf(rtc.CodeNoSuchUser, "no user %d in this channel", uid)
+	}
+	t := publisher.publishedTrack(m.Kind)
+	if t == nil {
+		return nil, rtc.Errorf(rtc.CodeNotPublished, "user %d publishes no %s", uid, m.Kind)
+	}
+	key := subKey{uid, m.Kind}
+	s.mu.Lock()
+	existing := s.subs[key]
+	pc := s.sub
+	s.mu.Unlock()
+	if existing != nil && existing.track == t {
+		return &rtc.Message{Mid: existing.transceiver.Mid()}, nil
+	}
+	if existing != nil {
+		s.dropSubscription(key)
+	}
+	if pc == nil {
+		var err error
+		if pc, err = s.newPeerConnection(); err != nil {
+			return nil, err
+		}
+		pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+			switch st {
+			case webrtc.PeerConnectionStateConnected:
+				s.requestFreshKeyframes()
+			case webrtc.PeerConnectionStateFailed:
+				s.setLeaveReason("timeout")
+				s.cancel()
+			}
+		})
+		s.mu.Lock()
+		s.sub = pc
+		s.mu.Unlock()
+	}
+	tr, err := pc.AddTransceiverFromTrack(t.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: add track: %v", err)
+	}
+	sub := &subscription{track: t, transceiver: tr, fresh: true}
+	s.mu.Lock()
+	s.subs[key] = sub
+	s.mu.Unlock()
+	t.addSubscriber(s)
+	go s.readRTCP(tr.Sender(), t)
+	if err := s.renegotiate(); err != nil {
+		s.dropSubscription(key)
+		return nil, err
+	}
+	return &rtc.Message{Mid: tr.Mid()}, nil
+}
+
+// readRTCP drains a subscriber's RTCP for one track and relays keyframe requests.
+func (s *session) readRTCP(sender *webrtc.RTPSender, t *track) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		if wantsKeyframe(pkts) {
+			t.requestKeyframe()
+		}
+	}
+}
+
+func (s *session) unsubscribe(m *rtc.Message) (*rtc.Message, error) {
+	key := subKey{*m.UID, m.Kind}
+	s.mu.Lock()
+	_, ok := s.subs[key]
+	s.mu.Unlock()
+	if !ok {
+		return nil, rtc.Errorf(rtc.CodeNotPublished, "not subscribed to user %d's %s", key.uid, key.kind)
+	}
+	s.dropSubscription(key)
+	return &rtc.Message{}, nil
+}
+
+// dropSubscription stops sending a track to this user and renegotiates.
+func (s *session) dropSubscription(key subKey) {
+	s.mu.Lock()
+	sub := s.subs[key]
+	delete(s.subs, key)
+	pc := s.sub
+	s.mu.Unlock()
+	if sub == nil {
+		return
+	}
+	sub.track.removeSubscriber(s)
+	if pc == nil || s.ctx.Err() != nil {
+		return
+	}
+	if err := pc.RemoveTrack(sub.transceiver.Sender()); err != nil {
+		s.log.Debug("remove track", "err", err)
+	}
+	if err := s.renegotiate(); err != nil {
+		s.log.Debug("renegotiate after unsubscribe", "err", err)
+	}
+}
+
+// renegotiate sends a new offer for the subscribe connection, or marks one as due when an
+// answer is still awaited.
+func (s *session) renegotiate() error {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	s.mu.Lock()
+	pc := s.sub
+	s.mu.Unlock()
+	if pc == nil || s.ctx.Err() != nil {
+		return nil
+	}
+	if s.awaitingAnswer {
+		s.dirty = true
+		return nil
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return rtc.Errorf(rtc.CodeNegotiation, "create offer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return rtc.Errorf(rtc.CodeNegotiation, "set offer: %v", err)
+	}
+	if err := s.wait(gathered); err != nil {
+		return err
+	}
+	tracks := map[string]rtc.TrackInfo{}
+	s.mu.Lock()
+	for key, sub := range s.subs {
+		if mid := sub.transceiver.Mid(); mid != "" {
+			tracks[mid] = rtc.TrackInfo{UID: key.uid, Kind: key.kind}
+		}
+	}
+	s.mu.Unlock()
+	s.awaitingAnswer = true
+	s.send(&rtc.Message{Type: rtc.TypeOffer, SDP: pc.LocalDescription().SDP, Tracks: tracks})
+	return nil
+}
+
+func (s *session) answer(m *rtc.Message) error {
+	s.negMu.Lock()
+	s.mu.Lock()
+	pc := s.sub
+	s.mu.Unlock()
+	if pc == nil || !s.awaitingAnswer {
+		s.negMu.Unlock()
+		return rtc.Errorf(rtc.CodeBadMessage, "answer without an offer")
+	}
+	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
+	s.awaitingAnswer = false
+	again := s.dirty
+	s.dirty = false
+	s.negMu.Unlock()
+	if err != nil {
+		return rtc.Errorf(rtc.CodeNegotiation, "apply answer: %v", err)
+	}
+	if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		s.requestFreshKeyframes()
+	}
+	if again {
+		return s.renegotiate()
+	}
+	return nil
+}
+
+// requestFreshKeyframes asks each newly subscribed track's publisher for a keyframe, once the
+// subscriber can receive it: a keyframe sent before then would be lost.
+func (s *session) requestFreshKeyframes() {
+	var tracks []*track
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		if sub.fresh && sub.transceiver.Mid() != "" {
+			sub.fresh = false
+			tracks = append(tracks, sub.track)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range tracks {
+		t.requestKeyframeNow()
+	}
+}
+
+// teardown removes the user from its channel, stops its tracks and closes its connections.
+func (s *session) teardown() {
+	s.mu.Lock()
+	ch, uid, why := s.ch, s.uid, s.leaveWhy
+	for _, t := range s.timers {
+		t.Stop()
+	}
+	s.mu.Unlock()
+	for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
+		s.unpublishKind(kind)
+	}
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = map[subKey]*subscription{}
+	pub, sub := s.pub, s.sub
+	s.mu.Unlock()
+	for _, x := range subs {
+		x.track.removeSubscriber(s)
+	}
+	if pub != nil {
+		pub.Close()
+	}
+	if sub != nil {
+		sub.Close()
+	}
+	if ch != nil && s.svc.exit(ch, uid, s) {
+		s.log.Info("user left", "reason", why)
+		ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserLeft, UID: &uid, Reason: why})
+	}
+}
+
+func randomUID() uint32 {
+	var b [4]byte
+	for {
+		rand.Read(b[:]) // never fails (Go 1.24+)
+		// Keep assigned uids below 2^31 so that JavaScript and JSON tools handle them plainly.
+		if uid := binary.BigEndian.Uint32(b[:]) & 0x7fffffff; uid != 0 {
+			return uid
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package rtc
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// APIOptions configure the one webrtc.API a process builds (codecs, interceptors, ICE).
+type APIOptions struct {
+	// LoopbackOnly gathers ICE candidates on loopback addresses only (tests, single-machine
+	// setups). Otherwise every non-loopback interface is used.
+	LoopbackOnly bool
+	// NAT1To1IPs are public addresses announced as host candidates (1:1 NAT), optional.
+	NAT1To1IPs []string
+	// UDPPortMin/Max bound the ephemeral UDP ports used for media (0: any).
+	UDPPortMin, UDPPortMax uint16
+}
+
+// H264FmtpConstrainedBaseline is the H.264 profile the device sends (packetization-mode 1).
+const H264FmtpConstrainedBaseline = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+
+// Codecs returns the codecs camagent negotiates, in order of preference.
+func Codecs() []webrtc.RTPCodecParameters {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"},
+	}
+	return []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: H264FmtpConstrainedBaseline, RTCPFeedback: videoFB}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFB}, PayloadType: 104},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+	}
+}
+
+// NewAPI builds the webrtc.API: camagent's codecs, pion's default interceptors (NACK
+// generation and answering from a packet cache, RTCP reports, TWCC) and ICE settings.
+// mDNS is disabled: candidates are plain addresses, and nothing is sent to multicast groups.
+func NewAPI(o APIOptions) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	for _, c := range Codecs() {
+		typ := webrtc.RTPCodecTypeVideo
+		if c.MimeType == webrtc.MimeTypeOpus {
+			typ = webrtc.RTPCodecTypeAudio
+		}
+		if err := m.RegisterCodec(c, typ); err != nil {
+			return nil, fmt.Errorf("rtc: register codec %s: %w", c.MimeType, err)
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, fmt.Errorf("rtc: register interceptors: %w", err)
+	}
+	s := webrtc.SettingEngine{}
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	s.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
+	if o.LoopbackOnly {
+		s.SetIncludeLoopbackCandidate(true)
+		s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	}
+	if len(o.NAT1To1IPs) > 0 {
+		if err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: o.NAT1To1IPs, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("rtc: public addresses: %w", err)
+		}
+	}
+	if o.UDPPortMin != 0 || o.UDPPortMax != 0 {
+		if err := s.SetEphemeralUDPPortRange(o.UDPPortMin, o.UDPPortMax); err != nil {
+			return nil, fmt.Errorf("rtc: udp port range: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s)), nil
+}

@@ -1,0 +1,419 @@
+package rtc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
+)
+
+// ClientOptions configure a channel client.
+type ClientOptions struct {
+	// URL of the hub's signalling endpoint, e.g. ws://127.0.0.1:8080/rtc. An http(s):// hub
+	// address is accepted too and turned into ws(s)://…/rtc.
+	URL    string
+	API    *webrtc.API
+	Logger *slog.Logger
+	// RequestTimeout bounds each request (10 s).
+	RequestTimeout time.Duration
+}
+
+// Client is one user's connection to a hub: signalling plus the publish and subscribe peer
+// connections. Events from the hub arrive on Events(); Done() closes when the connection ends.
+type Client struct {
+	opts ClientOptions
+	log  *slog.Logger
+	conn *websocket.Conn
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	writeMu sync.Mutex
+	events  chan *Message
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan *Message
+	pub     *webrtc.PeerConnection
+	sub     *webrtc.PeerConnection
+	tracks  map[string]TrackInfo // mid → whose track, from the hub's offers
+	arrived map[TrackInfo]*webrtc.TrackRemote
+	waiters map[TrackInfo][]chan *webrtc.TrackRemote
+	offers  chan *Message
+}
+
+// HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
+func HubWebSocketURL(hub string) string {
+	switch {
+	case len(hub) > 7 && hub[:7] == "http://":
+		return "ws://" + trimSlash(hub[7:]) + "/rtc"
+	case len(hub) > 8 && hub[:8] == "https://":
+		return "wss://" + trimSlash(hub[8:]) + "/rtc"
+	}
+	return hub
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Dial opens the signalling connection. The client lives until Close, Leave, or the hub ends it.
+func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.API == nil {
+		return nil, errors.New("rtc: no webrtc API")
+	}
+	url := HubWebSocketURL(o.URL)
+	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment}
+	conn, _, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: connect to %s: %w", url, err)
+	}
+	cctx, cancel := context.WithCancelCause(context.Background())
+	c := &Client{
+		opts: o, log: o.Logger.With("component", "rtc"), conn: conn, ctx: cctx, cancel: cancel,
+		events: make(chan *Message, 64), pending: map[uint64]chan *Message{},
+		tracks: map[string]TrackInfo{}, arrived: map[TrackInfo]*webrtc.TrackRemote{},
+		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
+	}
+	c.wg.Add(2)
+	go c.readLoop()
+	go c.offerLoop()
+	return c, nil
+}
+
+// Events delivers the hub's events (Type "event"). It is closed when the client ends.
+func (c *Client) Events() <-chan *Message { return c.events }
+
+// Done is closed when the connection has ended; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
+
+// Err is why the client ended (nil while it runs).
+func (c *Client) Err() error { return context.Cause(c.ctx) }
+
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	defer close(c.events)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))
+			return
+		}
+		var m Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.log.Warn("hub sent a message that is not JSON", "err", err)
+			continue
+		}
+		switch m.Type {
+		case TypeReply:
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			delete(c.pending, m.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- &m
+			} else if m.Error != nil {
+				c.log.Warn("hub reported an error", "code", m.Error.Code, "msg", m.Error.Message)
+			}
+		case TypeOffer:
+			select {
+			case c.offers <- &m:
+			case <-c.ctx.Done():
+				return
+			}
+		case TypeEvent:
+			select {
+			case c.events <- &m:
+			default:
+				c.log.Warn("event dropped: nobody reads events", "event", m.Event)
+			}
+		}
+	}
+}
+
+// offerLoop answers the hub's offers for the subscribe connection, one at a time.
+func (c *Client) offerLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case m := <-c.offers:
+			if err := c.answerOffer(m); err != nil {
+				c.log.Error("answer hub offer", "err", err)
+			}
+		}
+	}
+}
+
+func (c *Client) answerOffer(m *Message) error {
+	c.mu.Lock()
+	pc := c.sub
+	for mid, ti := range m.Tracks {
+		c.tracks[mid] = ti
+	}
+	c.mu.Unlock()
+	if pc == nil {
+		var err error
+		if pc, err = c.opts.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+			return fmt.Errorf("rtc: subscribe connection: %w", err)
+		}
+		pc.OnTrack(c.onTrack)
+		c.mu.Lock()
+		c.sub = pc
+		c.mu.Unlock()
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		return fmt.Errorf("rtc: apply hub offer: %w", err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("rtc: create answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fmt.Errorf("rtc: set answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	return c.write(&Message{Type: TypeAnswer, SDP: pc.LocalDescription().SDP})
+}
+
+func (c *Client) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	var mid string
+	c.mu.Lock()
+	if c.sub != nil {
+		for _, tr := range c.sub.GetTransceivers() {
+			if tr.Receiver() == r {
+				mid = tr.Mid()
+			}
+		}
+	}
+	ti, ok := c.tracks[mid]
+	if !ok {
+		c.mu.Unlock()
+		c.log.Warn("track on unknown transceiver", "mid", mid)
+		return
+	}
+	c.arrived[ti] = t
+	waiters := c.waiters[ti]
+	delete(c.waiters, ti)
+	c.mu.Unlock()
+	for _, w := range waiters {
+		w <- t
+	}
+}
+
+func (c *Client) write(m *Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.RequestTimeout))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("rtc: send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// request sends m and waits for its reply; a refused request returns the hub's *Error.
+func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
+	ch := make(chan *Message, 1)
+	c.mu.Lock()
+	c.nextID++
+	m.ID = c.nextID
+	c.pending[m.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
+	}()
+	if err := c.write(m); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(c.opts.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.OK == nil || !*r.OK {
+			if r.Error == nil {
+				r.Error = Errorf(CodeInternal, "request refused without a reason")
+			}
+			return r, r.Error
+		}
+		return r, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("rtc: %s: no reply from hub in %s", m.Type, c.opts.RequestTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, context.Cause(c.ctx)
+	}
+}
+
+// JoinResult is what the hub says on a successful join.
+type JoinResult struct {
+	UID       uint32
+	Users     []User
+	ExpiresAt time.Time
+}
+
+// Join enters a channel. uid 0 asks the hub to assign one.
+func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, tok string) (*JoinResult, error) {
+	m := &Message{Type: TypeJoin, AppID: appID, Channel: channel, Token: tok}
+	if uid != 0 {
+		m.UID = &uid
+	}
+	r, err := c.request(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	res := &JoinResult{Users: r.Users, ExpiresAt: time.Unix(r.ExpiresAt, 0)}
+	if r.UID != nil {
+		res.UID = *r.UID
+	}
+	return res, nil
+}
+
+// Publish sends tracks on the publish connection (replacing what was published before) and
+// returns their senders, whose RTCP the caller must read (keyframe requests arrive there).
+func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	c.mu.Lock()
+	pc := c.pub
+	c.mu.Unlock()
+	if pc == nil {
+		var err error
+		if pc, err = c.opts.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+			return nil, fmt.Errorf("rtc: publish connection: %w", err)
+		}
+		c.mu.Lock()
+		c.pub = pc
+		c.mu.Unlock()
+	}
+	var senders []*webrtc.RTPSender
+	for _, t := range tracks {
+		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, fmt.Errorf("rtc: add %s track: %w", t.Kind(), err)
+		}
+		senders = append(senders, tr.Sender())
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("rtc: create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return nil, fmt.Errorf("rtc: set offer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: pc.LocalDescription().SDP})
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
+		return nil, fmt.Errorf("rtc: apply hub answer: %w", err)
+	}
+	return senders, nil
+}
+
+// PublishConnection returns the publish peer connection (nil before Publish), for stats.
+func (c *Client) PublishConnection() *webrtc.PeerConnection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pub
+}
+
+// Subscribe asks for uid's track of kind and returns it once its media arrives.
+func (c *Client) Subscribe(ctx context.Context, uid uint32, kind string) (*webrtc.TrackRemote, error) {
+	ti := TrackInfo{UID: uid, Kind: kind}
+	w := make(chan *webrtc.TrackRemote, 1)
+	c.mu.Lock()
+	delete(c.arrived, ti)
+	c.waiters[ti] = append(c.waiters[ti], w)
+	c.mu.Unlock()
+	if _, err := c.request(ctx, &Message{Type: TypeSubscribe, UID: &uid, Kind: kind}); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(c.opts.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case t := <-w:
+		return t, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("rtc: subscribe %d/%s: no media in %s", uid, kind, c.opts.RequestTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, context.Cause(c.ctx)
+	}
+}
+
+// Unsubscribe stops receiving uid's track of kind.
+func (c *Client) Unsubscribe(ctx context.Context, uid uint32, kind string) error {
+	_, err := c.request(ctx, &Message{Type: TypeUnsubscribe, UID: &uid, Kind: kind})
+	return err
+}
+
+// RenewToken extends the session with a new token.
+func (c *Client) RenewToken(ctx context.Context, tok string) (time.Time, error) {
+	r, err := c.request(ctx, &Message{Type: TypeRenew, Token: tok})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(r.ExpiresAt, 0), nil
+}
+
+// Leave tells the hub the user quits, then closes everything.
+func (c *Client) Leave(ctx context.Context) error {
+	_, err := c.request(ctx, &Message{Type: TypeLeave})
+	c.Close()
+	return err
+}
+
+// Close ends the connection without a goodbye (the hub notices at once: the socket closes).
+func (c *Client) Close() error {
+	c.cancel(errors.New("rtc: client closed"))
+	c.writeMu.Lock()
+	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.writeMu.Unlock()
+	c.conn.Close()
+	c.mu.Lock()
+	pub, sub := c.pub, c.sub
+	c.mu.Unlock()
+	if pub != nil {
+		pub.Close()
+	}
+	if sub != nil {
+		sub.Close()
+	}
+	c.wg.Wait()
+	return nil
+}

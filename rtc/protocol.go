@@ -1,0 +1,190 @@
+// Package rtc holds the signalling protocol shared by the hub and its clients, and the Go
+// channel client the device agent (and tests, and benchmarks) use to join a channel.
+//
+// The protocol is JSON over one WebSocket per user (docs/protocol.md). Each user has two
+// peer connections to the hub: a publish connection the client offers (its own tracks), and a
+// subscribe connection the hub offers (the tracks the client subscribed to). Each side is the
+// only offerer on its connection, so there is never an offer collision.
+package rtc
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Message types.
+const (
+	// client → hub
+	TypeJoin        = "join"
+	TypePublish     = "publish"
+	TypeSubscribe   = "subscribe"
+	TypeUnsubscribe = "unsubscribe"
+	TypeAnswer      = "answer"
+	TypeRenew       = "renew"
+	TypeLeave       = "leave"
+	TypePing        = "ping"
+	// hub → client
+	TypeReply = "reply"
+	TypeOffer = "offer"
+	TypeEvent = "event"
+)
+
+// Events the hub sends (Message.Event).
+const (
+	EventUserJoined      = "user-joined"
+	EventUserLeft        = "user-left"
+	EventUserPublished   = "user-published"
+	EventUserUnpublished = "user-unpublished"
+	EventTokenWillExpire = "token-privilege-will-expire"
+	EventTokenDidExpire  = "token-privilege-did-expire"
+	EventReplaced        = "connection-replaced"
+)
+
+// Media kinds.
+const (
+	KindAudio = "audio"
+	KindVideo = "video"
+)
+
+// Error codes carried in Error.Code.
+const (
+	CodeBadMessage        = "BAD_MESSAGE"
+	CodeNotJoined         = "NOT_JOINED"
+	CodeAlreadyJoined     = "ALREADY_JOINED"
+	CodeInvalidParams     = "INVALID_PARAMS"
+	CodeNoSuchUser        = "NO_SUCH_USER"
+	CodeNotPublished      = "NOT_PUBLISHED"
+	CodeNoPrivilege       = "NO_PRIVILEGE"
+	CodeTokenMissing      = "TOKEN_MISSING"
+	CodeTokenInvalid      = "TOKEN_INVALID"
+	CodeTokenExpired      = "TOKEN_EXPIRED"
+	CodeTokenNotYetValid  = "TOKEN_NOT_YET_VALID"
+	CodeTokenWrongApp     = "TOKEN_WRONG_APP"
+	CodeTokenWrongChannel = "TOKEN_WRONG_CHANNEL"
+	CodeTokenWrongUID     = "TOKEN_WRONG_UID"
+	CodeAppUnknown        = "APP_UNKNOWN"
+	CodeNegotiation       = "NEGOTIATION_FAILED"
+	CodeInternal          = "INTERNAL"
+)
+
+// MaxMessageBytes bounds one signalling message (an SDP with many candidates fits easily).
+const MaxMessageBytes = 64 << 10
+
+// Error is a typed protocol error: a stable code and a human message.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf builds a protocol error.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// User describes a user in a channel as other users see it.
+type User struct {
+	UID   uint32 `json:"uid"`
+	Audio bool   `json:"audio"`
+	Video bool   `json:"video"`
+}
+
+// TrackInfo tells a subscriber whose track arrives on a transceiver (by mid).
+type TrackInfo struct {
+	UID  uint32 `json:"uid"`
+	Kind string `json:"kind"`
+}
+
+// Message is the one envelope for every signalling message; which fields are set depends on Type.
+type Message struct {
+	Type string `json:"type"`
+	// ID pairs a request with its reply (client-chosen, echoed by the hub).
+	ID uint64 `json:"id,omitempty"`
+
+	// join
+	AppID   string  `json:"appId,omitempty"`
+	Channel string  `json:"channel,omitempty"`
+	UID     *uint32 `json:"uid,omitempty"`
+	Token   string  `json:"token,omitempty"`
+
+	// publish (offer), answer, offer (hub → client)
+	SDP string `json:"sdp,omitempty"`
+	// offer (hub → client): mid → whose track
+	Tracks map[string]TrackInfo `json:"tracks,omitempty"`
+
+	// subscribe / unsubscribe / events
+	Kind string `json:"kind,omitempty"`
+
+	// reply
+	OK    *bool  `json:"ok,omitempty"`
+	Error *Error `json:"error,omitempty"`
+	// reply to join: the users already in the channel; reply to subscribe: Mid
+	Users     []User `json:"users,omitempty"`
+	Mid       string `json:"mid,omitempty"`
+	ExpiresAt int64  `json:"expiresAt,omitempty"` // token expiry, unix seconds
+
+	// event
+	Event  string `json:"event,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ParseMessage decodes one client message and checks the fields its type needs.
+// It never panics on any input; errors are *Error with CodeBadMessage or CodeInvalidParams.
+func ParseMessage(b []byte) (*Message, error) {
+	if len(b) > MaxMessageBytes {
+		return nil, Errorf(CodeBadMessage, "message of %d bytes exceeds %d", len(b), MaxMessageBytes)
+	}
+	var m Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, Errorf(CodeBadMessage, "not a JSON message: %v", err)
+	}
+	switch m.Type {
+	case TypeJoin:
+		if m.AppID == "" || len(m.AppID) > 64 {
+			return &m, Errorf(CodeInvalidParams, "join: appId must be 1-64 bytes")
+		}
+		if !validChannel(m.Channel) {
+			return &m, Errorf(CodeInvalidParams, "join: channel must be 1-64 printable ASCII characters")
+		}
+		if len(m.Token) > 4096 {
+			return &m, Errorf(CodeInvalidParams, "join: token too long")
+		}
+	case TypePublish, TypeAnswer:
+		if m.SDP == "" {
+			return &m, Errorf(CodeInvalidParams, "%s: sdp is required", m.Type)
+		}
+	case TypeSubscribe, TypeUnsubscribe:
+		if m.UID == nil {
+			return &m, Errorf(CodeInvalidParams, "%s: uid is required", m.Type)
+		}
+		if m.Kind != KindAudio && m.Kind != KindVideo {
+			return &m, Errorf(CodeInvalidParams, "%s: kind must be audio or video", m.Type)
+		}
+	case TypeRenew:
+		if m.Token == "" {
+			return &m, Errorf(CodeInvalidParams, "renew: token is required")
+		}
+	case TypeLeave, TypePing:
+	case "":
+		return &m, Errorf(CodeBadMessage, "message has no type")
+	default:
+		return &m, Errorf(CodeBadMessage, "unknown message type %q", m.Type)
+	}
+	return &m, nil
+}
+
+func validChannel(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidChannel reports whether s is a valid channel name (1-64 printable ASCII characters).
+func ValidChannel(s string) bool { return validChannel(s) }

@@ -1,0 +1,1349 @@
+/*
+ * camagent-rtc.js — the camagent browser SDK.
+ *
+ * A plain script (no build step, no dependencies, ES2020) that defines the global `CamagentRTC`
+ * (and `module.exports` under CommonJS). It speaks the hub's signalling protocol (docs/protocol.md):
+ * one WebSocket per client at /rtc, a publish peer connection the client offers and a subscribe
+ * peer connection the hub offers. ICE candidates are never trickled: every SDP is sent once ICE
+ * gathering has finished. The API follows the shape web developers know from cloud RTC SDKs;
+ * docs/sdk.md documents it.
+ */
+(function (root, factory) {
+  'use strict';
+  const api = factory(root);
+  if (typeof module === 'object' && module && module.exports) module.exports = api;
+  if (root) root.CamagentRTC = api;
+})(typeof globalThis !== 'undefined' ? globalThis : this, function (root) {
+  'use strict';
+
+  const VERSION = '0.1.0';
+
+  // Requests the hub does not answer within this time fail with TIMEOUT.
+  const REQUEST_TIMEOUT_MS = 10000;
+  // Gathering host candidates takes milliseconds; a STUN server that does not answer must not
+  // hold a negotiation forever, so after this long the SDP goes out with what has been gathered.
+  const ICE_GATHERING_TIMEOUT_MS = 5000;
+  // Keeps idle sockets alive through proxies and lets a dead hub be noticed.
+  const PING_INTERVAL_MS = 15000;
+  // A leave should not hang on a hub that has gone away.
+  const LEAVE_TIMEOUT_MS = 2000;
+
+  // The script's own origin is the best default hub: a page from another origin that loads
+  // <script src="https://hub/sdk/camagent-rtc.js"> then talks to that hub. Captured at load time
+  // because document.currentScript is only set while the script runs.
+  const scriptOrigin = (function () {
+    try {
+      const src = root.document && root.document.currentScript && root.document.currentScript.src;
+      return src ? new URL(src).origin : null;
+    } catch (e) {
+      return null;
+    }
+  })();
+
+  // ---------------------------------------------------------------------------------------------
+  // Logging
+
+  const LOG_LEVELS = { debug: 0, info: 1, warning: 2, error: 3, none: 4 };
+  let logLevel = LOG_LEVELS.warning;
+  const log = {
+    debug: (...a) => logLevel <= 0 && console.debug('[CamagentRTC]', ...a),
+    info: (...a) => logLevel <= 1 && console.info('[CamagentRTC]', ...a),
+    warn: (...a) => logLevel <= 2 && console.warn('[CamagentRTC]', ...a),
+    error: (...a) => logLevel <= 3 && console.error('[CamagentRTC]', ...a),
+  };
+
+  // ---------------------------------------------------------------------------------------------
+  // Errors
+
+  /**
+   * The one error type the SDK throws or rejects with. `code` is either a hub protocol code
+   * (TOKEN_EXPIRED, NO_PRIVILEGE, …, see docs/protocol.md) or one of the SDK's own:
+   * TIMEOUT, NETWORK_ERROR, WS_ABORT, INVALID_OPERATION, INVALID_PARAMS, NOT_SUPPORTED,
+   * PERMISSION_DENIED, DEVICE_NOT_FOUND, MEDIA_ERROR, TOKEN_SERVICE_ERROR.
+   */
+  class CamagentRTCError extends Error {
+    constructor(code, message, data) {
+      super(message || code);
+      this.name = 'CamagentRTCError';
+      this.code = code;
+      if (data !== undefined) this.data = data;
+    }
+
+    toString() {
+      return `${this.name}: ${this.code}: ${this.message}`;
+    }
+  }
+
+  function toRTCError(err, fallbackCode) {
+    if (err instanceof CamagentRTCError) return err;
+    return new CamagentRTCError(fallbackCode, (err && err.message) || String(err));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Small helpers
+
+  class EventEmitter {
+    constructor() {
+      this._listeners = new Map();
+    }
+
+    on(name, fn) {
+      if (typeof fn !== 'function') throw new CamagentRTCError('INVALID_PARAMS', 'listener must be a function');
+      if (!this._listeners.has(name)) this._listeners.set(name, []);
+      this._listeners.get(name).push(fn);
+      return this;
+    }
+
+    once(name, fn) {
+      const wrapper = (...args) => {
+        this.off(name, wrapper);
+        fn.apply(this, args);
+      };
+      return this.on(name, wrapper);
+    }
+
+    off(name, fn) {
+      const list = this._listeners.get(name);
+      if (!list) return this;
+      if (!fn) {
+        this._listeners.delete(name);
+        return this;
+      }
+      const i = list.indexOf(fn);
+      if (i >= 0) list.splice(i, 1);
+      return this;
+    }
+
+    removeAllListeners(name) {
+      if (name === undefined) this._listeners.clear();
+      else this._listeners.delete(name);
+      return this;
+    }
+
+    // A throwing listener is the application's bug; it must not break the SDK's state machine.
+    emit(name, ...args) {
+      const list = this._listeners.get(name);
+      if (!list) return;
+      for (const fn of list.slice()) {
+        try {
+          fn.apply(this, args);
+        } catch (e) {
+          log.error(`listener for "${name}" threw:`, e);
+        }
+      }
+    }
+  }
+
+  function resolveElement(elementOrId) {
+    if (typeof elementOrId === 'string') {
+      const el = root.document.getElementById(elementOrId);
+      if (!el) throw new CamagentRTCError('INVALID_PARAMS', `no element with id "${elementOrId}"`);
+      return el;
+    }
+    if (elementOrId && typeof elementOrId.appendChild === 'function') return elementOrId;
+    throw new CamagentRTCError('INVALID_PARAMS', 'play() needs an element or an element id');
+  }
+
+  function waitIceGatheringComplete(pc, timeoutMs) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        pc.removeEventListener('icegatheringstatechange', onState);
+        pc.removeEventListener('icecandidate', onCandidate);
+        resolve();
+      };
+      const onState = () => {
+        if (pc.iceGatheringState === 'complete') done();
+      };
+      // A null candidate also marks the end of gathering (some browsers signal only this way).
+      const onCandidate = (e) => {
+        if (!e.candidate) done();
+      };
+      const timer = setTimeout(() => {
+        log.warn('ICE gathering did not complete in time; sending the candidates gathered so far');
+        done();
+      }, timeoutMs);
+      pc.addEventListener('icegatheringstatechange', onState);
+      pc.addEventListener('icecandidate', onCandidate);
+    });
+  }
+
+  // A chain that runs async jobs one at a time, in order; a failed job does not stop later ones.
+  class SerialQueue {
+    constructor() {
+      this._tail = Promise.resolve();
+    }
+
+    run(job) {
+      const result = this._tail.then(job);
+      this._tail = result.catch(() => {});
+      return result;
+    }
+  }
+
+  function validUID(uid) {
+    return Number.isInteger(uid) && uid >= 0 && uid <= 0xffffffff;
+  }
+
+  // uid null, undefined or 0 asks the hub to assign one (as the cloud SDKs do); a numeric
+  // string is accepted for convenience (form fields).
+  function normaliseUID(uid) {
+    if (uid === null || uid === undefined || uid === '' || uid === 0) return null;
+    const n = typeof uid === 'string' && /^\d+$/.test(uid) ? Number(uid) : uid;
+    if (!validUID(n)) throw new CamagentRTCError('INVALID_PARAMS', `uid must be an integer 0..4294967295, got ${uid}`);
+    return n;
+  }
+
+  function validChannel(s) {
+    return typeof s === 'string' && s.length >= 1 && s.length <= 64 && /^[\x20-\x7e]+$/.test(s);
+  }
+
+  function defaultServer() {
+    const origin = scriptOrigin || (root.location && root.location.origin);
+    if (!origin || origin === 'null') return null;
+    return origin.replace(/^http/, 'ws') + '/rtc';
+  }
+
+  // Accepts ws(s)://host/rtc as it is, and http(s)://host[/path] as the hub's web address.
+  function signallingURL(server) {
+    if (!server) return defaultServer();
+    const url = new URL(server, root.location ? root.location.href : undefined);
+    if (url.protocol === 'http:') url.protocol = 'ws:';
+    else if (url.protocol === 'https:') url.protocol = 'wss:';
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+      throw new CamagentRTCError('INVALID_PARAMS', `server must be a ws(s) or http(s) URL, got ${server}`);
+    }
+    if (url.pathname === '/' || url.pathname === '') url.pathname = '/rtc';
+    return url.toString();
+  }
+
+  function httpBase(server) {
+    if (server) {
+      const url = new URL(server, root.location ? root.location.href : undefined);
+      return url.origin.replace(/^ws/, 'http');
+    }
+    return scriptOrigin || (root.location && root.location.origin) || '';
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Playback
+
+  // A media element attached to a container, playing one MediaStreamTrack.
+  class Player {
+    constructor(track, container, kind) {
+      const doc = root.document;
+      this.kind = kind;
+      this.container = container;
+      this.element = doc.createElement(kind === 'video' ? 'video' : 'audio');
+      this.element.autoplay = true;
+      this.element.setAttribute('autoplay', '');
+      if (kind === 'video') {
+        // Muted and inline: video never carries sound here (audio has its own element), and
+        // both attributes let autoplay start without a user gesture on every browser.
+        this.element.muted = true;
+        this.element.setAttribute('muted', '');
+        this.element.playsInline = true;
+        this.element.setAttribute('playsinline', '');
+        this.element.style.cssText = 'width:100%;height:100%;object-fit:contain;background:#000;display:block';
+      } else if (!container) {
+        this.element.style.display = 'none';
+      }
+      this.element.srcObject = new root.MediaStream([track]);
+      (container || doc.body).appendChild(this.element);
+      this.start();
+    }
+
+    start() {
+      const p = this.element.play();
+      if (p && p.catch) {
+        p.catch((e) => {
+          // Autoplay refused: the page must call play() again from a click.
+          if (e && e.name !== 'AbortError') log.warn(`${this.kind} playback did not start:`, e.message || e);
+        });
+      }
+    }
+
+    setVolume(volume) {
+      this.element.volume = Math.max(0, Math.min(1, volume / 100));
+    }
+
+    destroy() {
+      try {
+        this.element.pause();
+      } catch (e) {
+        /* already gone */
+      }
+      this.element.srcObject = null;
+      this.element.remove();
+    }
+  }
+
+  // Shared by local and remote tracks: wrapping one MediaStreamTrack and playing it.
+  class BaseTrack extends EventEmitter {
+    constructor(mediaStreamTrack, kind) {
+      super();
+      this._track = mediaStreamTrack;
+      this._player = null;
+      this._volume = 100;
+      this.trackMediaType = kind;
+    }
+
+    getTrackId() {
+      return this._track.id;
+    }
+
+    getMediaStreamTrack() {
+      return this._track;
+    }
+
+    get isPlaying() {
+      return this._player !== null;
+    }
+
+    /**
+     * Plays the track. Video: a <video autoplay playsinline muted> inside the element.
+     * Audio: an <audio> element, inside the element if one is given, else hidden in <body>.
+     */
+    play(elementOrId) {
+      const container =
+        this.trackMediaType === 'video' || elementOrId !== undefined ? resolveElement(elementOrId) : null;
+      this.stop();
+      this._player = new Player(this._track, container, this.trackMediaType);
+      if (this.trackMediaType === 'audio') this._player.setVolume(this._volume);
+    }
+
+    /** Stops playing (the track itself goes on; close() ends a local track). */
+    stop() {
+      if (this._player) {
+        this._player.destroy();
+        this._player = null;
+      }
+    }
+
+    /** The element play() created, for styling or analysis; null when not playing. */
+    getMediaElement() {
+      return this._player ? this._player.element : null;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Local tracks
+
+  class LocalTrack extends BaseTrack {
+    constructor(mediaStreamTrack, kind) {
+      super(mediaStreamTrack, kind);
+      this._closed = false;
+      // Set by the client while the track is published (unpublished on close()).
+      this._client = null;
+      mediaStreamTrack.addEventListener('ended', () => this.emit('track-ended'));
+    }
+
+    get enabled() {
+      return this._track.enabled;
+    }
+
+    get muted() {
+      return !this._track.enabled;
+    }
+
+    /**
+     * Mutes or unmutes without renegotiating: a disabled track sends silence or black frames, so
+     * the hub and the other users keep the track and see no unpublish.
+     */
+    async setEnabled(enabled) {
+      this._track.enabled = !!enabled;
+    }
+
+    /** Alias of setEnabled(!muted), the name some cloud SDKs use. */
+    async setMuted(muted) {
+      return this.setEnabled(!muted);
+    }
+
+    /** Stops playback and releases the device (the camera light goes off). */
+    close() {
+      if (this._closed) return;
+      this._closed = true;
+      this.stop();
+      this._track.stop();
+      if (this._client) {
+        this._client.unpublish(this).catch((e) => log.warn('unpublish on close failed:', e));
+      }
+    }
+  }
+
+  class LocalAudioTrack extends LocalTrack {
+    constructor(mediaStreamTrack) {
+      super(mediaStreamTrack, 'audio');
+    }
+
+    /** Volume of local playback, 0–100 (what is sent is unchanged). */
+    setVolume(volume) {
+      this._volume = volume;
+      if (this._player) this._player.setVolume(volume);
+    }
+  }
+
+  class LocalVideoTrack extends LocalTrack {
+    constructor(mediaStreamTrack) {
+      super(mediaStreamTrack, 'video');
+    }
+  }
+
+  const VIDEO_PRESETS = {
+    '180p': { width: 320, height: 180, frameRate: 15 },
+    '360p': { width: 640, height: 360, frameRate: 15 },
+    '480p': { width: 640, height: 480, frameRate: 15 },
+    '720p': { width: 1280, height: 720, frameRate: 15 },
+    '1080p': { width: 1920, height: 1080, frameRate: 15 },
+  };
+
+  function audioConstraints(config) {
+    const c = {};
+    if (config.microphoneId) c.deviceId = { exact: config.microphoneId };
+    if (config.AEC !== undefined) c.echoCancellation = !!config.AEC;
+    if (config.AGC !== undefined) c.autoGainControl = !!config.AGC;
+    if (config.ANS !== undefined) c.noiseSuppression = !!config.ANS;
+    return Object.keys(c).length ? c : true;
+  }
+
+  function videoConstraints(config) {
+    const c = {};
+    if (config.cameraId) c.deviceId = { exact: config.cameraId };
+    if (config.facingMode) c.facingMode = config.facingMode;
+    let enc = config.encoderConfig;
+    if (typeof enc === 'string') {
+      if (!VIDEO_PRESETS[enc]) throw new CamagentRTCError('INVALID_PARAMS', `unknown encoderConfig "${enc}"`);
+      enc = VIDEO_PRESETS[enc];
+    }
+    if (enc) {
+      if (enc.width) c.width = { ideal: enc.width };
+      if (enc.height) c.height = { ideal: enc.height };
+      if (enc.frameRate) c.frameRate = { ideal: enc.frameRate };
+    }
+    return Object.keys(c).length ? c : true;
+  }
+
+  async function getUserMedia(constraints) {
+    const md = root.navigator && root.navigator.mediaDevices;
+    if (!md || !md.getUserMedia) {
+      throw new CamagentRTCError(
+        'NOT_SUPPORTED',
+        'camera and microphone need a secure context (https://, or http://localhost) and a browser with getUserMedia'
+      );
+    }
+    try {
+      return await md.getUserMedia(constraints);
+    } catch (e) {
+      const code =
+        e.name === 'NotAllowedError' || e.name === 'SecurityError'
+          ? 'PERMISSION_DENIED'
+          : e.name === 'NotFoundError' || e.name === 'OverconstrainedError'
+            ? 'DEVICE_NOT_FOUND'
+            : 'MEDIA_ERROR';
+      throw new CamagentRTCError(code, `getUserMedia: ${e.name}: ${e.message}`);
+    }
+  }
+
+  async function createMicrophoneAudioTrack(config = {}) {
+    const stream = await getUserMedia({ audio: audioConstraints(config) });
+    return new LocalAudioTrack(stream.getAudioTracks()[0]);
+  }
+
+  async function createCameraVideoTrack(config = {}) {
+    const stream = await getUserMedia({ video: videoConstraints(config) });
+    return new LocalVideoTrack(stream.getVideoTracks()[0]);
+  }
+
+  // One getUserMedia call, so the browser asks for permission once.
+  async function createMicrophoneAndCameraTracks(audioConfig = {}, videoConfig = {}) {
+    const stream = await getUserMedia({ audio: audioConstraints(audioConfig), video: videoConstraints(videoConfig) });
+    return [new LocalAudioTrack(stream.getAudioTracks()[0]), new LocalVideoTrack(stream.getVideoTracks()[0])];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Remote users and tracks
+
+  class RemoteTrack extends BaseTrack {
+    constructor(mediaStreamTrack, kind, uid) {
+      super(mediaStreamTrack, kind);
+      this._uid = uid;
+    }
+
+    getUserId() {
+      return this._uid;
+    }
+  }
+
+  class RemoteAudioTrack extends RemoteTrack {
+    constructor(mediaStreamTrack, uid) {
+      super(mediaStreamTrack, 'audio', uid);
+    }
+
+    /** Playback volume, 0–100. */
+    setVolume(volume) {
+      this._volume = volume;
+      if (this._player) this._player.setVolume(volume);
+    }
+  }
+
+  class RemoteVideoTrack extends RemoteTrack {
+    constructor(mediaStreamTrack, uid) {
+      super(mediaStreamTrack, 'video', uid);
+    }
+  }
+
+  /** Another user in the channel, as client.remoteUsers lists it. */
+  class RemoteUser {
+    constructor(uid) {
+      this.uid = uid;
+      this.hasAudio = false;
+      this.hasVideo = false;
+      this.audioTrack = null;
+      this.videoTrack = null;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Signalling: the WebSocket, requests paired with replies by id, and timeouts.
+
+  class Signalling {
+    constructor(url, handlers) {
+      this._url = url;
+      this._handlers = handlers; // {onOffer(msg), onEvent(msg), onClose(code, reason)}
+      this._nextId = 1;
+      this._pending = new Map();
+      this._ws = null;
+      this._closed = false;
+    }
+
+    open(timeoutMs) {
+      return new Promise((resolve, reject) => {
+        let ws;
+        try {
+          ws = new root.WebSocket(this._url);
+        } catch (e) {
+          reject(new CamagentRTCError('INVALID_PARAMS', `cannot open ${this._url}: ${e.message}`));
+          return;
+        }
+        this._ws = ws;
+        let opened = false;
+        const timer = setTimeout(() => {
+          if (opened) return;
+          reject(new CamagentRTCError('TIMEOUT', `no answer from ${this._url} within ${timeoutMs} ms`));
+          this.close();
+        }, timeoutMs);
+        ws.onopen = () => {
+          opened = true;
+          clearTimeout(timer);
+          resolve();
+        };
+        ws.onmessage = (e) => this._onMessage(e.data);
+        ws.onclose = (e) => {
+          clearTimeout(timer);
+          if (!opened) {
+            reject(new CamagentRTCError('NETWORK_ERROR', `cannot connect to ${this._url} (close code ${e.code})`));
+          }
+          this._onClose(e.code, e.reason);
+        };
+        // The close event that always follows carries what there is to know.
+        ws.onerror = () => {};
+      });
+    }
+
+    get isOpen() {
+      return !!this._ws && this._ws.readyState === 1;
+    }
+
+    send(msg) {
+      if (!this.isOpen) throw new CamagentRTCError('WS_ABORT', 'the signalling connection is closed');
+      log.debug('→', msg.type, msg);
+      this._ws.send(JSON.stringify(msg));
+    }
+
+    // Sends a request and resolves with the hub's reply; rejects with the hub's error code.
+    request(type, fields = {}, timeoutMs = REQUEST_TIMEOUT_MS) {
+      return new Promise((resolve, reject) => {
+        const id = this._nextId++;
+        const timer = setTimeout(() => {
+          this._pending.delete(id);
+          reject(new CamagentRTCError('TIMEOUT', `no reply to ${type} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        this._pending.set(id, { type, resolve, reject, timer });
+        try {
+          this.send(Object.assign({ type, id }, fields));
+        } catch (e) {
+          clearTimeout(timer);
+          this._pending.delete(id);
+          reject(e);
+        }
+      });
+    }
+
+    close() {
+      if (this._ws && this._ws.readyState <= 1) this._ws.close(1000, 'bye');
+    }
+
+    _onMessage(data) {
+      let msg;
+      try {
+        msg = JSON.parse(data);
+      } catch (e) {
+        log.warn('ignoring a signalling message that is not JSON');
+        return;
+      }
+      log.debug('←', msg.type, msg);
+      switch (msg.type) {
+        case 'reply': {
+          const p = this._pending.get(msg.id);
+          if (!p) {
+            log.debug('reply to an unknown or timed-out request', msg.id);
+            return;
+          }
+          this._pending.delete(msg.id);
+          clearTimeout(p.timer);
+          if (msg.ok) {
+            p.resolve(msg);
+          } else {
+            const err = msg.error || {};
+            p.reject(new CamagentRTCError(err.code || 'INTERNAL', err.message || `${p.type} failed`));
+          }
+          return;
+        }
+        case 'offer':
+          this._handlers.onOffer(msg);
+          return;
+        case 'event':
+          this._handlers.onEvent(msg);
+          return;
+        default:
+          log.warn('ignoring an unknown signalling message type', msg.type);
+      }
+    }
+
+    _onClose(code, reason) {
+      if (this._closed) return;
+      this._closed = true;
+      for (const p of this._pending.values()) {
+        clearTimeout(p.timer);
+        p.reject(new CamagentRTCError('WS_ABORT', `the signalling connection closed during ${p.type}`));
+      }
+      this._pending.clear();
+      this._handlers.onClose(code, reason);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Codec preference
+
+  // Orders the codec list so the wanted video codec comes first. For H.264 the device-friendly
+  // variant (packetization-mode=1, constrained baseline 42e0xx) goes first of all, since that is
+  // what the hub forwards to devices without transcoding.
+  function preferCodec(codecs, codec) {
+    const mime = { h264: 'video/h264', vp8: 'video/vp8', vp9: 'video/vp9', av1: 'video/av1' }[codec];
+    if (!mime) return codecs;
+    const rank = (c) => {
+      if (c.mimeType.toLowerCase() !== mime) return 3;
+      if (codec !== 'h264') return 0;
+      const fmtp = c.sdpFmtpLine || '';
+      const pm1 = /packetization-mode=1/.test(fmtp);
+      const cb = /profile-level-id=42e0/i.test(fmtp);
+      return pm1 && cb ? 0 : pm1 ? 1 : 2;
+    };
+    return codecs
+      .map((c, i) => ({ c, i }))
+      .sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i)
+      .map((x) => x.c);
+  }
+
+  function setVideoCodecPreference(transceiver, codec) {
+    if (typeof transceiver.setCodecPreferences !== 'function') return;
+    // Browsers validate the list against the receiver's capabilities, the sender's, or both,
+    // depending on version; try each source before giving up (the default order still works).
+    for (const source of [root.RTCRtpReceiver, root.RTCRtpSender]) {
+      const caps = source && source.getCapabilities && source.getCapabilities('video');
+      if (!caps) continue;
+      try {
+        transceiver.setCodecPreferences(preferCodec(caps.codecs, codec));
+        return;
+      } catch (e) {
+        log.debug('setCodecPreferences refused:', e.message);
+      }
+    }
+    log.warn(`could not prefer ${codec}; the browser's default codec order applies`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The client
+
+  const State = Object.freeze({
+    DISCONNECTED: 'DISCONNECTED',
+    CONNECTING: 'CONNECTING',
+    CONNECTED: 'CONNECTED',
+    DISCONNECTING: 'DISCONNECTING',
+  });
+
+  const subKey = (uid, kind) => `${uid}:${kind}`;
+
+  class Client extends EventEmitter {
+    constructor(config = {}) {
+      super();
+      this.mode = config.mode || 'rtc';
+      this.codec = (config.codec || 'h264').toLowerCase();
+      this._server = config.server || null;
+      this._iceServers = config.iceServers || [];
+      this._timeoutMs = config.requestTimeoutMs || REQUEST_TIMEOUT_MS;
+      this.connectionState = State.DISCONNECTED;
+      this.channelName = null;
+      this.uid = null;
+      this.appId = null;
+      this.remoteUsers = [];
+      this.localTracks = [];
+      this.tokenExpiresAt = 0;
+      this._reset();
+    }
+
+    // Per-session state, cleared on every leave or disconnect.
+    _reset() {
+      this._sig = null;
+      this._pubPC = null;
+      this._subPC = null;
+      // publish: kind → RTCRtpTransceiver, reused across unpublish/publish to keep one m-line per kind
+      this._pubTransceivers = new Map();
+      this._pubQueue = new SerialQueue();
+      this._offerQueue = new SerialQueue();
+      // subscribe: mid → {uid, kind} from the hub's offers; "uid:kind" → {mid, track} delivered
+      this._midMap = new Map();
+      this._received = new Map();
+      this._subscriptions = new Map(); // "uid:kind" → pending {resolve, reject, mid, timer}
+      this._pingTimer = null;
+      this._closeReason = null;
+      this._joinedAt = 0;
+      this._lastStats = null;
+    }
+
+    _setState(state, reason) {
+      const prev = this.connectionState;
+      if (prev === state) return;
+      this.connectionState = state;
+      this.emit('connection-state-change', state, prev, reason);
+    }
+
+    _user(uid) {
+      return this.remoteUsers.find((u) => u.uid === uid) || null;
+    }
+
+    _requireJoined(what) {
+      if (this.connectionState !== State.CONNECTED || !this._sig) {
+        throw new CamagentRTCError('INVALID_OPERATION', `${what}: join a channel first`);
+      }
+    }
+
+    /**
+     * Joins a channel. Resolves with this user's uid (the hub assigns one when uid is null, 0 or
+     * omitted). Rejects with a CamagentRTCError whose code is the hub's (TOKEN_EXPIRED, …).
+     */
+    async join(appId, channel, token, uid) {
+      if (this.connectionState !== State.DISCONNECTED) {
+        throw new CamagentRTCError('INVALID_OPERATION', `join: the client is ${this.connectionState}`);
+      }
+      if (typeof appId !== 'string' || !appId || appId.length > 64) {
+        throw new CamagentRTCError('INVALID_PARAMS', 'join: appId must be a string of 1-64 bytes');
+      }
+      if (!validChannel(channel)) {
+        throw new CamagentRTCError('INVALID_PARAMS', 'join: channel must be 1-64 printable ASCII characters');
+      }
+      const wantUID = normaliseUID(uid);
+      const url = signallingURL(this._server);
+      if (!url) throw new CamagentRTCError('INVALID_PARAMS', 'join: no server given and the page has no origin');
+
+      this._reset();
+      this._setState(State.CONNECTING);
+      const sig = new Signalling(url, {
+        onOffer: (msg) => this._onOffer(msg),
+        onEvent: (msg) => this._onEvent(msg),
+        onClose: (code, reason) => this._onSocketClosed(sig, code, reason),
+      });
+      this._sig = sig;
+      let reply;
+      try {
+        await sig.open(this._timeoutMs);
+        const fields = { appId, channel, uid: wantUID };
+        if (token) fields.token = token;
+        reply = await sig.request('join', fields, this._timeoutMs);
+      } catch (e) {
+        const err = toRTCError(e, 'NETWORK_ERROR');
+        this._sig = null;
+        sig.close();
+        this._setState(State.DISCONNECTED, err.code);
+        throw err;
+      }
+      if (this._sig !== sig) {
+        // leave() was called while joining.
+        sig.close();
+        throw new CamagentRTCError('WS_ABORT', 'join: left before the join completed');
+      }
+
+      this.appId = appId;
+      this.channelName = channel;
+      this.uid = reply.uid;
+      this.tokenExpiresAt = reply.expiresAt || 0;
+      this._joinedAt = Date.now();
+      this.remoteUsers = [];
+      for (const u of reply.users || []) {
+        if (u.uid === this.uid) continue;
+        const user = new RemoteUser(u.uid);
+        user.hasAudio = !!u.audio;
+        user.hasVideo = !!u.video;
+        this.remoteUsers.push(user);
+      }
+      this._pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
+      this._setState(State.CONNECTED);
+
+      // As in the cloud SDKs, the users already in the channel are announced with the same events
+      // as later arrivals, so one handler covers both. They run after join() resolves.
+      const present = this.remoteUsers.slice();
+      setTimeout(() => {
+        if (this._sig !== sig) return;
+        for (const user of present) {
+          if (!this.remoteUsers.includes(user)) continue;
+          this.emit('user-joined', user);
+          if (user.hasAudio) this.emit('user-published', user, 'audio');
+          if (user.hasVideo) this.emit('user-published', user, 'video');
+        }
+      }, 0);
+      return this.uid;
+    }
+
+    async _ping() {
+      if (!this._sig) return;
+      try {
+        await this._sig.request('ping');
+      } catch (e) {
+        log.warn('ping failed:', e.message);
+      }
+    }
+
+    /** Leaves the channel. Local tracks stay open (close them to release the devices). */
+    async leave() {
+      const sig = this._sig;
+      if (!sig) {
+        this._setState(State.DISCONNECTED, 'LEAVE');
+        return;
+      }
+      this._setState(State.DISCONNECTING, 'LEAVE');
+      this._closeReason = 'LEAVE';
+      if (sig.isOpen) {
+        try {
+          await sig.request('leave', {}, LEAVE_TIMEOUT_MS);
+        } catch (e) {
+          log.debug('leave not acknowledged:', e.message);
+        }
+      }
+      this._teardown('LEAVE');
+      sig.close();
+    }
+
+    _onSocketClosed(sig, code, reason) {
+      if (this._sig !== sig) return; // an old session's socket
+      if (this.connectionState === State.CONNECTING) return; // join() reports this itself
+      const why = this._closeReason || 'NETWORK_ERROR';
+      log.info(`signalling closed (${code} ${reason || ''}): ${why}`);
+      this._teardown(why);
+    }
+
+    // Releases everything of the session and reports DISCONNECTED once.
+    _teardown(reason) {
+      if (this._pingTimer) clearInterval(this._pingTimer);
+      for (const sub of this._subscriptions.values()) {
+        clearTimeout(sub.timer);
+        sub.reject(new CamagentRTCError('WS_ABORT', 'subscribe: the client left the channel'));
+      }
+      for (const user of this.remoteUsers) {
+        if (user.audioTrack) user.audioTrack.stop();
+        if (user.videoTrack) user.videoTrack.stop();
+      }
+      for (const track of this.localTracks) track._client = null;
+      if (this._pubPC) this._pubPC.close();
+      if (this._subPC) this._subPC.close();
+      this.remoteUsers = [];
+      this.localTracks = [];
+      this.channelName = null;
+      this.uid = null;
+      this._reset();
+      this._setState(State.DISCONNECTED, reason);
+    }
+
+    /** Replaces the token before it expires (see token-privilege-will-expire). */
+    async renewToken(token) {
+      this._requireJoined('renewToken');
+      if (!token) throw new CamagentRTCError('INVALID_PARAMS', 'renewToken: token is required');
+      const reply = await this._sig.request('renew', { token }, this._timeoutMs);
+      this.tokenExpiresAt = reply.expiresAt || this.tokenExpiresAt;
+    }
+
+    // ----- publishing
+
+    _newPeerConnection() {
+      return new root.RTCPeerConnection({ iceServers: this._iceServers, bundlePolicy: 'max-bundle' });
+    }
+
+    /** Publishes local tracks (one audio and one video at most) on the publish connection. */
+    async publish(tracks) {
+      this._requireJoined('publish');
+      const list = Array.isArray(tracks) ? tracks : [tracks];
+      for (const t of list) {
+        if (!(t instanceof LocalTrack)) throw new CamagentRTCError('INVALID_PARAMS', 'publish: not a local track');
+        if (t._closed) throw new CamagentRTCError('INVALID_OPERATION', 'publish: the track is closed');
+      }
+      const kinds = list.map((t) => t.trackMediaType);
+      if (new Set(kinds).size !== kinds.length) {
+        throw new CamagentRTCError('INVALID_PARAMS', 'publish: at most one audio and one video track');
+      }
+      return this._pubQueue.run(async () => {
+        this._requireJoined('publish');
+        if (!this._pubPC) this._pubPC = this._newPeerConnection();
+        const added = [];
+        for (const track of list) {
+          const kind = track.trackMediaType;
+          const current = this.localTracks.find((t) => t.trackMediaType === kind);
+          if (current === track) continue;
+          if (current) throw new CamagentRTCError('INVALID_OPERATION', `publish: a ${kind} track is already published`);
+          added.push(track);
+        }
+        for (const track of added) {
+          const kind = track.trackMediaType;
+          const mst = track.getMediaStreamTrack();
+          let tr = this._pubTransceivers.get(kind);
+          if (tr) {
+            await tr.sender.replaceTrack(mst);
+            tr.direction = 'sendonly';
+          } else {
+            tr = this._pubPC.addTransceiver(mst, { direction: 'sendonly' });
+            if (kind === 'video') setVideoCodecPreference(tr, this.codec);
+            this._pubTransceivers.set(kind, tr);
+          }
+          track._client = this;
+          this.localTracks.push(track);
+        }
+        if (!added.length) return;
+        try {
+          await this._negotiatePublish();
+        } catch (e) {
+          // Refused (e.g. NO_PRIVILEGE): what the hub accepted before stays as it was.
+          await this._rollbackPublish(added);
+          throw e;
+        }
+      });
+    }
+
+    async _rollbackPublish(tracks) {
+      const pc = this._pubPC;
+      if (!pc || pc.signalingState === 'closed') return;
+      if (pc.signalingState === 'have-local-offer') {
+        await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      }
+      for (const track of tracks) {
+        this.localTracks = this.localTracks.filter((t) => t !== track);
+        track._client = null;
+        const tr = this._pubTransceivers.get(track.trackMediaType);
+        if (tr && pc.signalingState !== 'closed') {
+          await tr.sender.replaceTrack(null).catch(() => {});
+          tr.direction = 'inactive';
+        }
+      }
+    }
+
+    /** Unpublishes the given tracks, or all published tracks. */
+    async unpublish(tracks) {
+      if (!this._sig) return;
+      return this._pubQueue.run(async () => {
+        const list = tracks === undefined ? this.localTracks.slice() : Array.isArray(tracks) ? tracks : [tracks];
+        let changed = false;
+        for (const track of list) {
+          const i = this.localTracks.indexOf(track);
+          if (i < 0) continue;
+          this.localTracks.splice(i, 1);
+          track._client = null;
+          const tr = this._pubTransceivers.get(track.trackMediaType);
+          if (tr) {
+            await tr.sender.replaceTrack(null);
+            tr.direction = 'inactive';
+          }
+          changed = true;
+        }
+        if (changed && this._sig && this._sig.isOpen) await this._negotiatePublish();
+      });
+    }
+
+    // Client offers, the hub answers: one round trip with a complete SDP (no trickle).
+    async _negotiatePublish() {
+      const pc = this._pubPC;
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
+      const reply = await this._sig.request('publish', { sdp: pc.localDescription.sdp }, this._timeoutMs);
+      if (pc.signalingState === 'closed') return;
+      try {
+        await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+      } catch (e) {
+        throw new CamagentRTCError('NEGOTIATION_FAILED', `publish: the hub's answer was refused: ${e.message}`);
+      }
+    }
+
+    // ----- subscribing
+
+    /**
+     * Subscribes to a remote user's audio or video. Resolves with the remote track once it has
+     * arrived on the subscribe connection, and sets user.audioTrack / user.videoTrack.
+     */
+    async subscribe(user, mediaType) {
+      this._requireJoined('subscribe');
+      const uid = typeof user === 'object' && user !== null ? user.uid : user;
+      if (mediaType !== 'audio' && mediaType !== 'video') {
+        throw new CamagentRTCError('INVALID_PARAMS', `subscribe: mediaType must be audio or video, got ${mediaType}`);
+      }
+      const key = subKey(uid, mediaType);
+      if (this._subscriptions.has(key)) return this._subscriptions.get(key).promise;
+      const ru = this._user(uid);
+      if (ru && ru[mediaType + 'Track']) return ru[mediaType + 'Track'];
+      if (!this._subPC) this._createSubscribePC();
+
+      let sub;
+      const promise = new Promise((resolve, reject) => {
+        sub = { uid, kind: mediaType, resolve, reject, mid: null, promise: null };
+      });
+      sub.promise = promise;
+      // One deadline for the whole thing: the reply, the offer and the track.
+      sub.timer = setTimeout(() => {
+        this._subscriptions.delete(key);
+        sub.reject(new CamagentRTCError('TIMEOUT', `subscribe ${key}: no track within ${this._timeoutMs} ms`));
+      }, this._timeoutMs);
+      this._subscriptions.set(key, sub);
+      this._sig.request('subscribe', { uid, kind: mediaType }, this._timeoutMs).then(
+        (reply) => {
+          sub.mid = reply.mid != null ? String(reply.mid) : null;
+          this._settleSubscription(key);
+        },
+        (err) => {
+          clearTimeout(sub.timer);
+          if (this._subscriptions.get(key) === sub) this._subscriptions.delete(key);
+          sub.reject(err);
+        }
+      );
+      return promise;
+    }
+
+    // Resolves a pending subscription once both the reply (its mid) and a track on that mid are here.
+    _settleSubscription(key) {
+      const sub = this._subscriptions.get(key);
+      if (!sub || sub.mid === null) return;
+      const got = this._received.get(key);
+      if (!got || got.mid !== sub.mid) return;
+      this._subscriptions.delete(key);
+      clearTimeout(sub.timer);
+      const remote =
+        sub.kind === 'video' ? new RemoteVideoTrack(got.track, sub.uid) : new RemoteAudioTrack(got.track, sub.uid);
+      const user = this._user(sub.uid);
+      if (user) {
+        user[sub.kind + 'Track'] = remote;
+        if (sub.kind === 'video') user.hasVideo = true;
+        else user.hasAudio = true;
+      }
+      sub.resolve(remote);
+    }
+
+    /** Stops receiving a remote user's audio or video (or both when mediaType is omitted). */
+    async unsubscribe(user, mediaType) {
+      this._requireJoined('unsubscribe');
+      const uid = typeof user === 'object' && user !== null ? user.uid : user;
+      const kinds = mediaType ? [mediaType] : ['audio', 'video'];
+      for (const kind of kinds) {
+        const ru = this._user(uid);
+        if (ru && ru[kind + 'Track']) {
+          ru[kind + 'Track'].stop();
+          ru[kind + 'Track'] = null;
+        }
+        this._received.delete(subKey(uid, kind));
+        try {
+          await this._sig.request('unsubscribe', { uid, kind }, this._timeoutMs);
+        } catch (e) {
+          // Unsubscribing from something already gone is not worth an error.
+          if (e.code !== 'NOT_PUBLISHED' && e.code !== 'NO_SUCH_USER') throw e;
+        }
+      }
+    }
+
+    _createSubscribePC() {
+      this._subPC = this._newPeerConnection();
+    }
+
+    // Hub offers are applied strictly one after another: each needs the previous one's answer.
+    _onOffer(msg) {
+      const sig = this._sig;
+      this._offerQueue
+        .run(() => this._applyOffer(msg, sig))
+        .catch((e) => log.error('could not apply the hub\'s offer:', e));
+    }
+
+    async _applyOffer(msg, sig) {
+      if (this._sig !== sig || !sig) return;
+      if (!this._subPC) this._createSubscribePC();
+      const pc = this._subPC;
+      // The mapping must be known before the tracks appear.
+      for (const [mid, info] of Object.entries(msg.tracks || {})) this._midMap.set(String(mid), info);
+      await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
+      if (this._sig !== sig || pc.signalingState === 'closed') return;
+      sig.send({ type: 'answer', sdp: pc.localDescription.sdp });
+
+      for (const tr of pc.getTransceivers()) {
+        if (tr.mid === null) continue;
+        const info = this._midMap.get(tr.mid);
+        if (!info) continue;
+        const key = subKey(info.uid, info.kind);
+        const receiving = tr.currentDirection === 'recvonly' || tr.currentDirection === 'sendrecv';
+        if (receiving && tr.receiver.track.kind === info.kind) {
+          this._received.set(key, { mid: tr.mid, track: tr.receiver.track });
+          this._settleSubscription(key);
+        } else if (this._received.has(key) && this._received.get(key).mid === tr.mid) {
+          this._received.delete(key);
+        }
+      }
+    }
+
+    // ----- events from the hub
+
+    _onEvent(msg) {
+      const uid = msg.uid;
+      switch (msg.event) {
+        case 'user-joined': {
+          if (uid === this.uid) return;
+          let user = this._user(uid);
+          if (!user) {
+            user = new RemoteUser(uid);
+            this.remoteUsers.push(user);
+          }
+          this.emit('user-joined', user);
+          return;
+        }
+        case 'user-published': {
+          if (uid === this.uid || (msg.kind !== 'audio' && msg.kind !== 'video')) return;
+          let user = this._user(uid);
+          if (!user) {
+            // Should not happen (user-joined comes first), but a publish is worth more than strictness.
+            user = new RemoteUser(uid);
+            this.remoteUsers.push(user);
+            this.emit('user-joined', user);
+          }
+          user[msg.kind === 'audio' ? 'hasAudio' : 'hasVideo'] = true;
+          this.emit('user-published', user, msg.kind);
+          return;
+        }
+        case 'user-unpublished': {
+          const user = this._user(uid);
+          if (!user || (msg.kind !== 'audio' && msg.kind !== 'video')) return;
+          this._dropRemoteTrack(user, msg.kind);
+          this.emit('user-unpublished', user, msg.kind);
+          return;
+        }
+        case 'user-left': {
+          const user = this._user(uid);
+          if (!user) return;
+          // A user who leaves also stops publishing: say so first, whether or not the hub did,
+          // so a page that cleans up on user-unpublished needs nothing else.
+          for (const kind of ['audio', 'video']) {
+            if (user[kind === 'audio' ? 'hasAudio' : 'hasVideo']) {
+              this._dropRemoteTrack(user, kind);
+              this.emit('user-unpublished', user, kind);
+            }
+          }
+          this.remoteUsers = this.remoteUsers.filter((u) => u !== user);
+          this.emit('user-left', user, msg.reason || 'quit');
+          return;
+        }
+        case 'token-privilege-will-expire':
+          this.emit('token-privilege-will-expire');
+          return;
+        case 'token-privilege-did-expire':
+          this._closeReason = 'TOKEN_EXPIRED';
+          this.emit('token-privilege-did-expire');
+          return;
+        case 'connection-replaced':
+          this._closeReason = 'UID_REPLACED';
+          return;
+        default:
+          log.debug('ignoring event', msg.event);
+      }
+    }
+
+    _dropRemoteTrack(user, kind) {
+      user[kind === 'audio' ? 'hasAudio' : 'hasVideo'] = false;
+      const t = user[kind + 'Track'];
+      if (t) t.stop();
+      user[kind + 'Track'] = null;
+      this._received.delete(subKey(user.uid, kind));
+      const sub = this._subscriptions.get(subKey(user.uid, kind));
+      if (sub) {
+        this._subscriptions.delete(subKey(user.uid, kind));
+        clearTimeout(sub.timer);
+        sub.reject(new CamagentRTCError('NOT_PUBLISHED', `subscribe: user ${user.uid} stopped publishing ${kind}`));
+      }
+    }
+
+    // ----- statistics
+
+    /**
+     * A few numbers from both peer connections' getStats(). Bitrates (bits/s) are averaged since
+     * the previous call (or since join on the first). RTT is in milliseconds.
+     */
+    async getRTCStats() {
+      const s = {
+        Duration: this._joinedAt ? Math.round((Date.now() - this._joinedAt) / 1000) : 0,
+        UserCount: this._sig ? this.remoteUsers.length + 1 : 0,
+        SendBytes: 0,
+        RecvBytes: 0,
+        SendBitrate: 0,
+        RecvBitrate: 0,
+        SendPacketsLost: 0,
+        RecvPacketsLost: 0,
+        RTT: 0,
+        FramesEncoded: 0,
+        FramesDecoded: 0,
+        RecvFrameRate: 0,
+      };
+      const rtts = [];
+      for (const pc of [this._pubPC, this._subPC]) {
+        if (!pc || pc.signalingState === 'closed') continue;
+        const report = await pc.getStats();
+        report.forEach((r) => {
+          if (r.type === 'outbound-rtp') {
+            s.SendBytes += r.bytesSent || 0;
+            if (r.kind === 'video') s.FramesEncoded += r.framesEncoded || 0;
+          } else if (r.type === 'inbound-rtp') {
+            s.RecvBytes += r.bytesReceived || 0;
+            s.RecvPacketsLost += r.packetsLost || 0;
+            if (r.kind === 'video') {
+              s.FramesDecoded += r.framesDecoded || 0;
+              s.RecvFrameRate += r.framesPerSecond || 0;
+            }
+          } else if (r.type === 'remote-inbound-rtp') {
+            s.SendPacketsLost += r.packetsLost || 0;
+          } else if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+            if (typeof r.currentRoundTripTime === 'number') rtts.push(r.currentRoundTripTime * 1000);
+          }
+        });
+      }
+      if (rtts.length) s.RTT = Math.round(rtts.reduce((a, b) => a + b, 0) / rtts.length);
+      const now = Date.now();
+      const last = this._lastStats || { at: this._joinedAt || now, sent: 0, recv: 0 };
+      const dt = (now - last.at) / 1000;
+      if (dt > 0) {
+        s.SendBitrate = Math.max(0, Math.round(((s.SendBytes - last.sent) * 8) / dt));
+        s.RecvBitrate = Math.max(0, Math.round(((s.RecvBytes - last.recv) * 8) / dt));
+      }
+      this._lastStats = { at: now, sent: s.SendBytes, recv: s.RecvBytes };
+      return s;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Module functions
+
+  function createClient(config = {}) {
+    const codec = (config.codec || 'h264').toLowerCase();
+    if (!['h264', 'vp8', 'vp9', 'av1'].includes(codec)) {
+      throw new CamagentRTCError('INVALID_PARAMS', `createClient: unknown codec ${config.codec}`);
+    }
+    return new Client(Object.assign({}, config, { codec }));
+  }
+
+  /**
+   * Asks the hub's token service for a token: POST /api/token. `server` (optional) is the hub's
+   * http(s) or ws(s) address; by default the SDK's own origin. Resolves with the token string.
+   */
+  async function fetchToken({ appId, channel, uid, role = 'publisher', expireSeconds, server, headers } = {}) {
+    const body = { appId, channel, uid: normaliseUID(uid) || 0, role };
+    if (expireSeconds !== undefined) body.expireSeconds = expireSeconds;
+    let res;
+    try {
+      res = await root.fetch(httpBase(server) + '/api/token', {
+        method: 'POST',
+        headers: Object.assign({ 'Content-Type': 'application/json' }, headers || {}),
+        body: JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new CamagentRTCError('NETWORK_ERROR', `token service: ${e.message}`);
+    }
+    const text = await res.text();
+    let data = null;
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      /* not JSON: reported below */
+    }
+    if (!res.ok || !data || typeof data.token !== 'string') {
+      const detail = (data && data.error && (data.error.message || data.error)) || text.trim() || res.statusText;
+      throw new CamagentRTCError(
+        (data && data.error && data.error.code) || 'TOKEN_SERVICE_ERROR',
+        `token service answered ${res.status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`
+      );
+    }
+    return data.token;
+  }
+
+  function checkSystemRequirements() {
+    return !!(
+      root.RTCPeerConnection &&
+      root.WebSocket &&
+      root.navigator &&
+      root.navigator.mediaDevices &&
+      root.navigator.mediaDevices.getUserMedia
+    );
+  }
+
+  async function getDevices() {
+    const md = root.navigator && root.navigator.mediaDevices;
+    if (!md) throw new CamagentRTCError('NOT_SUPPORTED', 'media devices need a secure context');
+    return md.enumerateDevices();
+  }
+
+  async function getCameras() {
+    return (await getDevices()).filter((d) => d.kind === 'videoinput');
+  }
+
+  async function getMicrophones() {
+    return (await getDevices()).filter((d) => d.kind === 'audioinput');
+  }
+
+  /** 'debug' | 'info' | 'warning' | 'error' | 'none' (or 0–4). */
+  function setLogLevel(level) {
+    const n = typeof level === 'number' ? level : LOG_LEVELS[level];
+    if (n === undefined) throw new CamagentRTCError('INVALID_PARAMS', `unknown log level ${level}`);
+    logLevel = n;
+  }
+
+  return {
+    VERSION,
+    ConnectionState: State,
+    CamagentRTCError,
+    createClient,
+    createMicrophoneAudioTrack,
+    createCameraVideoTrack,
+    createMicrophoneAndCameraTracks,
+    fetchToken,
+    checkSystemRequirements,
+    getDevices,
+    getCameras,
+    getMicrophones,
+    setLogLevel,
+    // Exposed for instanceof checks.
+    LocalAudioTrack,
+    LocalVideoTrack,
+    RemoteAudioTrack,
+    RemoteVideoTrack,
+    RemoteUser,
+  };
+});
