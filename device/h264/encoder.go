@@ -1,6 +1,7 @@
 package h264
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -65,6 +66,7 @@ type Encoder struct {
 	idrPicID uint32
 	sinceIDR int     // pictures coded since the last IDR
 	nnz      []uint8 // per macroblock of cur: total_coeff seen by neighbours (9.2.1)
+	changed  []bool  // per macroblock: cur differs from ref
 
 	w    bitWriter
 	rbsp []byte
@@ -110,6 +112,7 @@ func NewEncoder(width, height, fps int) (*Encoder, error) {
 		cur:         newPlanes(mbW, mbH),
 		ref:         newPlanes(mbW, mbH),
 		nnz:         make([]uint8, mbW*mbH),
+		changed:     make([]bool, mbW*mbH),
 	}
 	// Worst case: every macroblock I_PCM (mb_type, alignment, 384 samples) plus headers.
 	e.rbsp = make([]byte, 0, mbW*mbH*(384+3)+64)
@@ -228,11 +231,14 @@ func (e *Encoder) writeSlice(w *bitWriter, idr bool) {
 	if !idr {
 		intraOffset = pSliceIntraOffset
 	}
+	if !idr {
+		e.markChanged()
+	}
 	skipRun := uint32(0)
 	for mby := 0; mby < e.mbH; mby++ {
 		for mbx := 0; mbx < e.mbW; mbx++ {
 			i := mby*e.mbW + mbx
-			if !idr && e.sameAsRef(mbx, mby) {
+			if !idr && !e.changed[i] {
 				// P_Skip: its predicted motion vector is zero because every macroblock
 				// is intra or a zero-vector skip (8.4.1.1), so it copies ref exactly.
 				skipRun++
@@ -277,22 +283,28 @@ func (e *Encoder) writePCM(w *bitWriter, mbx, mby int) {
 	}
 }
 
-// sameAsRef reports whether macroblock (mbx, mby) of cur equals that of ref.
-func (e *Encoder) sameAsRef(mbx, mby int) bool {
-	c, r := &e.cur, &e.ref
-	for y := 0; y < 16; y++ {
-		o := (mby*16+y)*c.strideY + mbx*16
-		if string(c.y[o:o+16]) != string(r.y[o:o+16]) {
-			return false
+// markChanged sets changed for each macroblock of cur that differs from ref. Whole lines
+// are compared first: in a mostly static picture most are equal.
+func (e *Encoder) markChanged() {
+	clear(e.changed)
+	mark := func(cur, ref []byte, stride, mbSize int) {
+		for y := 0; y*stride < len(cur); y++ {
+			c, r := cur[y*stride:(y+1)*stride], ref[y*stride:(y+1)*stride]
+			if bytes.Equal(c, r) {
+				continue
+			}
+			row := e.changed[y/mbSize*e.mbW : (y/mbSize+1)*e.mbW]
+			for mbx := range row {
+				o := mbx * mbSize
+				if !row[mbx] && !bytes.Equal(c[o:o+mbSize], r[o:o+mbSize]) {
+					row[mbx] = true
+				}
+			}
 		}
 	}
-	for y := 0; y < 8; y++ {
-		o := (mby*8+y)*c.strideC + mbx*8
-		if string(c.cb[o:o+8]) != string(r.cb[o:o+8]) || string(c.cr[o:o+8]) != string(r.cr[o:o+8]) {
-			return false
-		}
-	}
-	return true
+	mark(e.cur.y, e.ref.y, e.cur.strideY, 16)
+	mark(e.cur.cb, e.ref.cb, e.cur.strideC, 8)
+	mark(e.cur.cr, e.ref.cr, e.cur.strideC, 8)
 }
 
 // nC is the coeff_token table selector for the Intra16x16DCLevel block of a macroblock:

@@ -18,7 +18,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // DefaultTCPAddr is where the broker listens when Options.TCPAddr is empty.
@@ -95,7 +94,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: listen tcp %s: %w", b.opts.TCPAddr, err)
 	}
-	if err := server.AddListener(listeners.NewNet("tcp", tcp)); err != nil {
+	if err := server.AddListener(newTCPListener("tcp", tcp)); err != nil {
 		tcp.Close()
 		return fmt.Errorf("broker: add tcp listener: %w", err)
 	}

@@ -6,27 +6,26 @@ import (
 )
 
 // quietHandler passes mochi's records to our handler one step quieter:
-// mochi logs routine events (listeners attached, server started) at Info and
-// every client that goes away with an unnamed Warn, which are Debug for us.
+// mochi logs routine events (hooks added, listeners attached, server started
+// and stopped) at Info, which are Debug for us.
 type quietHandler struct{ h slog.Handler }
 
 func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	// Decided in Handle, where the message is known.
-	return q.h.Enabled(ctx, slog.LevelDebug) || q.h.Enabled(ctx, l)
+	if l <= slog.LevelInfo {
+		l = slog.LevelDebug
+	}
+	return q.h.Enabled(ctx, l)
 }
 
 func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	level, msg := r.Level, r.Message
-	switch {
-	case msg == "":
-		level, msg = slog.LevelDebug, "client connection ended"
-	case level <= slog.LevelInfo:
+	level := r.Level
+	if level <= slog.LevelInfo {
 		level = slog.LevelDebug
 	}
 	if !q.h.Enabled(ctx, level) {
 		return nil
 	}
-	out := slog.NewRecord(r.Time, level, msg, r.PC)
+	out := slog.NewRecord(r.Time, level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(a)
 		return true

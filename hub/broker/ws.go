@@ -23,6 +23,7 @@ type wsListener struct {
 	log *slog.Logger
 
 	establish listeners.EstablishFn // set by Serve before srv starts
+	track     tracker
 }
 
 var _ listeners.Listener = (*wsListener)(nil)
@@ -43,7 +44,10 @@ func newWSListener(id string, ln net.Listener) *wsListener {
 				return // Upgrade has answered the request.
 			}
 			conn := &wsConn{Conn: ws.NetConn(), ws: ws}
-			defer conn.Close()
+			if !l.track.add(conn) {
+				return
+			}
+			defer l.track.done(conn)
 			if err := l.establish(l.id, conn); err != nil {
 				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "err", err)
 			}
@@ -70,10 +74,11 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 }
 
 func (l *wsListener) Close(closeClients listeners.CloseFn) {
-	// Close (not Shutdown): MQTT connections are hijacked and closed by
-	// closeClients; Close also stops Serve.
+	// Close, not Shutdown: upgraded connections are hijacked, so the server
+	// no longer knows them; closeClients and the tracker end them.
 	_ = l.srv.Close()
 	closeClients(l.id)
+	l.track.closeAll()
 }
 
 // wsConn carries an MQTT byte stream in binary WebSocket messages.

@@ -1,0 +1,393 @@
+// The SDK and the pages in Chromium with no hub at all: the pages and the SDK are served from the
+// files in web/ through Playwright routes (same paths as web.Handler), /api/* is answered here,
+// and mockhub.js plays the hub's signalling and SFU inside the page. These pin down the SDK's
+// side of the protocol (reply codes, timeouts, mid mapping in both reply orders, H.264
+// preference, no renegotiation on mute, events) independently of the hub; the other test files
+// check the same pages against a real hub and device.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { collectVideoFrames, launchChromium, openPage } from './lib.mjs';
+
+const ORIGIN = 'http://localhost:18089'; // never contacted: every request is routed
+const WEB = fileURLToPath(new URL('../../web/', import.meta.url));
+const MOCK_HUB = fileURLToPath(new URL('./mockhub.js', import.meta.url));
+
+// The routes of web.Handler (web/web.go).
+const PAGES = { '/': 'pages/index.html', '/quickstart': 'pages/quickstart.html', '/sdk/camagent-rtc.js': 'sdk/camagent-rtc.js' };
+const TYPES = { html: 'text/html', js: 'application/javascript', css: 'text/css' };
+
+let chromium;
+before(async () => {
+  chromium = await launchChromium();
+});
+after(async () => {
+  await chromium?.close();
+});
+
+/**
+ * Opens `path` with the mock hub installed. `api` answers /api/*: {devices: [...], cmd(id, body)
+ * → reply, token(body) → token}. Returns {page, errors, requests}.
+ */
+async function open(path, api = {}) {
+  const { page, context, errors } = await openPage(chromium.browser, `mock ${path}`);
+  const requests = [];
+  await context.addInitScript({ path: MOCK_HUB });
+  await context.route(`${ORIGIN}/**`, async (route) => {
+    const req = route.request();
+    const url = new URL(req.url());
+    const file = PAGES[url.pathname] || (/^\/static\/[\w.-]+$/.test(url.pathname) ? 'pages/' + url.pathname.slice(8) : null);
+    if (file) {
+      const body = await readFile(WEB + file).catch(() => null);
+      if (!body) return route.fulfill({ status: 404, body: 'not found' });
+      return route.fulfill({ status: 200, contentType: TYPES[file.split('.').pop()], body });
+    }
+    const body = req.postData() ? JSON.parse(req.postData()) : null;
+    requests.push({ method: req.method(), path: url.pathname, body });
+    const json = (data, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(data) });
+    if (url.pathname === '/api/config') return json({ appId: 'demo' });
+    if (url.pathname === '/api/devices') return json(api.devices || []);
+    if (url.pathname === '/api/token') {
+      try {
+        return json({ token: api.token ? await api.token(body) : `tok-${body.channel}-${body.uid}` });
+      } catch (e) {
+        return json({ error: e.message }, 403);
+      }
+    }
+    const cmd = url.pathname.match(/^\/api\/devices\/([^/]+)\/cmd$/);
+    if (cmd && api.cmd) return json(await api.cmd(decodeURIComponent(cmd[1]), body, page));
+    return route.fulfill({ status: 404, body: 'not found' });
+  });
+  await page.goto(ORIGIN + path);
+  return { page, errors, requests };
+}
+
+// m=video's payload types in order of preference, with their codec names.
+function videoCodecs(sdp) {
+  const section = sdp.split(/\r\nm=/).find((s) => s.startsWith('video'));
+  const pts = section.split('\r\n')[0].split(' ').slice(3);
+  const names = Object.fromEntries([...section.matchAll(/a=rtpmap:(\d+) ([^/]+)/g)].map((m) => [m[1], m[2]]));
+  return { direction: section.match(/a=(sendonly|recvonly|sendrecv|inactive)/)[1], codecs: pts.map((pt) => names[pt]) };
+}
+
+describe('SDK against the mock hub', () => {
+  test('a refused join rejects with the hub\'s code and message', async () => {
+    const { page, errors } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      mockHub.joinError = { code: 'TOKEN_EXPIRED', message: 'token expired at 2026-11-24T10:00:00Z' };
+      const client = CamagentRTC.createClient({ mode: 'rtc', codec: 'h264' });
+      const states = [];
+      client.on('connection-state-change', (cur, prev, reason) => states.push([cur, prev, reason]));
+      try {
+        await client.join('demo', 'porch', 'cam1.x', 42);
+        return { ok: true };
+      } catch (e) {
+        return { name: e.name, code: e.code, message: e.message, typed: e instanceof CamagentRTC.CamagentRTCError, states, sent: mockHub.received };
+      }
+    });
+    assert.equal(r.name, 'CamagentRTCError');
+    assert.ok(r.typed);
+    assert.equal(r.code, 'TOKEN_EXPIRED');
+    assert.equal(r.message, 'token expired at 2026-11-24T10:00:00Z');
+    assert.deepEqual(r.states, [
+      ['CONNECTING', 'DISCONNECTED', undefined],
+      ['DISCONNECTED', 'CONNECTING', 'TOKEN_EXPIRED'],
+    ]);
+    assert.deepEqual(r.sent, [{ type: 'join', id: 1, appId: 'demo', channel: 'porch', uid: 42, token: 'cam1.x' }]);
+    assert.deepEqual(errors, []);
+  });
+
+  test('an unanswered request fails with TIMEOUT; bad arguments fail locally', async () => {
+    const { page } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      mockHub.silent = ['join'];
+      const client = CamagentRTC.createClient({ requestTimeoutMs: 300 });
+      const out = {};
+      try {
+        await client.join('demo', 'porch', 't', null);
+      } catch (e) {
+        out.timeout = [e.code, client.connectionState, mockHub.received[0].uid];
+      }
+      for (const [name, args] of [
+        ['channel', ['demo', '', 't', 1]],
+        ['uid', ['demo', 'c', 't', -1]],
+        ['appId', ['', 'c', 't', 1]],
+      ]) {
+        try {
+          await client.join(...args);
+        } catch (e) {
+          out[name] = e.code;
+        }
+      }
+      try {
+        await client.publish([]);
+      } catch (e) {
+        out.publish = e.code;
+      }
+      return out;
+    });
+    assert.deepEqual(r, {
+      timeout: ['TIMEOUT', 'DISCONNECTED', null],
+      channel: 'INVALID_PARAMS',
+      uid: 'INVALID_PARAMS',
+      appId: 'INVALID_PARAMS',
+      publish: 'INVALID_OPERATION',
+    });
+  });
+
+  for (const replyBeforeOffer of [false, true]) {
+    test(`publish and subscribe (hub ${replyBeforeOffer ? 'replies, then offers' : 'offers, then replies'})`, async () => {
+      const { page, errors } = await open('/quickstart');
+      await page.evaluate(async (replyBeforeOffer) => {
+        mockHub.users = [{ uid: 7, audio: true, video: true }];
+        mockHub.replyBeforeOffer = replyBeforeOffer;
+        const client = CamagentRTC.createClient({ mode: 'rtc', codec: 'h264' });
+        const events = [];
+        for (const name of ['user-joined', 'user-published', 'user-unpublished', 'user-left']) {
+          client.on(name, (user, arg) => events.push([name, user.uid, arg]));
+        }
+        window.t = { client, events };
+        t.uid = await client.join('demo', 'porch', 'tok', null);
+        await new Promise((r) => setTimeout(r, 50));
+        t.eventsAfterJoin = events.slice();
+        const [mic, cam] = await CamagentRTC.createMicrophoneAndCameraTracks();
+        t.mic = mic;
+        t.cam = cam;
+        await client.publish([mic, cam]);
+        const user = client.remoteUsers[0];
+        const [video, audio] = await Promise.all([client.subscribe(user, 'video'), client.subscribe(user, 'audio')]);
+        const box = document.createElement('div');
+        box.id = 'box';
+        document.body.append(box);
+        video.play('box');
+        audio.play();
+        t.tracks = { video, audio, same: user.videoTrack === video && user.audioTrack === audio };
+      }, replyBeforeOffer);
+
+      const state = await page.evaluate(() => ({
+        uid: t.uid,
+        eventsAfterJoin: t.eventsAfterJoin,
+        remoteUsers: t.client.remoteUsers.map((u) => ({ uid: u.uid, hasAudio: u.hasAudio, hasVideo: u.hasVideo })),
+        localTracks: t.client.localTracks.map((x) => x.trackMediaType),
+        kinds: [t.tracks.video.trackMediaType, t.tracks.audio.trackMediaType, t.tracks.video.getUserId()],
+        same: t.tracks.same,
+        offers: mockHub.publishOffers,
+      }));
+      assert.equal(state.uid, 4242, 'uid null is assigned by the hub');
+      assert.deepEqual(state.eventsAfterJoin, [
+        ['user-joined', 7, undefined],
+        ['user-published', 7, 'audio'],
+        ['user-published', 7, 'video'],
+      ]);
+      assert.deepEqual(state.remoteUsers, [{ uid: 7, hasAudio: true, hasVideo: true }]);
+      assert.deepEqual(state.localTracks, ['audio', 'video']);
+      assert.deepEqual(state.kinds, ['video', 'audio', 7]);
+      assert.ok(state.same, 'user.videoTrack and user.audioTrack are the subscribed tracks');
+      assert.equal(state.offers.length, 1);
+      const offer = videoCodecs(state.offers[0]);
+      assert.equal(offer.direction, 'sendonly');
+      assert.equal(offer.codecs[0], 'H264', `H.264 comes first: ${offer.codecs.join(' ')}`);
+      assert.match(state.offers[0], /a=fmtp:\d+ .*packetization-mode=1.*profile-level-id=42e0|a=fmtp:\d+ .*profile-level-id=42e0.*packetization-mode=1/);
+      assert.match(state.offers[0], /a=candidate:/, 'the offer carries its candidates (no trickle)');
+
+      // Media flows both ways: the client's video decodes, and the hub received its tracks.
+      const frames = await page.evaluate(collectVideoFrames, { selector: '#box video', frames: 10, timeoutMs: 10000 });
+      assert.ok(frames.frames.length >= 10, frames.error);
+      assert.deepEqual(await page.evaluate(() => mockHub.publishedTracks.map((x) => x.kind).sort()), ['audio', 'video']);
+
+      // Muting renegotiates nothing; unpublishing does, with the m-line inactive.
+      const r = await page.evaluate(async () => {
+        await t.mic.setEnabled(false);
+        await t.cam.setEnabled(false);
+        const mutedOffers = mockHub.publishOffers.length;
+        const enabled = t.mic.getMediaStreamTrack().enabled;
+        await t.client.unpublish(t.cam);
+        await t.client.unsubscribe(t.client.remoteUsers[0], 'video');
+        return {
+          mutedOffers,
+          enabled,
+          offers: mockHub.publishOffers,
+          local: t.client.localTracks.map((x) => x.trackMediaType),
+          videoTrack: t.client.remoteUsers[0].videoTrack,
+          box: document.querySelectorAll('#box video').length,
+        };
+      });
+      assert.equal(r.mutedOffers, 1);
+      assert.equal(r.enabled, false);
+      assert.equal(r.offers.length, 2);
+      assert.equal(videoCodecs(r.offers[1]).direction, 'inactive');
+      assert.deepEqual(r.local, ['audio']);
+      assert.equal(r.videoTrack, null);
+      assert.equal(r.box, 0, 'unsubscribing stops playback');
+
+      // Publishing the camera again reuses its m-line; subscribing again works.
+      const again = await page.evaluate(async () => {
+        await t.cam.setEnabled(true);
+        await t.client.publish(t.cam);
+        const v = await t.client.subscribe(t.client.remoteUsers[0], 'video');
+        return { offers: mockHub.publishOffers.length, lines: (mockHub.publishOffers.at(-1).match(/\r\nm=video/g) || []).length, kind: v.trackMediaType };
+      });
+      assert.deepEqual(again, { offers: 3, lines: 1, kind: 'video' });
+      assert.equal(videoCodecs(await page.evaluate(() => mockHub.publishOffers.at(-1))).direction, 'sendonly');
+
+      const stats = await page.evaluate(() => t.client.getRTCStats());
+      assert.ok(stats.SendBytes > 0 && stats.RecvBytes > 0, JSON.stringify(stats));
+      assert.equal(stats.UserCount, 2);
+      assert.deepEqual(errors, []);
+    });
+  }
+
+  test('user-left implies user-unpublished; an expired token disconnects', async () => {
+    const { page, errors } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      mockHub.users = [{ uid: 7, audio: true, video: true }];
+      const client = CamagentRTC.createClient({});
+      const events = [];
+      for (const name of ['user-joined', 'user-published', 'user-unpublished', 'user-left', 'token-privilege-will-expire', 'token-privilege-did-expire']) {
+        client.on(name, (user, arg) => events.push([name, user && user.uid, arg]));
+      }
+      client.on('connection-state-change', (cur, prev, reason) => events.push(['state', cur, reason]));
+      await client.join('demo', 'porch', 'tok', 5);
+      await new Promise((r) => setTimeout(r, 20));
+      mockHub.addUser(8, { audio: true, video: false });
+      mockHub.event({ event: 'user-unpublished', uid: 7, kind: 'audio' });
+      mockHub.event({ event: 'user-left', uid: 7, reason: 'timeout' });
+      mockHub.event({ event: 'token-privilege-will-expire' });
+      await new Promise((r) => setTimeout(r, 50));
+      const users = client.remoteUsers.map((u) => u.uid);
+      mockHub.event({ event: 'token-privilege-did-expire' });
+      await new Promise((r) => setTimeout(r, 20));
+      mockHub.close(1000);
+      await new Promise((r) => setTimeout(r, 20));
+      return { events, users, after: client.remoteUsers.length, state: client.connectionState };
+    });
+    assert.deepEqual(r.events, [
+      ['state', 'CONNECTING', undefined],
+      ['state', 'CONNECTED', undefined],
+      ['user-joined', 7, undefined],
+      ['user-published', 7, 'audio'],
+      ['user-published', 7, 'video'],
+      ['user-joined', 8, undefined],
+      ['user-published', 8, 'audio'],
+      ['user-unpublished', 7, 'audio'],
+      ['user-unpublished', 7, 'video'], // synthesised: 7 left while publishing video
+      ['user-left', 7, 'timeout'],
+      ['token-privilege-will-expire', undefined, undefined],
+      ['token-privilege-did-expire', undefined, undefined],
+      ['state', 'DISCONNECTED', 'TOKEN_EXPIRED'],
+    ]);
+    assert.deepEqual(r.users, [8]);
+    assert.equal(r.after, 0);
+    assert.equal(r.state, 'DISCONNECTED');
+    assert.deepEqual(errors, []);
+  });
+
+  test('fetchToken posts to /api/token and reports the service\'s error', async () => {
+    const { page, requests } = await open('/quickstart', {
+      token: async (body) => {
+        if (body.channel === 'bad') throw new Error('no');
+        return `t-${body.uid}`;
+      },
+    });
+    const token = await page.evaluate(() => CamagentRTC.fetchToken({ appId: 'demo', channel: 'c', uid: 9, role: 'subscriber' }));
+    assert.equal(token, 't-9');
+    assert.deepEqual(requests.find((r) => r.path === '/api/token').body, { appId: 'demo', channel: 'c', uid: 9, role: 'subscriber' });
+    const err = await page.evaluate(() =>
+      CamagentRTC.fetchToken({ appId: 'demo', channel: 'bad', uid: 9 }).catch((e) => ({ name: e.name, code: e.code, message: e.message }))
+    );
+    assert.deepEqual(err, { name: 'CamagentRTCError', code: 'TOKEN_SERVICE_ERROR', message: 'token service answered 403: no' });
+  });
+});
+
+describe('pages against the mock hub', () => {
+  test('viewer: list, view, talk, stop', async () => {
+    const commands = [];
+    const devices = [
+      { id: 'cam1', status: 'online', state: { state: 'idle' } },
+      { id: 'cam2', status: 'offline', state: { state: 'idle' } },
+    ];
+    const { page, errors } = await open('/', {
+      devices,
+      // The device joins the channel and publishes before it replies, as a fast device may.
+      async cmd(id, body, page) {
+        commands.push({ id, ...body });
+        if (body.action === 'join') {
+          await page.evaluate(() => mockHub.addUser(7));
+          return { id: 'r1', ok: true, state: { state: 'joined', channel: body.channel, uid: 7, users: [] } };
+        }
+        return { id: 'r2', ok: true, state: { state: 'idle' } };
+      },
+    });
+    await page.waitForSelector('button[data-view="cam1"]:not([disabled])');
+    assert.equal(await page.$eval('button[data-view="cam2"]', (b) => b.disabled), true, 'an offline device cannot be viewed');
+    assert.equal(await page.$$eval('#devices tbody tr', (rows) => rows.length), 2);
+
+    await page.click('button[data-view="cam1"]');
+    const frames = await page.evaluate(collectVideoFrames, { selector: '#remote-video video', frames: 15, timeoutMs: 15000 });
+    assert.ok(frames.frames.length >= 15, frames.error);
+    await page.waitForFunction(() => window.camagentViewer.remoteAudioTrack && document.querySelector('#remote-audio audio'));
+    assert.deepEqual(commands[0], { id: 'cam1', action: 'join', channel: 'view-cam1' });
+    assert.equal(await page.evaluate(() => window.camagentViewer.deviceUid), 7);
+
+    // Hold to talk: the first press publishes the microphone, later presses only unmute.
+    await page.hover('#talk');
+    await page.mouse.down();
+    await page.waitForFunction(() => window.camagentViewer.talking && window.camagentViewer.micTrack?.enabled);
+    await page.mouse.up();
+    await page.waitForFunction(() => !window.camagentViewer.talking && !window.camagentViewer.micTrack.enabled);
+    await page.keyboard.down('Space');
+    await page.waitForFunction(() => window.camagentViewer.talking && window.camagentViewer.micTrack.enabled);
+    await page.keyboard.up('Space');
+    await page.waitForFunction(() => !window.camagentViewer.talking);
+    const offers = await page.evaluate(() => mockHub.publishOffers);
+    assert.equal(offers.length, 1, 'the microphone is published once');
+    assert.match(offers[0], /m=audio[^]*a=sendonly/);
+
+    await page.click('#stop');
+    await page.waitForFunction(() => window.camagentViewer.client === null);
+    assert.deepEqual(commands[1], { id: 'cam1', action: 'leave' });
+    assert.equal(await page.$('#remote-video video'), null);
+    assert.equal(await page.$eval('#error', (e) => e.hidden), true);
+    assert.match(await page.textContent('#status'), /Stopped/);
+    assert.deepEqual(errors, []);
+  });
+
+  test('viewer: a device that refuses shows its error', async () => {
+    const { page } = await open('/', {
+      devices: [{ id: 'cam1', status: 'online', state: { state: 'error', error: 'camera busy' } }],
+      cmd: async () => ({ id: 'r', ok: false, error: 'camera: open /dev/video0: device busy' }),
+    });
+    await page.click('button[data-view="cam1"]');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.match(await page.textContent('#error'), /device busy/);
+    assert.equal(await page.evaluate(() => window.camagentViewer.client), null);
+    assert.match(await page.textContent('#devices'), /error — camera busy/);
+  });
+
+  test('quickstart: join, see the remote user, leave', async () => {
+    const { page, errors, requests } = await open('/quickstart?channel=room1');
+    await page.waitForFunction(() => document.querySelector('#appid').value === 'demo');
+    await page.evaluate(() => (mockHub.users = [{ uid: 7, audio: true, video: true }]));
+    await page.click('#join');
+    await page.waitForFunction(() => window.quickstartEvents.some((e) => e.event === 'published'));
+    const frames = await page.evaluate(collectVideoFrames, { selector: '#player-7 video', frames: 10, timeoutMs: 10000 });
+    assert.ok(frames.frames.length >= 10, frames.error);
+    assert.ok(await page.$('#local-player video'), 'the local video plays');
+    const token = requests.find((r) => r.path === '/api/token').body;
+    const uid = await page.evaluate(() => window.camagentQuickstart.options.uid);
+    assert.deepEqual(token, { appId: 'demo', channel: 'room1', uid, role: 'publisher' });
+
+    await page.evaluate(() => mockHub.event({ event: 'user-left', uid: 7, reason: 'quit' }));
+    await page.waitForFunction(() => !document.querySelector('#player-7'));
+    await page.click('#leave');
+    await page.waitForFunction(() => window.camagentQuickstart.client.connectionState === 'DISCONNECTED');
+    assert.equal(await page.$('#local-player video'), null);
+    const names = (await page.evaluate(() => window.quickstartEvents)).map((e) => e.event);
+    assert.deepEqual(
+      names.filter((n) => n.startsWith('user-')),
+      ['user-joined', 'user-published', 'user-published', 'user-unpublished', 'user-unpublished', 'user-left']
+    );
+    assert.deepEqual(errors, []);
+  });
+});

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests need, when it is missing: Debian packages (Chromium, Mosquitto,
+# FFmpeg, alsa-utils, qemu-user-static) and the browser tests' npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command → Debian package that provides it
+declare -A pkgs=(
+  [/usr/bin/chromium]=chromium
+  [/usr/sbin/mosquitto]=mosquitto
+  [/usr/bin/mosquitto_pub]=mosquitto-clients
+  [/usr/bin/ffmpeg]=ffmpeg
+  [/usr/bin/aplay]=alsa-utils
+  [/usr/bin/qemu-arm-static]=qemu-user-static
+)
+missing=()
+for path in "${!pkgs[@]}"; do
+  [ -x "$path" ] || missing+=("${pkgs[$path]}")
+done
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "test-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d e2e/browser/node_modules/playwright-core ]; then
+  echo "test-deps: npm ci (e2e/browser)"
+  (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
