@@ -56,9 +56,9 @@ func startSystem(t *testing.T) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	hubCtx, stopHub := context.WithCancel(context.Background())
 	hubDone := make(chan error, 1)
-	go func() { hubDone <- h.Run(ctx) }()
+	go func() { hubDone <- h.Run(hubCtx) }()
 	select {
 	case <-h.Ready():
 	case err := <-hubDone:
@@ -78,8 +78,9 @@ func startSystem(t *testing.T) *system {
 	if err != nil {
 		t.Fatal(err)
 	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
 	agentDone := make(chan error, 1)
-	go func() { agentDone <- a.Run(ctx) }()
+	go func() { agentDone <- a.Run(agentCtx) }()
 	select {
 	case <-a.Ready():
 	case <-time.After(10 * time.Second):
@@ -91,16 +92,22 @@ func startSystem(t *testing.T) *system {
 	}
 	s := &system{t: t, hub: h, agent: a, agentCfg: acfg, baseURL: "http://" + h.Addr(),
 		speaker: filepath.Join(dir, "speaker.wav"), api: api}
+	// The agent stops first, as on a real shutdown: it leaves its call and says goodbye over
+	// MQTT while the hub and broker are still there.
 	t.Cleanup(func() {
-		cancel()
-		for name, done := range map[string]chan error{"agent": agentDone, "hub": hubDone} {
+		for _, p := range []struct {
+			name string
+			stop context.CancelFunc
+			done chan error
+		}{{"agent", stopAgent, agentDone}, {"hub", stopHub, hubDone}} {
+			p.stop()
 			select {
-			case err := <-done:
+			case err := <-p.done:
 				if err != nil {
-					t.Errorf("%s stopped with %v", name, err)
+					t.Errorf("%s stopped with %v", p.name, err)
 				}
 			case <-time.After(10 * time.Second):
-				t.Errorf("%s did not stop within 10 s", name)
+				t.Errorf("%s did not stop within 10 s", p.name)
 			}
 		}
 	})

@@ -135,7 +135,7 @@ func (m *Microphone) died(readErr error) error {
 	p := m.proc
 	m.proc, m.fill, m.failed = nil, 0, true
 	p.stop(100 * time.Millisecond)
-	err := p.exitError()
+	err := fmt.Errorf("alsa: %w", p.exitReason())
 	if p.exitErr == nil { // arecord ended cleanly; say what the read saw
 		err = fmt.Errorf("alsa: arecord: read: %w", readErr)
 	}

@@ -17,7 +17,7 @@ const startWait = 200 * time.Millisecond
 
 // process is one running aplay or arecord with a pipe to its stdin or from its stdout.
 type process struct {
-	name    string   // "aplay" or "arecord", for messages
+	name    string // "aplay" or "arecord", for messages
 	cmd     *exec.Cmd
 	pipe    *os.File // our end: stdin's writer (playback) or stdout's reader (capture)
 	stderr  *tail
@@ -66,25 +66,26 @@ func (p *process) checkStart(done <-chan struct{}) error {
 	select {
 	case <-p.exited:
 		p.pipe.Close()
-		return p.exitError()
+		return p.exitReason()
 	case <-t.C:
 	case <-done:
 	}
 	return nil
 }
 
-// exitError describes how the process ended, with the end of its stderr. Call it
-// after exited is closed.
-func (p *process) exitError() error {
+// exitReason describes how the process ended, with the end of its stderr, e.g.
+// "aplay: exit status 1: aplay: main:831: audio open error: …". Call it after exited
+// is closed; callers prefix it with "alsa: " and what they were doing.
+func (p *process) exitReason() error {
 	msg := p.stderr.String()
 	err := p.exitErr
 	if err == nil {
 		err = errors.New("exited")
 	}
 	if msg != "" {
-		return fmt.Errorf("alsa: %s: %w: %s", p.name, err, msg)
+		return fmt.Errorf("%s: %w: %s", p.name, err, msg)
 	}
-	return fmt.Errorf("alsa: %s: %w", p.name, err)
+	return fmt.Errorf("%s: %w", p.name, err)
 }
 
 // stop ends the process: it closes our pipe end (aplay then drains its buffer and
@@ -119,10 +120,17 @@ func (t *tail) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// String returns the kept text on one line, its lines joined by " | ".
 func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.Join(strings.Fields(strings.ReplaceAll(string(t.buf), "\n", " | ")), " ")
+	var lines []string
+	for _, l := range strings.Split(string(t.buf), "\n") {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, " | ")
 }
 
 // backoff is an exponential delay with jitter between restarts.

@@ -27,6 +27,7 @@ type Speaker struct {
 
 	dropped  atomic.Uint64
 	restarts atomic.Uint64
+	cur      atomic.Pointer[process] // the running aplay, for Close to hurry
 
 	errMu   sync.Mutex
 	pending error // failure to report from the next WriteFrame
@@ -78,6 +79,7 @@ func OpenSpeaker(ctx context.Context, pcm string, opts Options) (*Speaker, error
 		return nil, err
 	}
 	s.log.Debug("aplay started", "pid", p.cmd.Process.Pid)
+	s.cur.Store(p)
 	go s.run(p)
 	return s, nil
 }
@@ -121,12 +123,20 @@ func (s *Speaker) Dropped() uint64 { return s.dropped.Load() }
 // Restarts returns how many times aplay was restarted after a failure.
 func (s *Speaker) Restarts() uint64 { return s.restarts.Load() }
 
-// Close stops accepting frames, lets aplay play what it was given, and waits (up to
-// about a second) for it to exit.
+// closeGrace bounds how long Close lets aplay take the queued audio and how long it
+// then waits for aplay to play it and exit, before killing it.
+const closeGrace = 500 * time.Millisecond
+
+// Close stops accepting frames, lets aplay play what it was given, and waits for it to
+// exit (killing it if it takes more than about a second).
 func (s *Speaker) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		close(s.closing)
+		if p := s.cur.Load(); p != nil {
+			// Cut short a write blocked on a stuck aplay.
+			p.pipe.SetWriteDeadline(time.Now().Add(closeGrace))
+		}
 	})
 	<-s.done
 	return nil
@@ -174,6 +184,7 @@ func (s *Speaker) run(p *process) {
 			delay = bo.next()
 			s.log.Warn("aplay restart failed", "err", err, "backoff", delay)
 		}
+		s.cur.Store(p)
 		s.restarts.Add(1)
 		s.log.Info("aplay restarted", "pid", p.cmd.Process.Pid)
 	}
@@ -192,26 +203,34 @@ func (s *Speaker) feed(p *process) error {
 		case <-s.closing:
 			// Hand over what is still queued, then let aplay drain and exit.
 			s.drain(p)
-			p.stop(time.Second)
+			p.stop(closeGrace)
 			return nil
 		case <-p.exited:
 			p.pipe.Close()
-			return p.exitError()
+			return fmt.Errorf("alsa: %w", p.exitReason())
 		case b := <-s.queue:
 			err := s.write(p, b)
+			if err != nil && s.closed.Load() {
+				p.stop(0)
+				return nil
+			}
 			if err != nil {
 				p.stop(100 * time.Millisecond)
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					return fmt.Errorf("alsa: aplay hung: took no audio for %v", writeTimeout)
 				}
-				return p.exitError()
+				return fmt.Errorf("alsa: %w", p.exitReason())
 			}
 		}
 	}
 }
 
 func (s *Speaker) write(p *process, b []byte) error {
-	p.pipe.SetWriteDeadline(time.Now().Add(writeTimeout))
+	timeout := writeTimeout
+	if s.closed.Load() {
+		timeout = closeGrace
+	}
+	p.pipe.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := p.pipe.Write(b)
 	s.recycle(b)
 	return err

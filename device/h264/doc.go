@@ -20,8 +20,10 @@
 // using only the coding tools that reconstruct exactly:
 //
 //   - I_PCM macroblocks carry raw samples;
-//   - Intra 16x16 DC prediction with no residual codes a macroblock that the prediction
-//     already equals (a flat area such as the mid-gray background) in about a byte;
+//   - Intra 16x16 DC prediction plus a single luma DC coefficient codes a flat
+//     macroblock whose chroma the prediction already equals (the mid-gray background,
+//     the black and white strips) in one to four bytes: at QP 28 a DC level of L adds
+//     exactly L to every luma sample;
 //   - P_Skip copies an unchanged macroblock: every macroblock is intra or a skip with a
 //     zero motion vector, so the predicted vector (8.4.1.1) is always zero;
 //   - deblocking is disabled.

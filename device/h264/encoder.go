@@ -230,8 +230,6 @@ func (e *Encoder) writeSlice(w *bitWriter, idr bool) {
 	intraOffset := uint32(0)
 	if !idr {
 		intraOffset = pSliceIntraOffset
-	}
-	if !idr {
 		e.markChanged()
 	}
 	skipRun := uint32(0)
@@ -359,7 +357,8 @@ func writeLumaDC(w *bitWriter, nC, level int) {
 
 // coeffTokens holds the coeff_token codes (Table 9-5) for TotalCoeff 0 and 1, by nC
 // range 0–1, 2–3, 4–7, 8+: {length, bits} for (TrailingOnes 0, TotalCoeff 0),
-// (0, 1) and (1, 1).
+// (0, 1) and (1, 1). Neighbours count 0 or 16 coefficients here, so nC is 0, 8 or 16
+// and the middle rows are never used; they are kept so the table reads like the spec.
 var coeffTokens = [4][3][2]uint8{
 	{{1, 0b1}, {6, 0b000101}, {2, 0b01}},
 	{{2, 0b11}, {6, 0b001011}, {2, 0b10}},

@@ -109,7 +109,7 @@ export async function openPage(browser, label) {
 }
 
 export function log(...args) {
-  console.log('#', ...args);
+  console.log(...args);
 }
 
 // ---------------------------------------------------------------------------------------------

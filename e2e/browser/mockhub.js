@@ -14,6 +14,7 @@
     joinError: null, // {code, message}: refuse joins
     silent: [], // request types never answered (to provoke TIMEOUT)
     replyBeforeOffer: false, // subscribe: reply first, then offer (both orders are legal)
+    midInReply: true, // false: subscribe replies carry no mid (as when the hub's offer is still due)
     expiresIn: 3600,
     // What happened, for assertions.
     received: [], // every client message, in order
@@ -157,9 +158,10 @@
       const tr = this._sub.addTransceiver(track, { direction: 'sendonly' });
       await this._sub.setLocalDescription(await this._sub.createOffer());
       this._mids[tr.mid] = { uid: msg.uid, kind: msg.kind };
-      if (hub.replyBeforeOffer) this._reply(msg, { mid: tr.mid });
+      const reply = hub.midInReply ? { mid: tr.mid } : {};
+      if (hub.replyBeforeOffer) this._reply(msg, reply);
       await this._sendOffer();
-      if (!hub.replyBeforeOffer) this._reply(msg, { mid: tr.mid });
+      if (!hub.replyBeforeOffer) this._reply(msg, reply);
     }
 
     async _unsubscribe(msg) {

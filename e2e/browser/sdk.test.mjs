@@ -136,12 +136,17 @@ describe('SDK against the mock hub', () => {
     });
   });
 
-  for (const replyBeforeOffer of [false, true]) {
-    test(`publish and subscribe (hub ${replyBeforeOffer ? 'replies, then offers' : 'offers, then replies'})`, async () => {
+  const orders = [
+    { name: 'hub offers, then replies', replyBeforeOffer: false, midInReply: true },
+    { name: 'hub replies, then offers', replyBeforeOffer: true, midInReply: true },
+    { name: 'hub replies without a mid, then offers', replyBeforeOffer: true, midInReply: false },
+  ];
+  for (const order of orders) {
+    test(`publish and subscribe (${order.name})`, async () => {
       const { page, errors } = await open('/quickstart');
-      await page.evaluate(async (replyBeforeOffer) => {
+      await page.evaluate(async ({ replyBeforeOffer, midInReply }) => {
         mockHub.users = [{ uid: 7, audio: true, video: true }];
-        mockHub.replyBeforeOffer = replyBeforeOffer;
+        Object.assign(mockHub, { replyBeforeOffer, midInReply });
         const client = CamagentRTC.createClient({ mode: 'rtc', codec: 'h264' });
         const events = [];
         for (const name of ['user-joined', 'user-published', 'user-unpublished', 'user-left']) {
@@ -163,7 +168,7 @@ describe('SDK against the mock hub', () => {
         video.play('box');
         audio.play();
         t.tracks = { video, audio, same: user.videoTrack === video && user.audioTrack === audio };
-      }, replyBeforeOffer);
+      }, order);
 
       const state = await page.evaluate(() => ({
         uid: t.uid,

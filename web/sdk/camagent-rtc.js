@@ -957,8 +957,10 @@
     /** Unpublishes the given tracks, or all published tracks. */
     async unpublish(tracks) {
       if (!this._sig) return;
+      const sig = this._sig;
       return this._pubQueue.run(async () => {
         const list = tracks === undefined ? this.localTracks.slice() : Array.isArray(tracks) ? tracks : [tracks];
+        const pc = this._pubPC;
         let changed = false;
         for (const track of list) {
           const i = this.localTracks.indexOf(track);
@@ -966,13 +968,15 @@
           this.localTracks.splice(i, 1);
           track._client = null;
           const tr = this._pubTransceivers.get(track.trackMediaType);
-          if (tr) {
+          if (tr && pc.signalingState !== 'closed') {
             await tr.sender.replaceTrack(null);
+            // leave() may have closed the connection meanwhile: then there is nothing to change.
+            if (pc.signalingState === 'closed') return;
             tr.direction = 'inactive';
           }
           changed = true;
         }
-        if (changed && this._sig && this._sig.isOpen) await this._negotiatePublish();
+        if (changed && this._sig === sig && sig.isOpen) await this._negotiatePublish();
       });
     }
 
@@ -1011,7 +1015,7 @@
 
       let sub;
       const promise = new Promise((resolve, reject) => {
-        sub = { uid, kind: mediaType, resolve, reject, mid: null, promise: null };
+        sub = { uid, kind: mediaType, resolve, reject, replied: false, mid: null, promise: null };
       });
       sub.promise = promise;
       // One deadline for the whole thing: the reply, the offer and the track.
@@ -1022,7 +1026,10 @@
       this._subscriptions.set(key, sub);
       this._sig.request('subscribe', { uid, kind: mediaType }, this._timeoutMs).then(
         (reply) => {
-          sub.mid = reply.mid != null ? String(reply.mid) : null;
+          sub.replied = true;
+          // A hub may not know the mid yet (its offer for this track still to come): then the
+          // offer's track map alone tells where the track arrives.
+          sub.mid = reply.mid ? String(reply.mid) : null;
           this._settleSubscription(key);
         },
         (err) => {
@@ -1034,12 +1041,12 @@
       return promise;
     }
 
-    // Resolves a pending subscription once both the reply (its mid) and a track on that mid are here.
+    // Resolves a pending subscription once both the hub's reply and the track are here.
     _settleSubscription(key) {
       const sub = this._subscriptions.get(key);
-      if (!sub || sub.mid === null) return;
+      if (!sub || !sub.replied) return;
       const got = this._received.get(key);
-      if (!got || got.mid !== sub.mid) return;
+      if (!got || (sub.mid !== null && got.mid !== sub.mid)) return;
       this._subscriptions.delete(key);
       clearTimeout(sub.timer);
       const remote =
