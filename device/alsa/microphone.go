@@ -97,20 +97,27 @@ func (m *Microphone) ReadFrame(ctx context.Context, pcm []int16) error {
 		}
 	}
 	p := m.proc
-	// Interrupt the blocking read when ctx ends or the microphone closes.
-	interrupt := func() { p.pipe.SetReadDeadline(time.Unix(1, 0)) }
-	stopCtx := context.AfterFunc(ctx, interrupt)
-	stopClose := context.AfterFunc(m.closeCtx, interrupt)
+	// Interrupt the blocking read when ctx ends or the microphone closes, by moving the
+	// pipe's read deadline into the past; undo that once the interruption has happened.
+	rctx, cancel := context.WithCancel(ctx)
+	stopClose := context.AfterFunc(m.closeCtx, cancel)
+	interrupted := make(chan struct{})
+	stopInterrupt := context.AfterFunc(rctx, func() {
+		p.pipe.SetReadDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
 	var err error
 	for m.fill < len(m.buf) && err == nil {
 		var n int
 		n, err = p.pipe.Read(m.buf[m.fill:])
 		m.fill += n
 	}
-	fromCtx, fromClose := !stopCtx(), !stopClose()
-	if fromCtx || fromClose {
+	if !stopInterrupt() {
+		<-interrupted
 		p.pipe.SetReadDeadline(time.Time{})
 	}
+	stopClose()
+	cancel()
 	switch {
 	case err == nil:
 	case m.closeCtx.Err() != nil:

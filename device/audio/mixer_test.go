@@ -204,17 +204,20 @@ func (r *recorder) Close() error { return nil }
 func TestMixerRun(t *testing.T) {
 	m := NewMixer()
 	spk := &recorder{}
-	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	m.Push("u", constant(9))
+	start := time.Now()
 	if err := m.Run(ctx, spk); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	elapsed := time.Since(start)
 	spk.mu.Lock()
 	defer spk.mu.Unlock()
-	// Frames at 0, 20, …, 100 ms: 6, give or take scheduling.
-	if n := len(spk.frames); n < 5 || n > 7 {
-		t.Fatalf("wrote %d frames in 110 ms", n)
+	// Paced: one frame at start and one per 20 ms after, never more (a loaded machine
+	// may see the deadline late, hence the measured time), and a few at least.
+	if n, most := len(spk.frames), int(elapsed/device.FrameDuration)+1; n < 2 || n > most {
+		t.Fatalf("wrote %d frames in %v (at most %d)", n, elapsed, most)
 	}
 	if spk.frames[0][0] != 9 || spk.frames[1][0] != 0 {
 		t.Fatalf("frames: %d then %d", spk.frames[0][0], spk.frames[1][0])

@@ -773,9 +773,12 @@
         reply = await sig.request('join', fields, this._timeoutMs);
       } catch (e) {
         const err = toRTCError(e, 'NETWORK_ERROR');
-        this._sig = null;
         sig.close();
-        this._setState(State.DISCONNECTED, err.code);
+        // Unless leave() has already ended this attempt (and perhaps a new join begun).
+        if (this._sig === sig) {
+          this._sig = null;
+          this._setState(State.DISCONNECTED, err.code);
+        }
         throw err;
       }
       if (this._sig !== sig) {
@@ -840,7 +843,8 @@
           log.debug('leave not acknowledged:', e.message);
         }
       }
-      this._teardown('LEAVE');
+      // The hub may close the socket first, which has torn the session down already.
+      if (this._sig === sig) this._teardown('LEAVE');
       sig.close();
     }
 
@@ -983,10 +987,12 @@
     // Client offers, the hub answers: one round trip with a complete SDP (no trickle).
     async _negotiatePublish() {
       const pc = this._pubPC;
+      const sig = this._sig;
+      if (!pc || !sig) throw new CamagentRTCError('INVALID_OPERATION', 'publish: the client left the channel');
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
-      const reply = await this._sig.request('publish', { sdp: pc.localDescription.sdp }, this._timeoutMs);
+      const reply = await sig.request('publish', { sdp: pc.localDescription.sdp }, this._timeoutMs);
       if (pc.signalingState === 'closed') return;
       try {
         await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
