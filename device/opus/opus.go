@@ -36,7 +36,9 @@ type Encoder struct {
 }
 
 // EncoderOption configures an Encoder.
-type EncoderOption func(*gopus.Encoder) error
+type EncoderOption struct {
+	apply func(*gopus.Encoder) error
+}
 
 // Bitrate limits in bit/s accepted by WithBitrate and SetBitrate.
 const (
@@ -46,7 +48,7 @@ const (
 
 // WithBitrate sets the target bitrate in bit/s (MinBitrate–MaxBitrate).
 func WithBitrate(bps int) EncoderOption {
-	return func(e *gopus.Encoder) error { return setBitrate(e, bps) }
+	return EncoderOption{func(e *gopus.Encoder) error { return setBitrate(e, bps) }}
 }
 
 func setBitrate(e *gopus.Encoder, bps int) error {
@@ -58,7 +60,7 @@ func setBitrate(e *gopus.Encoder, bps int) error {
 
 // WithComplexity sets the encoder complexity, 0 (cheapest) to 10 (best).
 func WithComplexity(c int) EncoderOption {
-	return func(e *gopus.Encoder) error { return e.SetComplexity(c) }
+	return EncoderOption{func(e *gopus.Encoder) error { return e.SetComplexity(c) }}
 }
 
 // NewEncoder returns an encoder for 48 kHz mono, VoIP application, 20 ms frames,
@@ -84,7 +86,7 @@ func NewEncoder(opts ...EncoderOption) (*Encoder, error) {
 	}
 	enc.SetFEC(true)
 	for _, o := range opts {
-		if err := o(enc); err != nil {
+		if err := o.apply(enc); err != nil {
 			return nil, fmt.Errorf("opus: configure encoder: %w", err)
 		}
 	}

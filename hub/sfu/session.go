@@ -87,7 +87,13 @@ func (s *session) run() {
 	}()
 	go func() {
 		<-s.ctx.Done()
-		s.conn.Close() // unblocks the read loop
+		// Let the writer flush what is queued (a last reply or event) before the socket closes;
+		// closing it also unblocks the read loop.
+		select {
+		case <-writerDone:
+		case <-time.After(writeWait):
+		}
+		s.conn.Close()
 	}()
 	s.readLoop()
 	s.cancel()
