@@ -4,26 +4,34 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/camagent/camagent/config"
 )
 
 // Config is the agent's configuration (camagent.yaml); Defaults gives the embedded defaults.
 type Config struct {
-	// ID is the device id, the second MQTT topic level (default: the host name).
+	// ID is the device id, the second MQTT topic level (empty: the host name, see Derive).
 	ID string `yaml:"id"`
 	// MQTT is the broker URL: tcp://, ssl:// (tls://), ws://, wss://.
 	MQTT         string `yaml:"mqtt"`
 	MQTTPrefix   string `yaml:"mqttPrefix"`
 	MQTTUsername string `yaml:"mqttUsername"`
 	MQTTPassword string `yaml:"mqttPassword"`
+	// MQTTPasswordFile reads the password from a file; without either, the systemd
+	// credential "mqttPassword" is used when there is one.
+	MQTTPasswordFile string `yaml:"mqttPasswordFile"`
 	// Hub is the channel service's base URL (its token service and signalling).
 	Hub string `yaml:"hub"`
 	// HubKey is the device credential for the hub's token service (bearer key); not needed
 	// on loopback with the embedded defaults.
 	HubKey string `yaml:"hubKey"`
+	// HubKeyFile reads the key from a file; without either, the systemd credential "hubKey".
+	HubKeyFile string `yaml:"hubKeyFile"`
 	// AppID used when a join command names none.
 	AppID string `yaml:"appId"`
 	// UID the device joins with when a join command names none (0: derived from the id).
@@ -39,12 +47,17 @@ type Config struct {
 	FPS    int `yaml:"fps"`
 	// ToneHz is the frequency of the synthetic microphone.
 	ToneHz float64 `yaml:"toneHz"`
-	// StateDir holds files the agent writes (the speaker WAV on machines without sound).
+	// StateDir holds files the agent writes (the speaker WAV on machines without sound);
+	// empty: $STATE_DIRECTORY (systemd), else ~/.local/state/camagent (see Derive).
 	StateDir string `yaml:"stateDir"`
 	// ICELoopbackOnly keeps media on loopback addresses (single-machine setups and tests).
 	ICELoopbackOnly bool `yaml:"iceLoopbackOnly"`
 	// JoinTimeout bounds a join: token, devices, signalling, publishing.
 	JoinTimeout time.Duration `yaml:"joinTimeout"`
+	// LogLevel is debug, info, warn or error; LogLevels sets it per component
+	// (agent, control, rtc, device…), e.g. {rtc: debug}.
+	LogLevel  string            `yaml:"logLevel"`
+	LogLevels map[string]string `yaml:"logLevels"`
 }
 
 // Defaults are the embedded defaults: synthetic devices, local broker and hub.
@@ -65,7 +78,33 @@ func Defaults() Config {
 		ToneHz:      440,
 		StateDir:    defaultStateDir(),
 		JoinTimeout: 15 * time.Second,
+		LogLevel:    "info",
 	}
+}
+
+// Derive fills the settings whose defaults depend on the host and are written empty in a
+// configuration file: the id (the host name) and the state directory.
+func (c *Config) Derive() {
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = sanitizeID(host)
+	}
+	if c.StateDir == "" {
+		c.StateDir = defaultStateDir()
+	}
+}
+
+// ResolveSecrets reads the secrets given as files or systemd credentials (credDir is
+// $CREDENTIALS_DIRECTORY, empty when there is none) into MQTTPassword and HubKey.
+func (c *Config) ResolveSecrets(credDir string) error {
+	pw, err1 := config.Secret("mqttPassword", c.MQTTPassword, c.MQTTPasswordFile, "mqttPassword", credDir)
+	key, err2 := config.Secret("hubKey", c.HubKey, c.HubKeyFile, "hubKey", credDir)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	c.MQTTPassword, c.MQTTPasswordFile = pw, ""
+	c.HubKey, c.HubKeyFile = key, ""
+	return nil
 }
 
 func defaultStateDir() string {
@@ -115,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JoinTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("joinTimeout: %s must be positive", c.JoinTimeout))
+	}
+	if _, err := config.Logger(io.Discard, c.LogLevel, c.LogLevels, false); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

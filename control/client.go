@@ -18,6 +18,7 @@ package control
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,14 @@ type Options struct {
 	TLS       *tls.Config   // for ssl://, tls:// and wss://; nil uses the system roots
 	Logger    *slog.Logger  // nil discards logs
 	Handler   Handler       // required
+
+	// Secret, when set, is the device's shared command secret: a command
+	// whose "secret" field does not match it is refused with ok:false
+	// "unauthorized" and changes nothing. Never logged.
+	Secret string
+	// HomeAssistant turns on Home Assistant MQTT discovery when its Prefix
+	// is set.
+	HomeAssistant HomeAssistant
 }
 
 // ErrNotConnected is returned by PublishEvent while the broker is unreachable.
@@ -282,6 +291,11 @@ func (c *Client) connect(ctx context.Context) error {
 		if err := wait(ctx, c.pc.Publish(c.topics.Status(), 1, true, "online")); err != nil {
 			return fmt.Errorf("publish online: %w", err)
 		}
+		for _, d := range DiscoveryMessages(c.topics, c.opts.HomeAssistant, c.opts.Secret) {
+			if err := wait(ctx, c.pc.Publish(d.Topic, 1, true, d.Payload)); err != nil {
+				return fmt.Errorf("publish Home Assistant discovery %s: %w", d.Topic, err)
+			}
+		}
 		c.stateMu.Lock()
 		var tok paho.Token
 		if c.state != nil {
@@ -405,6 +419,11 @@ func (c *Client) execute(ctx context.Context, payload []byte) {
 		c.reply(ctx, Reply{ID: cmd.ID, Error: err.Error(), State: c.latest()}, true)
 		return
 	}
+	if !c.authorized(cmd) {
+		c.log.Warn("unauthorized command", "id", cmd.ID, "action", cmd.Action)
+		c.reply(ctx, Reply{ID: cmd.ID, Error: ErrUnauthorized, State: c.latest()}, true)
+		return
+	}
 	if cmd.ID != "" {
 		if r, ok := c.replies.get(cmd.ID); ok {
 			c.log.Info("duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
@@ -426,6 +445,19 @@ func (c *Client) execute(ctx context.Context, payload []byte) {
 		c.replies.put(cmd.ID, r)
 	}
 	c.reply(ctx, r, true)
+}
+
+// ErrUnauthorized is the reply error of a command whose secret does not
+// match the device's.
+const ErrUnauthorized = "unauthorized"
+
+// authorized checks a command's secret against Options.Secret, in constant
+// time.
+func (c *Client) authorized(cmd Command) bool {
+	if c.opts.Secret == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(cmd.Secret), []byte(c.opts.Secret)) == 1
 }
 
 // call runs the handler, turning a panic into an error so that one bad

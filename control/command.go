@@ -53,6 +53,9 @@ type Command struct {
 	Token   string  `json:"token,omitempty"`
 	AppID   string  `json:"appId,omitempty"`
 	Server  string  `json:"server,omitempty"`
+	// Secret is the device's shared command secret, when it has one
+	// (Options.Secret).
+	Secret string `json:"secret,omitempty"`
 }
 
 // State is what a device is doing, published retained on its state topic.
@@ -142,6 +145,7 @@ func parseCommand(payload []byte) (Command, error) {
 		{"token", &cmd.Token},
 		{"appId", &cmd.AppID},
 		{"server", &cmd.Server},
+		{"secret", &cmd.Secret},
 	} {
 		if err := stringField(fields, f.name, f.dst); err != nil {
 			return cmd, err

@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/camagent/camagent/config"
 )
 
 // App is one tenant: an App ID and its certificate (the token signing secret).
@@ -17,7 +20,8 @@ type App struct {
 	// Certificate signs tokens. Empty: generated on first start and kept in the state
 	// directory (app-<id>.cert), so tokens survive restarts.
 	Certificate string `yaml:"certificate"`
-	// CertificateFile reads the certificate from a file (e.g. a systemd credential).
+	// CertificateFile reads the certificate from a file. Without either, the systemd
+	// credential "appCertificate-<id>" is used when there is one (see ResolveSecrets).
 	CertificateFile string `yaml:"certificateFile"`
 }
 
@@ -33,16 +37,27 @@ type Config struct {
 	MQTTPrefix   string `yaml:"mqttPrefix"`
 	MQTTUsername string `yaml:"mqttUsername"`
 	MQTTPassword string `yaml:"mqttPassword"`
+	// MQTTPasswordFile reads the password from a file; without either, the systemd
+	// credential "mqttPassword" is used when there is one.
+	MQTTPasswordFile string `yaml:"mqttPasswordFile"`
 	// Apps served by this hub; the first is the one the pages use.
 	Apps []App `yaml:"apps"`
-	// StateDir keeps generated secrets.
+	// StateDir keeps generated secrets; empty: $STATE_DIRECTORY (systemd), else
+	// ~/.local/state/camhub (see Derive).
 	StateDir string `yaml:"stateDir"`
 	// TokenAPIOpenOnLoopback lets clients on loopback mint tokens without credentials.
 	TokenAPIOpenOnLoopback bool `yaml:"tokenAPIOpenOnLoopback"`
 	// TokenAPIKeys are bearer keys that may mint tokens from anywhere (devices, backends).
 	TokenAPIKeys []string `yaml:"tokenAPIKeys"`
+	// TokenAPIKeysFile adds keys from a file, one per line; without it, the systemd
+	// credential "tokenAPIKeys" is read when there is one.
+	TokenAPIKeysFile string `yaml:"tokenAPIKeysFile"`
 	// ICELoopbackOnly limits media to loopback addresses; "auto" means: when Listen is loopback.
 	ICELoopbackOnly string `yaml:"iceLoopbackOnly"`
+	// LogLevel is debug, info, warn or error; LogLevels sets it per component
+	// (hub, sfu, broker, directory…), e.g. {sfu: debug}.
+	LogLevel  string            `yaml:"logLevel"`
+	LogLevels map[string]string `yaml:"logLevels"`
 }
 
 // Defaults are the embedded defaults: everything on loopback, App ID "demo".
@@ -56,7 +71,43 @@ func Defaults() Config {
 		StateDir:               defaultStateDir(),
 		TokenAPIOpenOnLoopback: true,
 		ICELoopbackOnly:        "auto",
+		LogLevel:               "info",
 	}
+}
+
+// Derive fills the settings whose defaults depend on the host and are written empty in a
+// configuration file: the state directory.
+func (c *Config) Derive() {
+	if c.StateDir == "" {
+		c.StateDir = defaultStateDir()
+	}
+}
+
+// ResolveSecrets reads the secrets given as files or systemd credentials (credDir is
+// $CREDENTIALS_DIRECTORY, empty when there is none): the MQTT password, token API keys and
+// App certificates.
+func (c *Config) ResolveSecrets(credDir string) error {
+	var errs []error
+	pw, err := config.Secret("mqttPassword", c.MQTTPassword, c.MQTTPasswordFile, "mqttPassword", credDir)
+	errs = append(errs, err)
+	c.MQTTPassword, c.MQTTPasswordFile = pw, ""
+	keys, err := config.Secret("tokenAPIKeys", "", c.TokenAPIKeysFile, "tokenAPIKeys", credDir)
+	errs = append(errs, err)
+	for _, k := range strings.Split(keys, "\n") {
+		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, "#") {
+			c.TokenAPIKeys = append(c.TokenAPIKeys, k)
+		}
+	}
+	c.TokenAPIKeysFile = ""
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		if a.Certificate == "" && a.CertificateFile == "" && credDir != "" {
+			cert, err := config.Secret("apps["+a.ID+"].certificate", "", "", "appCertificate-"+a.ID, credDir)
+			errs = append(errs, err)
+			a.Certificate = cert
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func defaultStateDir() string {
@@ -97,6 +148,9 @@ func (c *Config) Validate() error {
 	case "auto", "true", "false":
 	default:
 		errs = append(errs, fmt.Errorf("iceLoopbackOnly: %q (want auto, true or false)", c.ICELoopbackOnly))
+	}
+	if _, err := config.Logger(io.Discard, c.LogLevel, c.LogLevels, false); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
