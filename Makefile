@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-browser test-cross fuzz vet bench clean
+.PHONY: help build run test test-deps test-go test-browser test-cross test-cross-check test-dist dist install uninstall fuzz vet bench bench-micro clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ run: build ## run the hub and a demo agent on the embedded defaults (Ctrl-C stop
 test-deps: ## install what the tests need (apt: chromium, mosquitto, ffmpeg, alsa-utils, qemu-user-static; npm: playwright-core)
 	./tools/test-deps.sh
 
-test: test-deps vet test-go test-cross fuzz ## install test dependencies, then run every test
+test: test-deps vet test-go test-cross test-cross-check test-dist fuzz ## install test dependencies, then run every test
 	@echo "make test: all passed"
 
 vet: ## go vet and gofmt
@@ -45,6 +45,51 @@ test-cross: ## CGO_ENABLED=0 device builds for amd64, arm64, armv7, armv6; run t
 	qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6 version
 	qemu-arm-static $(BIN)/cross/camagent-armv7 version
 
+test-cross-check: test-cross ## the arm64 and armv6 agents run `camagent check` under qemu-user (config, MQTT and HTTP clients)
+	@set -e; for q in "qemu-aarch64-static $(BIN)/cross/camagent-arm64" "qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6"; do \
+	  echo "$$q check"; code=0; out=$$($$q check --mqtt tcp://127.0.0.1:9 --hub http://127.0.0.1:9 --state-dir /tmp 2>&1) || code=$$?; \
+	  if [ $$code -ne 1 ] || ! echo "$$out" | grep -q '^ok   configuration' || ! echo "$$out" | grep -q '^FAIL broker'; then \
+	    echo "$$out"; echo "unexpected check result (exit $$code)"; exit 1; fi; \
+	done
+
+DIST      ?= dist
+# dist name → GOARCH/GOARM and the Debian architecture it is packaged for (if any)
+DISTARCHES := amd64:amd64::amd64 arm64:arm64::arm64 armv7:arm:7: armv6:arm:6:armhf
+
+dist: ## static binaries for linux/amd64, arm64, armv7, armv6 and .deb packages for amd64, arm64, armhf (ARMv6) in dist/
+	@set -e; rm -rf $(DIST); for a in $(DISTARCHES); do \
+	  name=$$(echo $$a | cut -d: -f1); arch=$$(echo $$a | cut -d: -f2); arm=$$(echo $$a | cut -d: -f3); deb=$$(echo $$a | cut -d: -f4); \
+	  for p in camagent camhub; do \
+	    echo "build $$p linux/$$name"; \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/linux-$$name/$$p ./cmd/$$p; \
+	  done; \
+	  if [ -n "$$deb" ]; then ./packaging/mkdeb.sh $$deb $(DIST)/linux-$$name '$(VERSION)' $(DIST); fi; \
+	done
+	@ls -l $(DIST)/*.deb
+
+test-dist: dist ## build the packages, install the amd64 one into a throw-away root and check all three
+	DIST=$(CURDIR)/$(DIST) $(GO) test -count=1 -run 'Deb' -v ./packaging/
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SYSCONFDIR ?= /etc
+UNITDIR   ?= /lib/systemd/system
+
+install: build ## install from source: binaries in $(PREFIX)/bin, units, sample configs (kept if present); DESTDIR, PREFIX
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/camagent
+	install -m 0755 $(BIN)/camagent $(BIN)/camhub $(DESTDIR)$(PREFIX)/bin/
+	@for u in camagent camhub; do \
+	  sed 's|/usr/bin/|$(PREFIX)/bin/|; s|/etc/camagent/|$(SYSCONFDIR)/camagent/|' systemd/$$u.service > $(DESTDIR)$(UNITDIR)/$$u.service; \
+	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; \
+	  if [ -e $(DESTDIR)$(SYSCONFDIR)/camagent/$$u.yaml ]; then \
+	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/camagent/$$u.yaml"; \
+	  else install -m 0644 systemd/$$u.yaml $(DESTDIR)$(SYSCONFDIR)/camagent/; fi; \
+	done
+	@echo "installed; without the package, create the users: useradd --system --user-group --groups video,audio camagent; useradd --system --user-group camhub"
+
+uninstall: ## remove what install installed (configs stay)
+	rm -f $(DESTDIR)$(PREFIX)/bin/camagent $(DESTDIR)$(PREFIX)/bin/camhub $(DESTDIR)$(UNITDIR)/camagent.service $(DESTDIR)$(UNITDIR)/camhub.service
+
 fuzz: ## short runs of every fuzz target (FUZZTIME=10s each by default)
 	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
@@ -52,7 +97,10 @@ fuzz: ## short runs of every fuzz target (FUZZTIME=10s each by default)
 	  done; \
 	done
 
-bench: ## benchmarks (prints figures)
+bench: ## join, latency, hub and agent cost on loopback: one table, bench/results.json and .png (BENCH_QUICK=1: ~1 min; BENCH_ONLY=join,late,glass,fanout,agent,size)
+	$(GO) run ./bench/cmd/cambench
+
+bench-micro: ## Go micro-benchmarks of every package (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean: ## remove build output

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/rtc"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -23,31 +25,81 @@ type Agent struct {
 	log  *slog.Logger
 	api  *webrtc.API
 	ctrl *control.Client
+	ctl  ControlConfig // MQTT TLS, command secret, Home Assistant, stats (control.go)
+	// counters count what the PeerConnections send (sendcounters.go)
+	counters *sendCounters
 
 	mu    sync.Mutex
 	call  *call
 	state control.State
+
+	// Watchdog (see LastHeartbeat): unix nanoseconds of the last heartbeat, and of the
+	// start of the command running now (0: none).
+	beat      atomic.Int64
+	busySince atomic.Int64
+}
+
+// heartbeatEvery is how often Run's heartbeat checks the agent's health.
+const heartbeatEvery = 500 * time.Millisecond
+
+// LastHeartbeat is when the agent last proved its command path healthy: its state lock was
+// free and no command had been running longer than JoinTimeout plus 10 s. A supervisor
+// (the systemd watchdog) pings only while this is recent, so a deadlocked or hung agent is
+// restarted. It is zero before Run.
+func (a *Agent) LastHeartbeat() time.Time {
+	n := a.beat.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// heartbeat updates LastHeartbeat until ctx ends.
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		a.mu.Lock() // a deadlock here stops the beats
+		a.mu.Unlock()
+		now := time.Now()
+		if b := a.busySince.Load(); b == 0 || now.Sub(time.Unix(0, b)) < a.cfg.JoinTimeout+10*time.Second {
+			a.beat.Store(now.UnixNano())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // New prepares an agent from a configuration.
-func New(cfg Config, log *slog.Logger) (*Agent, error) {
+func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent: invalid configuration:\n%w", err)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: cfg.ICELoopbackOnly})
+	counters := newSendCounters() // for the stats event (sendcounters.go)
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: cfg.ICELoopbackOnly, Interceptors: []interceptor.Factory{counters}})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api,
+	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api, counters: counters,
 		state: control.State{State: "idle", Since: time.Now().UTC()}}
-	a.ctrl, err = control.New(control.Options{
+	for _, o := range opts {
+		o(a)
+	}
+	copts, err := a.controlOptions(control.Options{
 		URL: cfg.MQTT, ID: cfg.ID, Prefix: cfg.MQTTPrefix,
 		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
 		Logger: log, Handler: a.handle,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: invalid configuration:\n%w", err)
+	}
+	a.ctrl, err = control.New(copts)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -71,6 +123,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.ctrl.Run(runCtx) }()
+	go a.heartbeat(runCtx)
 	select {
 	case <-ctx.Done():
 	case err := <-done:
@@ -102,6 +155,8 @@ func (a *Agent) event(e control.Event) {
 
 // handle executes one command (called by the control client, one at a time).
 func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State, error) {
+	a.busySince.Store(time.Now().UnixNano())
+	defer a.busySince.Store(0)
 	switch cmd.Action {
 	case "join":
 		err := a.join(ctx, cmd)

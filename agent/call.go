@@ -67,6 +67,10 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 		c.stop()
 		return nil, err
 	}
+	// Media flows into the tracks from now on (dropped until a connection is bound), so the
+	// hub has packets to announce as soon as the publish connection is up.
+	c.goRun(c.pumpVideo)
+	c.goRun(c.pumpAudio)
 	client, err := c.connect(ctx)
 	if err != nil {
 		c.stop()
@@ -209,16 +213,15 @@ func drainRTCP(s *webrtc.RTPSender, keyframe func()) {
 	}
 }
 
-// start runs the media pumps and the supervisor.
+// start runs the speaker's mixer and the supervisor.
 func (c *call) start(client *rtc.Client) {
 	c.mu.Lock()
 	c.client = client
 	c.mu.Unlock()
 	c.publishState()
-	c.goRun(c.pumpVideo)
-	c.goRun(c.pumpAudio)
 	c.goRun(func() { c.mixer.Run(c.ctx, c.spk) })
 	c.goRun(c.supervise)
+	c.goRun(c.reportStats) // stats.go
 }
 
 func (c *call) goRun(f func()) {

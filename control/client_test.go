@@ -39,7 +39,11 @@ func (a *fakeAgent) handle(ctx context.Context, cmd control.Command) (control.St
 			a.state = control.State{State: control.StateError, Error: "token refused", Since: time.Now()}
 			err = errors.New("token refused by the hub")
 		} else {
-			a.state = control.State{State: control.StateJoined, Channel: cmd.Channel, UID: *cmd.UID, Users: []uint32{7}, Since: time.Now()}
+			uid := uint32(1000) // the device's default
+			if cmd.UID != nil {
+				uid = *cmd.UID
+			}
+			a.state = control.State{State: control.StateJoined, Channel: cmd.Channel, UID: uid, Users: []uint32{7}, Since: time.Now()}
 		}
 	case control.ActionLeave:
 		a.state = control.State{State: control.StateIdle, Since: time.Now()}

@@ -35,6 +35,7 @@ const (
 	EventUserUnpublished = "user-unpublished"
 	EventTokenWillExpire = "token-will-expire"
 	EventError           = "error"
+	EventStats           = "stats"
 )
 
 // Limits on commands, checked by ParseCommand.
@@ -94,7 +95,23 @@ type Event struct {
 	Channel string    `json:"channel,omitempty"`
 	Reason  string    `json:"reason,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	*Stats            // the figures of a "stats" event
 	Time    time.Time `json:"time"`
+}
+
+// Stats are a call's figures over the last interval, carried (flattened) by
+// a "stats" event. Rates are over the interval; loss and RTT come from the
+// receiver reports and ICE checks of the device's publishing connection.
+type Stats struct {
+	Interval     float64 `json:"intervalSeconds"` // seconds these figures cover
+	Users        int     `json:"users"`           // other users in the channel
+	VideoBitrate int64   `json:"videoBitrate"`    // bit/s sent (RTP headers and payload)
+	AudioBitrate int64   `json:"audioBitrate"`    // bit/s sent
+	FPS          float64 `json:"fps"`             // video frames sent per second
+	PacketsSent  uint64  `json:"packetsSent"`     // RTP packets sent in the interval, all tracks
+	PacketsLost  int64   `json:"packetsLost"`     // lost in the interval, as the hub reports
+	LossFraction float64 `json:"lossFraction"`    // 0–1, the latest receiver report's fraction lost
+	RTT          float64 `json:"rttMs"`           // round-trip time to the hub, ms
 }
 
 // ParseCommand decodes and validates a command payload. It is strict about

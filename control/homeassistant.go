@@ -43,6 +43,19 @@ func haNode(id string) string {
 	}, id)
 }
 
+// haSlug makes s an entity id's object part: lower case, [a-z0-9_] only.
+func haSlug(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, s)
+}
+
 // DiscoveryMessages returns the discovery messages for a device with the
 // given topics; secret, when set, is put into the commands the entities
 // send. It returns nil when ha.Prefix is empty.
@@ -176,7 +189,7 @@ func DiscoveryMessages(tp Topics, ha HomeAssistant, secret string) []Discovery {
 	for _, e := range ents {
 		f := e.fields
 		f["unique_id"] = "camagent_" + node + "_" + e.object
-		f["default_entity_id"] = e.component + ".camagent_" + node + "_" + e.object
+		f["default_entity_id"] = e.component + "." + haSlug("camagent_"+node+"_"+e.object)
 		f["device"] = device
 		f["origin"] = origin
 		// The connectivity sensor must stay available to show "offline".

@@ -28,15 +28,6 @@ func publishTone(ctx context.Context, t *testing.T, c *rtc.Client, freq float64)
 	t.Helper()
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "talker")
 	must(t, err, "tone track")
-	senders, err := c.Publish(ctx, track)
-	must(t, err, "publish tone")
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
 	enc, err := opus.NewEncoder()
 	must(t, err, "opus encoder")
 	tone := audio.NewTone(freq, 0.3)
@@ -47,6 +38,16 @@ func publishTone(ctx context.Context, t *testing.T, c *rtc.Client, freq float64)
 			n, err := enc.Encode(pcm, buf)
 			if err == nil {
 				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
+			}
+		}
+	}()
+	// The tone is already being written: Publish returns once the hub has it.
+	senders, err := c.Publish(ctx, track)
+	must(t, err, "publish tone")
+	go func() {
+		for {
+			if _, _, err := senders[0].ReadRTCP(); err != nil {
+				return
 			}
 		}
 	}()

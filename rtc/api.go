@@ -19,6 +19,9 @@ type APIOptions struct {
 	NAT1To1IPs []string
 	// UDPPortMin/Max bound the ephemeral UDP ports used for media (0: any).
 	UDPPortMin, UDPPortMax uint16
+	// Interceptors are registered before pion's defaults, i.e. closest to the network
+	// (tests use this to lose packets on purpose).
+	Interceptors []interceptor.Factory
 }
 
 // H264FmtpConstrainedBaseline is the H.264 profile the device sends (packetization-mode 1).
@@ -55,6 +58,9 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 		}
 	}
 	ir := &interceptor.Registry{}
+	for _, f := range o.Interceptors {
+		ir.Add(f)
+	}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("rtc: register interceptors: %w", err)
 	}

@@ -48,6 +48,7 @@ type Client struct {
 	arrived map[TrackInfo]*webrtc.TrackRemote
 	waiters map[TrackInfo][]chan *webrtc.TrackRemote
 	offers  chan *Message
+	live    map[string]chan struct{} // kind → closed when the hub says our track is live
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
@@ -91,6 +92,7 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 		events: make(chan *Message, 64), pending: map[uint64]chan *Message{},
 		tracks: map[string]TrackInfo{}, arrived: map[TrackInfo]*webrtc.TrackRemote{},
 		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
+		live: map[string]chan struct{}{},
 	}
 	c.wg.Add(2)
 	go c.readLoop()
@@ -139,6 +141,15 @@ func (c *Client) readLoop() {
 				return
 			}
 		case TypeEvent:
+			if m.Event == EventPublished {
+				c.mu.Lock()
+				if ch := c.live[m.Kind]; ch != nil {
+					close(ch)
+					delete(c.live, m.Kind)
+				}
+				c.mu.Unlock()
+				continue
+			}
 			select {
 			case c.events <- &m:
 			default:
@@ -298,8 +309,10 @@ func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, to
 	return res, nil
 }
 
-// Publish sends tracks on the publish connection (replacing what was published before) and
-// returns their senders, whose RTCP the caller must read (keyframe requests arrive there).
+// Publish sends tracks on the publish connection and returns their senders, whose RTCP the
+// caller must read (keyframe requests arrive there). It returns once the hub has announced
+// every track to the channel, which happens when its media arrives: write samples to the
+// tracks before or while calling Publish.
 func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
 	c.mu.Lock()
 	pc := c.pub
@@ -314,6 +327,14 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		c.mu.Unlock()
 	}
 	var senders []*webrtc.RTPSender
+	var live []chan struct{}
+	for _, t := range tracks {
+		ch := make(chan struct{})
+		c.mu.Lock()
+		c.live[t.Kind().String()] = ch
+		c.mu.Unlock()
+		live = append(live, ch)
+	}
 	for _, t := range tracks {
 		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
@@ -340,6 +361,21 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
 		return nil, fmt.Errorf("rtc: apply hub answer: %w", err)
+	}
+	// Return once the others can subscribe: the hub announces a track when its media arrives,
+	// so the caller must already be writing samples to the tracks.
+	timer := time.NewTimer(c.opts.RequestTimeout)
+	defer timer.Stop()
+	for i, ch := range live {
+		select {
+		case <-ch:
+		case <-timer.C:
+			return senders, fmt.Errorf("rtc: publish: the hub received no %s media in %s", tracks[i].Kind(), c.opts.RequestTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, context.Cause(c.ctx)
+		}
 	}
 	return senders, nil
 }

@@ -38,6 +38,9 @@ const (
 	EventTokenWillExpire = "token-privilege-will-expire"
 	EventTokenDidExpire  = "token-privilege-did-expire"
 	EventReplaced        = "connection-replaced"
+	// EventPublished tells a publisher that its track of Kind is live in the channel (its
+	// media reached the hub and the others were told).
+	EventPublished = "published"
 )
 
 // Media kinds.

@@ -7,81 +7,62 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/camagent/camagent/config"
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/systemd"
 	"github.com/camagent/camagent/version"
 )
 
 const usage = `camhub — the camagent channel service
 
 Usage:
-  camhub [--config FILE] [--listen ADDR] [--mqtt URL|embedded] [--mqtt-listen ADDR] [--log-level LEVEL]
+  camhub [--config FILE] [--listen ADDR] [--mqtt URL|embedded] [--mqtt-listen ADDR] [--state-dir DIR] [--log-level LEVEL]
   camhub token --app APP --channel NAME --uid N [--role publisher|subscriber] [--expire 1h] [--config FILE]
   camhub version
 
 With no configuration camhub runs on the embedded defaults: web, API and signalling on
-http://127.0.0.1:8080, an MQTT broker on 127.0.0.1:1883, App ID "demo".
+http://127.0.0.1:8080, an MQTT broker on 127.0.0.1:1883, App ID "demo". Settings come from the defaults, then the file (--config, or $CAMHUB_CONFIG),
+then CAMHUB_<KEY> environment variables (CAMHUB_LISTEN, CAMHUB_MQTT_PASSWORD_FILE…), then the
+flags (docs/configuration.md lists them all).
 
 Flags:
 `
 
+// envPrefix starts the environment variables that override configuration keys.
+const envPrefix = "CAMHUB_"
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "token":
-			return runToken(args[1:], stdout, stderr)
+			return runToken(args[1:], environ, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "camhub", version.String())
 			return 0
 		}
 	}
-	fs := flag.NewFlagSet("camhub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
-	listen := fs.String("listen", "", "web/API/signalling listen address (default 127.0.0.1:8080)")
-	mqttURL := fs.String("mqtt", "", `MQTT broker URL, or "embedded" (default embedded)`)
-	mqttListen := fs.String("mqtt-listen", "", "embedded broker listen address (default 127.0.0.1:1883)")
-	stateDir := fs.String("state-dir", "", "where generated secrets are kept")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	cfg, code := load(args, environ, stderr)
+	if code >= 0 {
+		return code
 	}
-	cfg, err := loadConfig(*cfgPath)
+	log, err := config.Logger(stderr, cfg.LogLevel, cfg.LogLevels, systemd.UnderJournal())
 	if err != nil {
 		fmt.Fprintln(stderr, "camhub:", err)
 		return 2
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&cfg.Listen, *listen)
-	set(&cfg.MQTT, *mqttURL)
-	set(&cfg.MQTTListen, *mqttListen)
-	set(&cfg.StateDir, *stateDir)
-
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintln(stderr, "camhub: --log-level:", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	h, err := hub.New(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "camhub:", err)
@@ -89,7 +70,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := h.Run(ctx); err != nil {
+	// Ready: listening, with the embedded broker (when configured) up. The hub's own MQTT
+	// client reconnects by itself, so readiness does not wait on an external broker. The
+	// watchdog is fed while the hub answers its own /healthz.
+	var sup sync.WaitGroup
+	sup.Go(func() { systemd.Supervise(ctx, h.Ready(), healthy(h), log) })
+	defer sup.Wait()
+	err = h.Run(ctx)
+	stop()
+	if err != nil {
 		log.Error("hub stopped", "err", err)
 		return 1
 	}
@@ -97,17 +86,106 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func loadConfig(path string) (hub.Config, error) {
-	cfg := hub.Defaults()
-	if path != "" {
-		if err := config.LoadFile(path, &cfg); err != nil {
-			return cfg, err
+// healthy returns the time when the hub's web server answers GET /healthz, else zero.
+func healthy(h *hub.Hub) func() time.Time {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return func() time.Time {
+		resp, err := hc.Get("http://" + h.Addr() + "/healthz")
+		if err != nil {
+			return time.Time{}
 		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return time.Time{}
+		}
+		return time.Now()
 	}
-	return cfg, nil
 }
 
-func runToken(args []string, stdout, stderr io.Writer) int {
+// load runs the configuration pipeline: defaults → file (--config or $CAMHUB_CONFIG) →
+// CAMHUB_<KEY> environment variables → flags → derived values and secrets → validation.
+// code is -1 on success, else the exit code (the error has been printed).
+func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
+	def := hub.Defaults()
+	var fl hub.Config
+	fs := flag.NewFlagSet("camhub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	cfgPath := fs.String("config", "", "configuration file (YAML; default $CAMHUB_CONFIG, else none)")
+	fs.StringVar(&fl.Listen, "listen", "", "web/API/signalling listen address (default "+def.Listen+")")
+	fs.StringVar(&fl.MQTT, "mqtt", "", `MQTT broker URL, or "embedded" (default embedded)`)
+	fs.StringVar(&fl.MQTTListen, "mqtt-listen", "", "embedded broker listen address (default "+def.MQTTListen+")")
+	fs.StringVar(&fl.StateDir, "state-dir", "", "where generated secrets are kept (default $STATE_DIRECTORY, else ~/.local/state/camhub)")
+	fs.StringVar(&fl.LogLevel, "log-level", "", "log level: debug, info, warn, error (default "+def.LogLevel+")")
+	cfg = def
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return cfg, 0
+		}
+		return cfg, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "camhub: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return cfg, 2
+	}
+	fail := func(err error) (hub.Config, int) {
+		fmt.Fprintln(stderr, "camhub:", err)
+		return cfg, 2
+	}
+	path := *cfgPath
+	if path == "" {
+		path = getenv(environ, envPrefix+"CONFIG")
+	}
+	if err := loadFile(path, &cfg); err != nil {
+		return fail(err)
+	}
+	if err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG"); err != nil {
+		return fail(fmt.Errorf("environment:\n%w", err))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = fl.Listen
+		case "mqtt":
+			cfg.MQTT = fl.MQTT
+		case "mqtt-listen":
+			cfg.MQTTListen = fl.MQTTListen
+		case "state-dir":
+			cfg.StateDir = fl.StateDir
+		case "log-level":
+			cfg.LogLevel = fl.LogLevel
+		}
+	})
+	cfg.Derive()
+	if err := cfg.ResolveSecrets(getenv(environ, "CREDENTIALS_DIRECTORY")); err != nil {
+		return fail(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(fmt.Errorf("invalid configuration:\n%w", err))
+	}
+	return cfg, -1
+}
+
+// loadFile reads the configuration file, if there is one, over cfg.
+func loadFile(path string, cfg *hub.Config) error {
+	if path == "" {
+		return nil
+	}
+	return config.LoadFile(path, cfg)
+}
+
+// getenv looks a variable up in environ; the last entry wins, as in os.Getenv.
+func getenv(environ []string, name string) string {
+	v := ""
+	for _, kv := range environ {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+func runToken(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("camhub token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (YAML) holding the App certificates")
@@ -123,13 +201,25 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(stderr, "camhub token:", err)
-		return 2
+	cfg := hub.Defaults()
+	path := *cfgPath
+	if path == "" {
+		path = getenv(environ, envPrefix+"CONFIG")
+	}
+	err := loadFile(path, &cfg)
+	if err == nil {
+		err = config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
 	}
 	if *stateDir != "" {
 		cfg.StateDir = *stateDir
+	}
+	cfg.Derive()
+	if err == nil {
+		err = cfg.ResolveSecrets(getenv(environ, "CREDENTIALS_DIRECTORY"))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "camhub token:", err)
+		return 2
 	}
 	if *channel == "" {
 		fmt.Fprintln(stderr, "camhub token: --channel is required")

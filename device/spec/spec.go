@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
@@ -24,10 +25,28 @@ import (
 	"github.com/camagent/camagent/device/wav"
 )
 
-// VideoOptions ask a camera for a size and rate.
+// VideoOptions configure a camera. Zero fields choose automatically.
 type VideoOptions struct {
+	// Width, Height, FPS: the wanted picture size and rate (a V4L2 camera gets the
+	// nearest it offers).
 	Width, Height, FPS int
+	// Encoder: auto (default), passthrough, m2m, rpicam or software; see Encoders.
+	Encoder string
+	// Format restricts a V4L2 camera's pixel format: h264, mjpeg, yuyv, nv12, i420, yv12.
+	Format string
+	// Bitrate in bit/s for encoders that have one (m2m, rpicam); 0: the encoder's default.
+	Bitrate int
+	// GOP is the time between periodic IDRs (default 2 s).
+	GOP time.Duration
+	// OnError, when set, makes a V4L2 or rpicam camera keep going through failures
+	// (unplugged, stalled): it is called with each failure, the camera is reopened with
+	// back-off, and ReadSample returns only when ctx ends or the camera is closed.
+	// Without it ReadSample returns the failure.
+	OnError func(error)
 }
+
+// Encoders are the values VideoOptions.Encoder accepts.
+var Encoders = []string{"auto", "passthrough", "m2m", "rpicam", "software"}
 
 func split(s string) (kind, arg string) {
 	kind, arg, _ = strings.Cut(s, ":")
@@ -64,6 +83,8 @@ func OpenCamera(ctx context.Context, s string, o VideoOptions, log *slog.Logger)
 		return synth.NewCamera(synth.CameraOptions{Width: o.Width, Height: o.Height, FPS: o.FPS})
 	case "null":
 		return nil, nil
+	case "v4l2":
+		return openV4L2(ctx, arg, o, log)
 	}
 	return nil, fmt.Errorf("camera %s:%s: not available in this build yet", kind, arg)
 }

@@ -523,6 +523,7 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	s.mu.Unlock()
 	s.log.Info("user published", "kind", kind, "codec", remote.Codec().MimeType)
 	ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserPublished, UID: &uid, Kind: kind})
+	s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventPublished, Kind: kind})
 	t.forward(s.ctx) // returns when the publisher's stream ends
 	s.mu.Lock()
 	current := s.published[kind] == t
@@ -609,7 +610,11 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 		s.sub = pc
 		s.mu.Unlock()
 	}
-	tr, err := pc.AddTransceiverFromTrack(t.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	out, err := t.newOutlet()
+	if err != nil {
+		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: %v", err)
+	}
+	tr, err := pc.AddTransceiverFromTrack(out.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: add track: %v", err)
 	}
@@ -617,7 +622,7 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 	s.mu.Lock()
 	s.subs[key] = sub
 	s.mu.Unlock()
-	t.addSubscriber(s)
+	t.addSubscriber(s, out)
 	go s.readRTCP(tr.Sender(), t)
 	if err := s.renegotiate(); err != nil {
 		s.dropSubscription(key)

@@ -5,52 +5,78 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
 // keyframeGap throttles keyframe requests relayed to a publisher.
 const keyframeGap = 100 * time.Millisecond
 
-// track is one published stream and its fan-out: packets read from the publisher are written
-// once to a TrackLocalStaticRTP bound to every subscriber's connection (pion rewrites SSRC and
-// payload type per subscriber; its interceptors answer NACKs and send sender reports).
+// track is one published stream and its fan-out. Each subscriber has its own
+// TrackLocalStaticRTP (pion rewrites SSRC and payload type for its connection, and its
+// interceptors answer that subscriber's NACKs from a packet cache and send sender reports),
+// so that a new video subscriber can be held back until a keyframe starts: its first frame
+// is then always decodable.
 type track struct {
 	svc    *Service
 	pc     *webrtc.PeerConnection // the publisher's
 	remote *webrtc.TrackRemote
-	local  *webrtc.TrackLocalStaticRTP
 	kind   string
+	uid    uint32
+	isKey  func(payload []byte) bool // nil: every packet may start a subscriber (audio)
 
 	mu    sync.Mutex
-	subs  map[*session]struct{}
+	subs  map[*session]*outlet
 	done  chan struct{}
 	close func()
 
 	lastKeyframeReq atomic.Int64
 }
 
+// outlet is the track as one subscriber receives it.
+type outlet struct {
+	local *webrtc.TrackLocalStaticRTP
+	// waiting: nothing is sent until a packet that starts a keyframe.
+	waiting atomic.Bool
+}
+
 func newTrack(svc *Service, pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, uid uint32) (*track, error) {
-	kind := remote.Kind().String()
-	local, err := webrtc.NewTrackLocalStaticRTP(remote.Codec().RTPCodecCapability, kind, fmt.Sprintf("u%d", uid))
-	if err != nil {
-		return nil, fmt.Errorf("new local track: %w", err)
+	t := &track{svc: svc, pc: pc, remote: remote, kind: remote.Kind().String(), uid: uid,
+		subs: map[*session]*outlet{}, done: make(chan struct{})}
+	switch strings.ToLower(remote.Codec().MimeType) {
+	case strings.ToLower(webrtc.MimeTypeH264):
+		t.isKey = h264KeyframeStart
+	case strings.ToLower(webrtc.MimeTypeVP8):
+		t.isKey = vp8KeyframeStart
 	}
-	t := &track{svc: svc, pc: pc, remote: remote, local: local, kind: kind,
-		subs: map[*session]struct{}{}, done: make(chan struct{})}
 	var once sync.Once
 	t.close = func() { once.Do(func() { close(t.done) }) }
 	return t, nil
+}
+
+// newOutlet makes the subscriber side of the track.
+func (t *track) newOutlet() (*outlet, error) {
+	local, err := webrtc.NewTrackLocalStaticRTP(t.remote.Codec().RTPCodecCapability, t.kind, fmt.Sprintf("u%d", t.uid))
+	if err != nil {
+		return nil, fmt.Errorf("new local track: %w", err)
+	}
+	o := &outlet{local: local}
+	o.waiting.Store(t.isKey != nil)
+	return o, nil
 }
 
 // forward copies the publisher's packets to the subscribers until the stream ends, the track
 // is unpublished, or ctx ends.
 func (t *track) forward(ctx context.Context) {
 	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var outlets []*outlet
 	for {
 		select {
 		case <-t.done:
@@ -66,17 +92,38 @@ func (t *track) forward(ctx context.Context) {
 			}
 			return
 		}
-		if _, err := t.local.Write(buf[:n]); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			t.svc.log.Debug("forward packet", "kind", t.kind, "err", err)
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			continue
 		}
 		t.svc.forwardedPackets.Add(1)
 		t.svc.forwardedBytes.Add(uint64(n))
+		outlets = outlets[:0]
+		t.mu.Lock()
+		for _, o := range t.subs {
+			outlets = append(outlets, o)
+		}
+		t.mu.Unlock()
+		var key, keyKnown bool
+		for _, o := range outlets {
+			if o.waiting.Load() {
+				if !keyKnown {
+					key, keyKnown = t.isKey(pkt.Payload), true
+				}
+				if !key {
+					continue
+				}
+				o.waiting.Store(false)
+			}
+			if err := o.local.WriteRTP(&pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				t.svc.log.Debug("forward packet", "kind", t.kind, "err", err)
+			}
+		}
 	}
 }
 
-func (t *track) addSubscriber(s *session) {
+func (t *track) addSubscriber(s *session, o *outlet) {
 	t.mu.Lock()
-	t.subs[s] = struct{}{}
+	t.subs[s] = o
 	t.mu.Unlock()
 }
 
@@ -119,6 +166,60 @@ func (t *track) sendPLI() {
 	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.remote.SSRC())}}); err != nil {
 		t.svc.log.Debug("send PLI", "err", err)
 	}
+}
+
+// h264KeyframeStart reports whether an H.264 RTP payload (RFC 6184) begins an IDR access
+// unit: an SPS or IDR NAL unit, alone, first in a STAP-A, or starting a FU-A.
+func h264KeyframeStart(p []byte) bool {
+	if len(p) < 2 {
+		return false
+	}
+	switch nal := p[0] & 0x1f; nal {
+	case 5, 7:
+		return true
+	case 24: // STAP-A: 16-bit sizes, then NAL units
+		for i := 1; i+2 < len(p); {
+			size := int(p[i])<<8 | int(p[i+1])
+			if t := p[i+2] & 0x1f; t == 5 || t == 7 {
+				return true
+			}
+			i += 2 + size
+		}
+	case 28: // FU-A
+		return p[1]&0x80 != 0 && p[1]&0x1f == 5
+	}
+	return false
+}
+
+// vp8KeyframeStart reports whether a VP8 RTP payload (RFC 7741) begins a key frame.
+func vp8KeyframeStart(p []byte) bool {
+	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 { // S bit, partition 0
+		return false
+	}
+	i := 1
+	if p[0]&0x80 != 0 { // X: extension byte with I, L, T, K flags
+		if len(p) < 2 {
+			return false
+		}
+		x := p[1]
+		i = 2
+		if x&0x80 != 0 { // I: picture id, 7 or 15 bits
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 {
+				i++
+			}
+			i++
+		}
+		if x&0x40 != 0 { // L: TL0PICIDX
+			i++
+		}
+		if x&0x30 != 0 { // T or K: TID/KEYIDX
+			i++
+		}
+	}
+	return len(p) > i && p[i]&0x01 == 0 // P bit 0: key frame
 }
 
 // wantsKeyframe reports whether RTCP from a subscriber asks for a keyframe.

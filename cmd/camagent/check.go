@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/camagent/camagent/agent"
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// checkTimeout bounds each connection test.
+const checkTimeout = 5 * time.Second
+
+// check validates the configuration, shows the devices it names, and tests the broker and
+// the hub, saying what to fix. It exits 0 when everything is usable, else 1.
+func check(args, environ []string, stdout, stderr io.Writer) int {
+	cfg, code := load("camagent check", args, environ, stdout)
+	if code == 0 {
+		return 0
+	}
+	if code > 0 {
+		fmt.Fprintln(stdout, "FAIL configuration: fix the settings above (docs/configuration.md)")
+		return 1
+	}
+	fmt.Fprintf(stdout, "ok   configuration (device id %q, state in %s)\n", cfg.ID, cfg.StateDir)
+	failed := 0
+	report := func(what string, err error, fix string) {
+		if err == nil {
+			fmt.Fprintf(stdout, "ok   %s\n", what)
+			return
+		}
+		failed++
+		fmt.Fprintf(stdout, "FAIL %s: %v\n     fix: %s\n", what, err, fix)
+	}
+	for _, d := range [][2]string{{"camera", cfg.Camera}, {"microphone", cfg.Microphone}, {"speaker", cfg.Speaker}} {
+		report(d[0]+" "+d[1], checkDevice(d[1]), "connect the device, or set "+d[0]+" to another SPEC (camagent devices lists them)")
+	}
+	report("broker "+redact(cfg.MQTT), checkBroker(cfg),
+		"start the broker (or the hub with mqtt: embedded), or correct mqtt, mqttUsername and the password")
+	report("hub "+cfg.Hub, checkHub(cfg.Hub), "start camhub, or correct hub (its base URL, e.g. http://hub.local:8080)")
+	if failed > 0 {
+		fmt.Fprintf(stdout, "%d problem(s) found\n", failed)
+		return 1
+	}
+	fmt.Fprintln(stdout, "all checks passed")
+	return 0
+}
+
+// checkDevice looks for the device node a SPEC names (synthetic and file devices need none).
+func checkDevice(s string) error {
+	kind, arg, _ := strings.Cut(s, ":")
+	switch kind {
+	case "v4l2":
+		if _, err := os.Stat(arg); err != nil {
+			return err
+		}
+	case "alsa", "auto":
+		if _, err := os.Stat("/dev/snd"); err != nil && kind == "alsa" {
+			return fmt.Errorf("no sound devices: %w", err)
+		}
+	}
+	return nil
+}
+
+func checkBroker(cfg agent.Config) error {
+	o := paho.NewClientOptions().AddBroker(cfg.MQTT).
+		SetClientID(fmt.Sprintf("camagent-check-%s-%d", cfg.ID, os.Getpid())).
+		SetUsername(cfg.MQTTUsername).SetPassword(cfg.MQTTPassword).
+		SetConnectTimeout(checkTimeout).SetAutoReconnect(false).SetCleanSession(true)
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(checkTimeout + time.Second) {
+		return fmt.Errorf("no answer within %s", checkTimeout)
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	c.Disconnect(100)
+	return nil
+}
+
+func checkHub(base string) error {
+	hc := &http.Client{Timeout: checkTimeout}
+	resp, err := hc.Get(strings.TrimRight(base, "/") + "/healthz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /healthz: %s", resp.Status)
+	}
+	return nil
+}
+
+// redact drops credentials from a URL for display.
+func redact(u string) string {
+	if scheme, rest, ok := strings.Cut(u, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			return scheme + "://…@" + rest[at+1:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,5 @@
+package spec
+
+import "os/exec"
+
+var whichCommand = exec.LookPath

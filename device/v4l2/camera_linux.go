@@ -1,0 +1,266 @@
+package v4l2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/blackjack/webcam"
+	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/device/encode"
+	"github.com/camagent/camagent/device/h264"
+	"golang.org/x/sys/unix"
+)
+
+// Camera is a V4L2 capture device as a device.VideoSource.
+type Camera struct {
+	path   string
+	log    *slog.Logger
+	choice Choice
+	stride int
+	period time.Duration
+	stall  time.Duration
+
+	mu    sync.Mutex // held while the capture fd is in use
+	cam   *webcam.Webcam
+	ctlMu sync.Mutex // guards ctl, so a keyframe request never waits for a picture
+	ctl   int        // a second descriptor for controls and queries
+	enc   encode.Encoder
+	pic   *h264.Frame
+	ps    encode.ParamSets
+	warn  sync.Once
+
+	keyframe  atomic.Bool
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var _ device.VideoSource = (*Camera)(nil)
+
+// Open opens the capture device at path (a /dev/videoN or a /dev/v4l link), chooses a
+// format (Choose), and starts streaming.
+func Open(path string, o Options) (*Camera, error) {
+	o = o.withDefaults()
+	path = ResolvePath(path)
+	if _, err := isCapture(path); err != nil {
+		return nil, err
+	}
+	cam, err := webcam.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("v4l2: open %s: %w", path, err)
+	}
+	c := &Camera{path: path, cam: cam, ctl: -1, closed: make(chan struct{}), stall: o.StallTimeout,
+		log: o.Logger.With("component", "v4l2", "device", path)}
+	if err := c.setup(o); err != nil {
+		c.release()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Camera) setup(o Options) error {
+	formats := formatsOf(c.cam)
+	passthrough := o.Encoder == "" || o.Encoder == "auto" || o.Encoder == "passthrough"
+	raw := o.Encoder != "passthrough"
+	ch, err := Choose(formats, o.Format, o.Width, o.Height, o.FPS, passthrough, raw)
+	if err != nil {
+		return fmt.Errorf("v4l2: %s: %w", c.path, err)
+	}
+	got, w, h, err := c.cam.SetImageFormat(webcam.PixelFormat(code(ch.FourCC)), uint32(ch.Width), uint32(ch.Height))
+	if err != nil {
+		return fmt.Errorf("v4l2: %s: set format %s: %w", c.path, ch, err)
+	}
+	if fourcc(uint32(got)) != ch.FourCC {
+		return fmt.Errorf("v4l2: %s: asked for %s, the driver chose %s", c.path, ch.FourCC, fourcc(uint32(got)))
+	}
+	ch.Width, ch.Height = int(w), int(h)
+	if c.ctl, err = unix.Open(c.path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("v4l2: open %s: %w", c.path, err)
+	}
+	if pf, err := getFormat(c.ctl); err == nil {
+		ch.Width, ch.Height, c.stride = int(pf.Width), int(pf.Height), int(pf.BytesPerLine)
+	}
+	fps := o.FPS
+	if ch.Rate.Num != 0 {
+		if err := c.cam.SetFramerate(float32(ch.Rate.FPS())); err != nil {
+			c.log.Debug("set frame rate", "fps", ch.Rate.FPS(), "err", err)
+		}
+	}
+	if r, err := c.cam.GetFramerate(); err == nil && r > 0 {
+		fps = int(r + 0.5)
+	}
+	if fps <= 0 {
+		fps = 30
+	}
+	c.period = time.Second / time.Duration(fps)
+	c.choice = ch
+	if !ch.Passthrough() {
+		if ch.Width%2 != 0 || ch.Height%2 != 0 {
+			return fmt.Errorf("v4l2: %s: odd picture size %dx%d", c.path, ch.Width, ch.Height)
+		}
+		c.pic = h264.NewFrame(ch.Width, ch.Height)
+		if c.enc, err = o.NewEncoder(ch.Width, ch.Height, fps); err != nil {
+			return fmt.Errorf("v4l2: %s: %w", c.path, err)
+		}
+	}
+	if err := c.cam.SetBufferCount(uint32(o.Buffers)); err != nil {
+		return fmt.Errorf("v4l2: %s: %w", c.path, err)
+	}
+	if err := c.cam.StartStreaming(); err != nil {
+		return fmt.Errorf("v4l2: %s: start streaming: %w", c.path, err)
+	}
+	how := "passthrough (the camera encodes H.264)"
+	if c.enc != nil {
+		how = "encode with " + c.enc.Name()
+	}
+	c.log.Info("camera streaming", "format", ch.String(), "fps", fps, "video", how)
+	return nil
+}
+
+// Choice returns the format, size and rate in use.
+func (c *Camera) Choice() Choice { return c.choice }
+
+// MimeType is "video/H264".
+func (c *Camera) MimeType() string { return "video/H264" }
+
+// RequestKeyframe makes the next access unit an IDR.
+func (c *Camera) RequestKeyframe() {
+	if c.enc != nil {
+		c.keyframe.Store(true)
+		return
+	}
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	if c.ctl < 0 {
+		return
+	}
+	if err := setControl(c.ctl, cidForceKeyFrame, 1); err != nil {
+		c.warn.Do(func() {
+			c.log.Info("camera cannot force a keyframe; viewers wait for its next IDR", "err", err)
+		})
+	}
+}
+
+// Close stops streaming and closes the device; a blocked ReadSample returns
+// ErrClosed within a second.
+func (c *Camera) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	c.release()
+	return nil
+}
+
+func (c *Camera) release() {
+	if c.cam != nil {
+		c.cam.Close()
+		c.cam = nil
+	}
+	if c.ctl >= 0 {
+		unix.Close(c.ctl)
+		c.ctl = -1
+	}
+	if c.enc != nil {
+		c.enc.Close()
+	}
+}
+
+// ErrClosed is returned by ReadSample after Close.
+var ErrClosed = errors.New("v4l2: camera closed")
+
+// ErrStalled is wrapped by ReadSample's error when the camera delivers no picture.
+var ErrStalled = errors.New("v4l2: camera delivers no pictures")
+
+// ReadSample waits for the camera's next picture and returns it as an access unit.
+func (c *Camera) ReadSample(ctx context.Context) (device.Sample, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	waited := time.Duration(0)
+	for {
+		select {
+		case <-c.closed:
+			return device.Sample{}, ErrClosed
+		case <-ctx.Done():
+			return device.Sample{}, ctx.Err()
+		default:
+		}
+		if c.cam == nil {
+			return device.Sample{}, ErrClosed
+		}
+		err := c.cam.WaitForFrame(1)
+		var timeout *webcam.Timeout
+		if errors.As(err, &timeout) {
+			if waited += time.Second; waited >= c.stall {
+				return device.Sample{}, fmt.Errorf("%w: %s: nothing for %v", ErrStalled, c.path, waited)
+			}
+			continue
+		}
+		if err != nil {
+			return device.Sample{}, fmt.Errorf("v4l2: %s: wait for a picture: %w", c.path, err)
+		}
+		buf, idx, err := c.cam.GetFrame()
+		if errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return device.Sample{}, fmt.Errorf("v4l2: %s: dequeue a picture: %w", c.path, err)
+		}
+		capture := time.Now()
+		s, ok, err := c.process(buf, capture)
+		if rerr := c.cam.ReleaseFrame(idx); rerr != nil && err == nil {
+			err = fmt.Errorf("v4l2: %s: requeue a buffer: %w", c.path, rerr)
+		}
+		if err != nil {
+			return device.Sample{}, err
+		}
+		if ok {
+			return s, nil
+		}
+	}
+}
+
+// process turns one camera buffer into an access unit; ok is false for a buffer to skip.
+func (c *Camera) process(buf []byte, capture time.Time) (device.Sample, bool, error) {
+	if len(buf) == 0 {
+		return device.Sample{}, false, nil
+	}
+	if c.enc == nil {
+		au, key, ok := c.ps.Filter(buf)
+		if !ok {
+			return device.Sample{}, false, nil
+		}
+		return device.Sample{Data: au, Duration: c.period, Keyframe: key, CaptureTime: capture}, true, nil
+	}
+	var err error
+	switch c.choice.FourCC {
+	case "YUYV":
+		err = encode.ConvertYUYV(c.pic, buf, c.stride)
+	case "NV12":
+		err = encode.ConvertNV12(c.pic, buf, c.stride)
+	case "YU12", "YV12":
+		err = encode.ConvertI420(c.pic, buf, c.stride, c.choice.FourCC == "YV12")
+	case "MJPG", "JPEG":
+		err = encode.ConvertMJPEG(c.pic, buf)
+		if err != nil {
+			// A corrupt picture from a USB camera is not fatal: skip it.
+			c.log.Debug("skip picture", "err", err)
+			return device.Sample{}, false, nil
+		}
+	default:
+		err = fmt.Errorf("v4l2: no converter for %s", c.choice.FourCC)
+	}
+	if err != nil {
+		return device.Sample{}, false, fmt.Errorf("v4l2: %s: %w", c.path, err)
+	}
+	au, err := c.enc.Encode(c.pic, c.keyframe.Swap(false), capture)
+	if err != nil {
+		return device.Sample{}, false, fmt.Errorf("v4l2: %s: encode: %w", c.path, err)
+	}
+	return device.Sample{Data: au, Duration: c.period, Keyframe: h264.IsKeyframe(au), CaptureTime: capture}, true, nil
+}

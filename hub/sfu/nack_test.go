@@ -1,0 +1,153 @@
+package sfu
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/device/h264"
+	"github.com/camagent/camagent/device/synth"
+	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/rtc"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+)
+
+// lossyLink drops a fraction of the video packets the hub sends, after pion's NACK responder
+// has cached them and before SRTP: a lossy network between hub and subscriber.
+type lossyLink struct {
+	interceptor.NoOp
+	rate    float64
+	dropped atomic.Int64
+	mu      sync.Mutex
+	resent  int
+	sent    map[uint16]bool
+}
+
+func (l *lossyLink) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
+
+func (l *lossyLink) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if !strings.HasPrefix(strings.ToLower(info.MimeType), "video") {
+		return w
+	}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		l.mu.Lock()
+		if l.sent == nil {
+			l.sent = map[uint16]bool{}
+		}
+		if l.sent[h.SequenceNumber] {
+			l.resent++
+		}
+		l.sent[h.SequenceNumber] = true
+		l.mu.Unlock()
+		if rand.Float64() < l.rate {
+			l.dropped.Add(1)
+			return len(payload), nil
+		}
+		return w.Write(h, payload, a)
+	})
+}
+
+// TestNACKRecovery: with 5 % of the video packets lost between hub and subscriber, the hub
+// resends them from its cache on NACK and every frame arrives complete.
+func TestNACKRecovery(t *testing.T) {
+	loss := &lossyLink{rate: 0.05}
+	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, Interceptors: []interceptor.Factory{loss}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Options{API: hubAPI, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
+	srv := httptest.NewServer(svc)
+	defer func() { srv.Close(); svc.Close() }()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	join := func(uid uint32) *rtc.Client {
+		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: url, API: api})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, _ := token.Mint("demo", testCert, "lossy", uid, token.RolePublisher, time.Hour, time.Now())
+		if _, err := c.Join(ctx, "demo", "lossy", uid, tok); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	// The publisher: the synthetic camera, answering keyframe requests.
+	pub := join(1)
+	cam, err := synth.NewCamera(synth.CameraOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+	track, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: rtc.H264FmtpConstrainedBaseline}, "video", "cam")
+	go func() {
+		for {
+			s, err := cam.ReadSample(ctx)
+			if err != nil {
+				return
+			}
+			track.WriteSample(media.Sample{Data: s.Data, Duration: s.Duration})
+		}
+	}()
+	senders, err := pub.Publish(ctx, track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, _, err := senders[0].ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+
+	sub := join(2)
+	remote, err := sub.Subscribe(ctx, 1, rtc.KindVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+	var counters []uint64
+	for len(counters) < 150 {
+		remote.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pkt, _, err := remote.ReadRTP()
+		if err != nil {
+			t.Fatalf("read video: %v", err)
+		}
+		sb.Push(pkt)
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			if n, _, ok := h264.ParseFrameInfo(s.Data); ok {
+				counters = append(counters, n)
+			}
+		}
+	}
+	missing := 0
+	for i := 1; i < len(counters); i++ {
+		missing += int(counters[i]-counters[i-1]) - 1
+	}
+	loss.mu.Lock()
+	resent := loss.resent
+	loss.mu.Unlock()
+	t.Logf("%d frames; %d video packets lost on the way, %d resent by the hub; %d frames missing",
+		len(counters), loss.dropped.Load(), resent, missing)
+	if loss.dropped.Load() == 0 {
+		t.Fatal("no packet was lost: the lossy link did not run")
+	}
+	if missing > 0 {
+		t.Errorf("%d frames never completed despite NACKs", missing)
+	}
+}
