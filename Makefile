@@ -44,6 +44,9 @@ test-cross: ## CGO_ENABLED=0 device builds for amd64, arm64, armv7, armv6; run t
 	qemu-aarch64-static $(BIN)/cross/camagent-arm64 version
 	qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6 version
 	qemu-arm-static $(BIN)/cross/camagent-armv7 version
+	qemu-aarch64-static $(BIN)/cross/camagent-arm64 devices
+	qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6 devices
+	qemu-arm-static $(BIN)/cross/camagent-armv7 devices
 
 test-cross-check: test-cross ## the arm64 and armv6 agents run `camagent check` under qemu-user (config, MQTT and HTTP clients)
 	@set -e; for q in "qemu-aarch64-static $(BIN)/cross/camagent-arm64" "qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6"; do \
@@ -89,6 +92,9 @@ install: build ## install from source: binaries in $(PREFIX)/bin, units, sample 
 
 uninstall: ## remove what install installed (configs stay)
 	rm -f $(DESTDIR)$(PREFIX)/bin/camagent $(DESTDIR)$(PREFIX)/bin/camhub $(DESTDIR)$(UNITDIR)/camagent.service $(DESTDIR)$(UNITDIR)/camhub.service
+
+test-vm: test-deps ## boot Debian's kernel in qemu with vivid + snd-aloop and run camhub, camagent and a probe inside
+	$(GO) test -tags vmtest -count=1 -timeout 12m -v -run TestVM ./vmtest/
 
 fuzz: ## short runs of every fuzz target (FUZZTIME=10s each by default)
 	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \

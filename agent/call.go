@@ -219,7 +219,9 @@ func (c *call) start(client *rtc.Client) {
 	c.client = client
 	c.mu.Unlock()
 	c.publishState()
-	c.goRun(func() { c.mixer.Run(c.ctx, c.spk) })
+	if c.spk != nil { // speaker "null": nobody is listened to
+		c.goRun(func() { c.mixer.Run(c.ctx, c.spk) })
+	}
 	c.goRun(c.supervise)
 	c.goRun(c.reportStats) // stats.go
 }
@@ -404,6 +406,9 @@ func (c *call) publishState() {
 
 // listen subscribes to uid's audio and plays it through the mixer.
 func (c *call) listen(client *rtc.Client, uid uint32) {
+	if c.spk == nil {
+		return
+	}
 	c.mu.Lock()
 	if _, ok := c.listening[uid]; ok {
 		c.mu.Unlock()

@@ -115,6 +115,15 @@ type publisher struct {
 	order   []uint32
 	packets atomic.Uint64
 	frames  atomic.Uint64
+	// packets per frame, IDR and other, for the figures' notes
+	idrFrames, idrPackets atomic.Uint64
+	keyTS                 sync.Map // RTP timestamps of IDR frames
+}
+
+// isIDR reports whether the frame with RTP timestamp ts was an IDR.
+func (p *publisher) isIDR(ts uint32) bool {
+	_, ok := p.keyTS.Load(ts)
+	return ok
 }
 
 const sentKept = 1024 // frames whose send time is remembered
@@ -189,6 +198,11 @@ func (p *publisher) run(ctx context.Context) {
 			p.packets.Add(1)
 		}
 		p.frames.Add(1)
+		if s.Keyframe {
+			p.idrFrames.Add(1)
+			p.idrPackets.Add(uint64(len(payloads)))
+			p.keyTS.Store(ts, true)
+		}
 		ts += 90000 / 30
 	}
 }

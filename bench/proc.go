@@ -79,6 +79,40 @@ func (m cpuMeter) percent() float64 {
 	return 100 * float64(c-m.cpu) / float64(time.Since(m.wall))
 }
 
+// machineMeter measures how busy the whole machine is (every process, every core) from the
+// aggregate line of /proc/stat, as a percentage of one core (2 cores: at most 200).
+type machineMeter struct {
+	wall        time.Time
+	busy, total int64
+}
+
+func machineTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+func startMachine() machineMeter {
+	b, t := machineTicks()
+	return machineMeter{wall: time.Now(), busy: b, total: t}
+}
+
+func (m machineMeter) percent() float64 {
+	b, _ := machineTicks()
+	return 100 * float64(time.Duration(b-m.busy)*time.Second/clockTicks) / float64(time.Since(m.wall))
+}
+
 // build compiles a command of the repository (pure Go, stripped, as shipped).
 func build(ctx context.Context, repo, pkg, out string, env ...string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
@@ -110,11 +144,17 @@ type child struct {
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 func startChild(bin string, logPath string, args ...string) (*child, error) {
+	return startChildEnv(bin, logPath, nil, args...)
+}
+
+// startChildEnv starts bin with env added to the bench's environment.
+func startChildEnv(bin string, logPath string, env []string, args ...string) (*child, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -34,12 +34,13 @@ type Results struct {
 
 // Machine describes where the figures were measured.
 type Machine struct {
-	Cores     int    `json:"cores"`
-	CPU       string `json:"cpu"`
-	GoVersion string `json:"goVersion"`
-	OS        string `json:"os"`
-	Arch      string `json:"arch"`
-	LoadAvg   string `json:"loadAvg"` // /proc/loadavg at the start: the machine is shared
+	Cores      int    `json:"cores"`
+	CPU        string `json:"cpu"`
+	GoVersion  string `json:"goVersion"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	LoadAvg    string `json:"loadAvg"`    // /proc/loadavg at the start: the machine is shared
+	LoadAvgEnd string `json:"loadAvgEnd"` // and at the end
 }
 
 // Figure is one measured number.

@@ -11,7 +11,7 @@ import (
 )
 
 // Sections are the measurements Run knows, in the order it runs them.
-var Sections = []string{"join", "late", "glass", "fanout", "agent", "size"}
+var Sections = []string{"join", "late", "glass", "fanout", "agent", "audio", "size"}
 
 // Options choose what Run measures and how long it takes.
 type Options struct {
@@ -30,6 +30,7 @@ type sizes struct {
 	lateWait                  time.Duration
 	levels                    []int
 	settle, window, agentWin  time.Duration
+	audioWin                  time.Duration
 	arches                    [][3]string // name, GOARCH, GOARM
 }
 
@@ -41,10 +42,10 @@ func (o Options) sizes() sizes {
 			settle: 500 * time.Millisecond, window: time.Second, agentWin: time.Second}
 	case o.Quick:
 		return sizes{joins: 5, lates: 5, glassFrames: 150, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
-			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, arches: all[:1]}
+			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, audioWin: 5 * time.Second, arches: all[:1]}
 	}
 	return sizes{joins: 20, lates: 30, glassFrames: 1000, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
-		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, arches: all}
+		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, audioWin: 20 * time.Second, arches: all}
 }
 
 // Run measures, and returns the results even when a section failed (its error is noted in
@@ -129,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	var hubBin, agentBin string
-	if want("fanout") || want("agent") || want("size") {
+	if want("fanout") || want("agent") || want("audio") || want("size") {
 		say("building camhub and camagent (CGO_ENABLED=0, -trimpath, -s -w)")
 		hubBin, agentBin = filepath.Join(dir, "camhub"), filepath.Join(dir, "camagent")
 		if err := build(ctx, o.Repo, "./cmd/camhub", hubBin); err != nil {
@@ -171,6 +172,18 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			h.stop()
 		}
 	}
+	if want("audio") && hubBin != "" && agentBin != "" {
+		say("7 audio path: camagent with ALSA file-plugin devices over FIFOs, tone bursts each way")
+		h, err := startHubProcess(ctx, hubBin, filepath.Join(dir, "audio"), api())
+		if err != nil {
+			fail("audio", err)
+		} else {
+			if err := measureAudio(ctx, agentBin, h, filepath.Join(dir, "audio"), sz.audioWin, r); err != nil {
+				fail("audio", err)
+			}
+			h.stop()
+		}
+	}
 	if want("size") {
 		say("6 binary sizes: %d architectures", len(sz.arches))
 		if err := measureSizes(ctx, o.Repo, dir, sz.arches, r); err != nil {
@@ -178,6 +191,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.Machine.LoadAvgEnd = loadAvg()
 	say("done")
 	return r, joinErrs(errs)
 }

@@ -11,8 +11,8 @@ import (
 
 // PrintTable writes the one table: each figure next to its target and the peers' figure.
 func (r *Results) PrintTable(w io.Writer) {
-	fmt.Fprintf(w, "camagent bench %s — %s, %d cores (%s), %s, load %s", r.Revision, r.Date.Format("2006-01-02 15:04Z"),
-		r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion, r.Machine.LoadAvg)
+	fmt.Fprintf(w, "camagent bench %s — %s, %d cores (%s), %s, load average %s at start, %s at end", r.Revision, r.Date.Format("2006-01-02 15:04Z"),
+		r.Machine.Cores, r.Machine.CPU, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAvgEnd)
 	if r.Quick {
 		fmt.Fprint(w, " — QUICK run: few samples, not comparable")
 	}

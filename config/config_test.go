@@ -20,6 +20,12 @@ type sample struct {
 	Hz       float64            `yaml:"toneHz"`
 	Apps     []struct{ ID int } `yaml:"apps"`
 	Internal string
+	Network  struct {
+		TLSCert string `yaml:"tlsCert"`
+		Turn    struct {
+			UDPPort int `yaml:"udpPort"`
+		} `yaml:"turn"`
+	} `yaml:"network"`
 }
 
 func TestEnvName(t *testing.T) {
@@ -27,6 +33,7 @@ func TestEnvName(t *testing.T) {
 		"id": "X_ID", "mqtt": "X_MQTT", "mqttPasswordFile": "X_MQTT_PASSWORD_FILE", "hubKey": "X_HUB_KEY",
 		"tokenAPIKeys": "X_TOKEN_API_KEYS", "iceLoopbackOnly": "X_ICE_LOOPBACK_ONLY", "appId": "X_APP_ID",
 		"toneHz": "X_TONE_HZ", "fps": "X_FPS", "mqttURL": "X_MQTT_URL", "h264Level": "X_H264_LEVEL",
+		"network.tlsCert": "X_NETWORK_TLS_CERT", "network.turn.udpPort": "X_NETWORK_TURN_UDP_PORT",
 	} {
 		if got := EnvName("X_", key); got != want {
 			t.Errorf("EnvName(%q) = %q, want %q", key, got, want)
@@ -38,15 +45,17 @@ func TestApplyEnv(t *testing.T) {
 	var s sample
 	err := ApplyEnv("X_", &s, []string{"PATH=/bin", "X_NAME=a: b", "X_MQTT_URL=tcp://h:1",
 		"X_TOKEN_API_KEYS=k1, k2", "X_PORT=42", "X_ICE_LOOPBACK_ONLY=true", "X_JOIN_TIMEOUT=2s",
-		"X_LOG_LEVELS=sfu=debug,rtc=warn", "X_TONE_HZ=1e3", "X_CONFIG=ignored"}, "X_CONFIG")
+		"X_LOG_LEVELS=sfu=debug,rtc=warn", "X_TONE_HZ=1e3", "X_CONFIG=ignored",
+		"X_NETWORK_TLS_CERT=/c.pem", "X_NETWORK_TURN_UDP_PORT=3478"}, "X_CONFIG")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Name != "a: b" || s.MQTTURL != "tcp://h:1" || len(s.APIKeys) != 2 || s.APIKeys[1] != "k2" ||
-		s.Port != 42 || !s.On || s.Timeout != 2*time.Second || s.Levels["sfu"] != "debug" || s.Levels["rtc"] != "warn" || s.Hz != 1000 {
+		s.Port != 42 || !s.On || s.Timeout != 2*time.Second || s.Levels["sfu"] != "debug" || s.Levels["rtc"] != "warn" || s.Hz != 1000 ||
+		s.Network.TLSCert != "/c.pem" || s.Network.Turn.UDPPort != 3478 {
 		t.Errorf("got %+v", s)
 	}
-	for _, bad := range []string{"X_PORT=4x", "X_PORT=[1]", "X_ICE_LOOPBACK_ONLY=maybe", "X_JOIN_TIMEOUT=5", "X_LOG_LEVELS=sfu", "X_NAMEE=1", "X_APPS=1", "X_INTERNAL=1"} {
+	for _, bad := range []string{"X_PORT=4x", "X_PORT=[1]", "X_ICE_LOOPBACK_ONLY=maybe", "X_JOIN_TIMEOUT=5", "X_LOG_LEVELS=sfu", "X_NAMEE=1", "X_APPS=1", "X_INTERNAL=1", "X_NETWORK=x"} {
 		if err := ApplyEnv("X_", &s, []string{bad}); err == nil {
 			t.Errorf("%s: no error", bad)
 		} else if name, _, _ := strings.Cut(bad, "="); !strings.Contains(err.Error(), name) {

@@ -19,7 +19,11 @@ func EnvName(prefix, key string) string {
 	b.WriteString(prefix)
 	rs := []rune(key)
 	for i, r := range rs {
-		if i > 0 && unicode.IsUpper(r) {
+		if r == '.' { // a nested key: network.tlsCert → NETWORK_TLS_CERT
+			b.WriteByte('_')
+			continue
+		}
+		if i > 0 && unicode.IsUpper(r) && rs[i-1] != '.' {
 			prev := rs[i-1]
 			nextLower := i+1 < len(rs) && unicode.IsLower(rs[i+1])
 			if unicode.IsLower(prev) || unicode.IsDigit(prev) || (unicode.IsUpper(prev) && nextLower) {
@@ -32,8 +36,8 @@ func EnvName(prefix, key string) string {
 }
 
 // EnvKeys maps each environment variable that dst (a pointer to a struct with yaml tags)
-// accepts to its YAML key. Keys whose values are lists of structs (the hub's apps) have no
-// variable.
+// accepts to its YAML key (nested keys joined with dots: network.tlsCert). Keys whose values
+// are lists of structs (the hub's apps) have no variable.
 func EnvKeys(prefix string, dst any) map[string]string {
 	out := map[string]string{}
 	for _, f := range fields(dst) {
@@ -48,19 +52,28 @@ type field struct {
 }
 
 func fields(dst any) []field {
-	v := reflect.ValueOf(dst).Elem()
+	return structFields(reflect.ValueOf(dst).Elem(), "")
+}
+
+var unmarshaler = reflect.TypeFor[yaml.Unmarshaler]()
+
+func structFields(v reflect.Value, prefix string) []field {
 	t := v.Type()
 	var out []field
 	for i := 0; i < t.NumField(); i++ {
 		key, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if key == "" || key == "-" {
+		if key == "" || key == "-" || !t.Field(i).IsExported() {
 			continue
 		}
 		fv := v.Field(i)
-		if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
+		switch {
+		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
+			continue
+		case fv.Kind() == reflect.Struct && !reflect.PointerTo(fv.Type()).Implements(unmarshaler):
+			out = append(out, structFields(fv, prefix+key+".")...)
 			continue
 		}
-		out = append(out, field{key, fv})
+		out = append(out, field{prefix + key, fv})
 	}
 	return out
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/camagent/camagent/config"
+	"github.com/camagent/camagent/hub/netconf"
 )
 
 // App is one tenant: an App ID and its certificate (the token signing secret).
@@ -58,6 +59,8 @@ type Config struct {
 	// (hub, sfu, broker, directory…), e.g. {sfu: debug}.
 	LogLevel  string            `yaml:"logLevel"`
 	LogLevels map[string]string `yaml:"logLevels"`
+	// Network: HTTPS, media ports and public addresses, TURN (docs/networking.md).
+	Network netconf.Config `yaml:"network"`
 }
 
 // Defaults are the embedded defaults: everything on loopback, App ID "demo".

@@ -5,6 +5,7 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,12 +33,13 @@ type Hub struct {
 	dir    *directory.Directory
 	ready  chan struct{}
 	addr   string
+	scheme string
 	broker string
 }
 
 // New prepares a hub from a validated configuration.
 func New(cfg Config, log *slog.Logger) (*Hub, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.Network.Validate()); err != nil {
 		return nil, fmt.Errorf("hub: invalid configuration:\n%w", err)
 	}
 	certs, err := cfg.Certificates()
@@ -55,6 +57,9 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Addr is the web listen address (after Ready).
 func (h *Hub) Addr() string { return h.addr }
+
+// URL is the hub's base URL, http:// or https:// (after Ready).
+func (h *Hub) URL() string { return h.scheme + "://" + h.addr }
 
 // BrokerURL is the MQTT broker the hub uses (after Ready).
 func (h *Hub) BrokerURL() string { return h.broker }
@@ -112,11 +117,17 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.dir.Run(ctx)
 	}()
 
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE()})
+	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE()}
+	netw, err := h.startNetwork(&apiOpts)
+	if err != nil {
+		return err
+	}
+	defer netw.Close()
+	api, err := rtc.NewAPI(apiOpts)
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Logger: h.log})
+	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Logger: h.log, ICEServers: h.iceServers(netw)})
 	defer h.sfu.Close()
 
 	ln, err := net.Listen("tcp", h.cfg.Listen)
@@ -124,6 +135,26 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("hub: listen on %s: %w", h.cfg.Listen, err)
 	}
 	h.addr = ln.Addr().String()
+	scheme := "http"
+	if netw.tls != nil && h.cfg.Network.UseTLS(h.cfg.Listen) {
+		ln, scheme = tls.NewListener(ln, netw.tls), "https"
+		if a := h.cfg.Network.HTTPRedirectListen; a != "" {
+			rln, err := net.Listen("tcp", a)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("hub: listen on %s (HTTP redirect): %w", a, err)
+			}
+			_, port, _ := net.SplitHostPort(h.addr)
+			rsrv := &http.Server{Handler: redirectHandler(port), ReadHeaderTimeout: 10 * time.Second}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rsrv.Serve(rln)
+			}()
+			defer rsrv.Close()
+		}
+	}
+	h.scheme = scheme
 	srv := &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second}
 	wg.Add(1)
 	go func() {
@@ -132,7 +163,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("hub: serve: %w", err)
 		}
 	}()
-	h.log.Info("hub listening", "component", "hub", "url", "http://"+h.addr+"/", "mqtt", h.broker,
+	h.log.Info("hub listening", "component", "hub", "url", scheme+"://"+h.addr+"/", "mqtt", h.broker,
 		"apps", len(h.certs), "iceLoopbackOnly", h.cfg.loopbackOnlyICE())
 	close(h.ready)
 

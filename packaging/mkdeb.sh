@@ -17,6 +17,7 @@ debver=$(printf '%s' "$debver" | tr -c 'A-Za-z0-9.+~\n' '+')
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+chmod 0755 "$stage"
 install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" "$stage/etc/camagent" \
 	"$stage/usr/share/doc/camagent"
 install -m 0755 "$bindir/camagent" "$bindir/camhub" "$stage/usr/bin/"

@@ -19,6 +19,11 @@ type APIOptions struct {
 	NAT1To1IPs []string
 	// UDPPortMin/Max bound the ephemeral UDP ports used for media (0: any).
 	UDPPortMin, UDPPortMax uint16
+	// ICEUDPMux, when set, carries all media on its one UDP socket (webrtc.NewICEUDPMux);
+	// UDPPortMin/Max are then unused. The caller owns and closes it.
+	ICEUDPMux ice.UDPMux
+	// ICETCPMux, when set, accepts ICE-TCP (passive TCP candidates) for clients without UDP.
+	ICETCPMux ice.TCPMux
 	// Interceptors are registered before pion's defaults, i.e. closest to the network
 	// (tests use this to lose packets on purpose).
 	Interceptors []interceptor.Factory
@@ -66,7 +71,15 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	}
 	s := webrtc.SettingEngine{}
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if o.ICETCPMux != nil {
+		s.SetICETCPMux(o.ICETCPMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	if o.ICEUDPMux != nil {
+		s.SetICEUDPMux(o.ICEUDPMux)
+	}
+	s.SetNetworkTypes(networks)
 	s.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
 	if o.LoopbackOnly {
 		s.SetIncludeLoopbackCandidate(true)

@@ -49,6 +49,7 @@ type Client struct {
 	waiters map[TrackInfo][]chan *webrtc.TrackRemote
 	offers  chan *Message
 	live    map[string]chan struct{} // kind → closed when the hub says our track is live
+	ice     []webrtc.ICEServer       // from the join reply
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
@@ -183,7 +184,7 @@ func (c *Client) answerOffer(m *Message) error {
 	c.mu.Unlock()
 	if pc == nil {
 		var err error
-		if pc, err = c.opts.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		if pc, err = c.opts.API.NewPeerConnection(c.configuration()); err != nil {
 			return fmt.Errorf("rtc: subscribe connection: %w", err)
 		}
 		pc.OnTrack(c.onTrack)
@@ -290,6 +291,8 @@ type JoinResult struct {
 	UID       uint32
 	Users     []User
 	ExpiresAt time.Time
+	// ICEServers are the STUN/TURN servers the hub handed out (with their credentials).
+	ICEServers []ICEServer
 }
 
 // Join enters a channel. uid 0 asks the hub to assign one.
@@ -302,11 +305,24 @@ func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, to
 	if err != nil {
 		return nil, err
 	}
-	res := &JoinResult{Users: r.Users, ExpiresAt: time.Unix(r.ExpiresAt, 0)}
+	res := &JoinResult{Users: r.Users, ExpiresAt: time.Unix(r.ExpiresAt, 0), ICEServers: r.ICEServers}
 	if r.UID != nil {
 		res.UID = *r.UID
 	}
+	c.mu.Lock()
+	c.ice = c.ice[:0]
+	for _, s := range r.ICEServers {
+		c.ice = append(c.ice, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	c.mu.Unlock()
 	return res, nil
+}
+
+// configuration is the peer connections' configuration: the ICE servers the hub gave.
+func (c *Client) configuration() webrtc.Configuration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return webrtc.Configuration{ICEServers: append([]webrtc.ICEServer(nil), c.ice...)}
 }
 
 // Publish sends tracks on the publish connection and returns their senders, whose RTCP the
@@ -319,7 +335,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 	c.mu.Unlock()
 	if pc == nil {
 		var err error
-		if pc, err = c.opts.API.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		if pc, err = c.opts.API.NewPeerConnection(c.configuration()); err != nil {
 			return nil, fmt.Errorf("rtc: publish connection: %w", err)
 		}
 		c.mu.Lock()
@@ -385,6 +401,14 @@ func (c *Client) PublishConnection() *webrtc.PeerConnection {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pub
+}
+
+// SubscribeConnection returns the subscribe peer connection (nil before the hub's first
+// offer), for stats.
+func (c *Client) SubscribeConnection() *webrtc.PeerConnection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sub
 }
 
 // Subscribe asks for uid's track of kind and returns it once its media arrives.

@@ -99,6 +99,14 @@ type TrackInfo struct {
 	Kind string `json:"kind"`
 }
 
+// ICEServer is a STUN or TURN server a client should use, as in RTCIceServer: urls such as
+// turn:hub.example:3478?transport=udp, and for TURN a short-lived username and credential.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
 // Message is the one envelope for every signalling message; which fields are set depends on Type.
 type Message struct {
 	Type string `json:"type"`
@@ -126,6 +134,8 @@ type Message struct {
 	Users     []User `json:"users,omitempty"`
 	Mid       string `json:"mid,omitempty"`
 	ExpiresAt int64  `json:"expiresAt,omitempty"` // token expiry, unix seconds
+	// reply to join: the STUN/TURN servers to create peer connections with
+	ICEServers []ICEServer `json:"iceServers,omitempty"`
 
 	// event
 	Event  string `json:"event,omitempty"`

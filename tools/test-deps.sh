@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, when it is missing: Debian packages (Chromium, Mosquitto,
-# FFmpeg, alsa-utils, qemu-user-static) and the browser tests' npm packages.
+# FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
+# busybox-static, kmod; systemd for systemd-analyze) and the browser tests' npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,12 @@ declare -A pkgs=(
   [/usr/bin/ffmpeg]=ffmpeg
   [/usr/bin/aplay]=alsa-utils
   [/usr/bin/qemu-arm-static]=qemu-user-static
+  [/usr/bin/systemd-analyze]=systemd
+  # make test-vm: the VM, its initramfs tools, and a static busybox for the VM's /init
+  [/usr/bin/qemu-system-x86_64]=qemu-system-x86
+  [/usr/bin/cpio]=cpio
+  [/usr/bin/busybox]=busybox-static
+  [/usr/sbin/depmod]=kmod
 )
 missing=()
 for path in "${!pkgs[@]}"; do

@@ -34,7 +34,7 @@ root="$out/root"
 rm -rf "$root"
 mkdir -p "$root"/{bin,usr/bin,lib,lib64,etc,proc,sys,dev,tmp,usr/share}
 cp /bin/busybox "$root/bin/busybox"
-file "$root/bin/busybox" 2>/dev/null | grep -q 'statically linked' || { echo "mkinitramfs: /bin/busybox must be busybox-static" >&2; exit 1; }
+if ldd "$root/bin/busybox" >/dev/null 2>&1; then echo "mkinitramfs: /bin/busybox must be busybox-static (apt-get install busybox-static)" >&2; exit 1; fi
 
 : > "$root/modules.list"
 for m in vivid snd-aloop; do

@@ -146,11 +146,12 @@ var (
 )
 
 // standardDHT returns the DHT segment Go's own JPEG encoder writes: the T.81 Annex K
-// tables. It is taken from an encoded 8x8 picture rather than spelled out here.
+// tables. It is taken from an encoded 16x16 picture rather than spelled out here.
 func standardDHT() []byte {
 	dhtOnce.Do(func() {
 		var buf bytes.Buffer
-		if jpeg.Encode(&buf, image.NewGray(image.Rect(0, 0, 8, 8)), nil) != nil {
+		// A colour picture, so that the chrominance tables are written too.
+		if jpeg.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 16, 16)), nil) != nil {
 			return
 		}
 		b := buf.Bytes()

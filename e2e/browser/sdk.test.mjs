@@ -350,7 +350,8 @@ describe('pages against the mock hub', () => {
     assert.match(offers[0], /m=audio[^]*a=sendonly/);
 
     await page.click('#stop');
-    await page.waitForFunction(() => window.camagentViewer.client === null);
+    // "Stopped" is shown once the leave command has been answered.
+    await page.waitForFunction(() => /Stopped/.test(document.querySelector('#status').textContent));
     assert.deepEqual(commands[1], { id: 'cam1', action: 'leave' });
     assert.equal(await page.$('#remote-video video'), null);
     assert.equal(await page.$eval('#error', (e) => e.hidden), true);

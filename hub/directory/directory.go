@@ -8,6 +8,7 @@ package directory
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,7 +37,10 @@ type Options struct {
 	ClientID string
 	Username string
 	Password string
-	Logger   *slog.Logger
+	// TLS is used for ssl://, tls:// and wss:// brokers (see control.TLSFiles
+	// to build it from files); nil uses the system roots.
+	TLS    *tls.Config
+	Logger *slog.Logger
 }
 
 // Directory is the device list plus a command channel to each device.
@@ -77,6 +81,9 @@ func (d *Directory) Run(ctx context.Context) error {
 		SetUsername(d.opts.Username).SetPassword(d.opts.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(10 * time.Second).SetCleanSession(true).SetOrderMatters(false)
+	if d.opts.TLS != nil {
+		co.SetTLSConfig(d.opts.TLS)
+	}
 	co.SetOnConnectHandler(func(c mqtt.Client) {
 		d.log.Info("connected to broker", "broker", d.opts.Broker)
 		filters := map[string]byte{

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/camagent/camagent/rtc"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 )
@@ -21,6 +22,9 @@ type Options struct {
 	Logger      *slog.Logger
 	// Now is the clock (tests may move it); time.Now when nil.
 	Now func() time.Time
+	// ICEServers, when set, returns the STUN/TURN servers (with fresh credentials) a joining
+	// user gets in the join reply; host is the Host the client reached the hub at.
+	ICEServers func(host, appID string, uid uint32) []rtc.ICEServer
 	// WillExpireBefore is how long before a token's expiry the user is warned (30 s).
 	WillExpireBefore time.Duration
 }
@@ -90,6 +94,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := newSession(s, conn, r.RemoteAddr)
+	sess.host = r.Host
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

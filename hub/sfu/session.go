@@ -19,8 +19,8 @@ import (
 
 const (
 	sendQueue    = 256
-	pingInterval = 10 * time.Second
-	pongWait     = 25 * time.Second
+	pingInterval = 5 * time.Second
+	pongWait     = 12 * time.Second // a silent client is gone after this
 	writeWait    = 5 * time.Second
 	gatherWait   = 5 * time.Second
 )
@@ -57,6 +57,7 @@ type session struct {
 	subs      map[subKey]*subscription
 	leaveWhy  string
 	timers    []*time.Timer
+	host      string // the Host header of the WebSocket request
 
 	negMu          sync.Mutex
 	awaitingAnswer bool
@@ -351,7 +352,11 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 	s.log.Info("user joined")
 	users := c.snapshot(uid)
 	c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
-	return &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt}, nil
+	reply := &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt}
+	if f := s.svc.opts.ICEServers; f != nil {
+		reply.ICEServers = f(s.host, m.AppID, uid)
+	}
+	return reply, nil
 }
 
 func (s *session) renew(m *rtc.Message) (*rtc.Message, error) {

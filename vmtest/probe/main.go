@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"sync"
@@ -209,15 +210,25 @@ func run(ctx context.Context, hub, broker, id string, watch time.Duration, r *Re
 	if err := countVideo(ctx, vt, start, watch, r); err != nil {
 		return err
 	}
-	pcm := heard()
-	r.HeardSamples = len(pcm)
-	if len(pcm) < device.SampleRate {
-		return fmt.Errorf("heard only %d samples from the device", len(pcm))
+	// The tone goes probe → hub → device speaker → snd-aloop → device microphone → hub →
+	// probe; on an emulated CPU the first second of it may be late, so wait for it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pcm := heard()
+		r.HeardSamples = len(pcm)
+		if len(pcm) >= device.SampleRate {
+			tail := pcm[len(pcm)-device.SampleRate:]
+			r.HeardHz = audio.DominantFrequency(tail, device.SampleRate)
+			r.HeardDBFS = audio.DBFS(tail)
+			if math.Abs(r.HeardHz-r.SentToneHz) < 10 && r.HeardDBFS > -30 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("did not hear the tone back: %d samples, last second at %.1f Hz, %.1f dBFS", len(pcm), r.HeardHz, r.HeardDBFS)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	tail := pcm[len(pcm)-device.SampleRate:]
-	r.HeardHz = audio.DominantFrequency(tail, device.SampleRate)
-	r.HeardDBFS = audio.DBFS(tail)
-	return nil
 }
 
 func publishTone(ctx context.Context, c *rtc.Client, freq float64) error {

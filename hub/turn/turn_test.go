@@ -1,0 +1,116 @@
+package turn
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	pturn "github.com/pion/turn/v5"
+)
+
+func TestCredential(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	c := Mint("s3cret", "viewer-42", time.Hour, now)
+	if c.Username != "1700003600:viewer-42" {
+		t.Fatalf("username %q", c.Username)
+	}
+	// The scheme coturn's use-auth-secret checks: base64(HMAC-SHA1(secret, username)).
+	if c.Password != Password("s3cret", c.Username) || len(c.Password) != 28 {
+		t.Fatalf("password %q", c.Password)
+	}
+	for name, tc := range map[string]struct {
+		user, pass string
+		at         time.Time
+		want       error
+	}{
+		"valid":          {c.Username, c.Password, now, nil},
+		"valid at end-1": {c.Username, c.Password, c.Expires.Add(-time.Second), nil},
+		"expired":        {c.Username, c.Password, c.Expires, ErrExpired},
+		"malformed":      {"viewer", Password("s3cret", "viewer"), now, ErrMalformed},
+	} {
+		if err := Check("s3cret", tc.user, tc.pass, tc.at); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	if err := Check("other", c.Username, c.Password, now); err == nil {
+		t.Error("a credential of another secret was accepted")
+	}
+}
+
+// allocate asks the server at addr for a UDP relay (over UDP or TCP) with a credential.
+func allocate(t *testing.T, network, addr string, c Credential) error {
+	t.Helper()
+	var conn net.PacketConn
+	switch network {
+	case "udp":
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = pc
+	case "tcp":
+		tc, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = pturn.NewSTUNConn(tc)
+	}
+	defer conn.Close()
+	cl, err := pturn.NewClient(&pturn.ClientConfig{TURNServerAddr: addr, STUNServerAddr: addr, Conn: conn,
+		Username: c.Username, Password: c.Password, Realm: "camagent", RTO: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := cl.Allocate()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(relay.LocalAddr().String(), "127.0.0.1:") {
+		t.Errorf("relay at %s, want the announced 127.0.0.1", relay.LocalAddr())
+	}
+	return relay.Close()
+}
+
+func TestServerRefusesExpiredCredentials(t *testing.T) {
+	const secret = "test-secret-0123456789"
+	s, err := Listen(Options{Secret: secret, UDPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0",
+		RelayIP: net.IPv4(127, 0, 0, 1), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for _, network := range []string{"udp", "tcp"} {
+		addr := s.UDPAddr()
+		if network == "tcp" {
+			addr = s.TCPAddr()
+		}
+		t.Run(network, func(t *testing.T) {
+			if err := allocate(t, network, addr, Mint(secret, "viewer", time.Minute, now)); err != nil {
+				t.Fatalf("allocation with a valid credential: %v", err)
+			}
+			if err := allocate(t, network, addr, Mint(secret, "viewer", -time.Second, now)); err == nil {
+				t.Fatal("allocation with an expired credential succeeded")
+			}
+			if err := allocate(t, network, addr, Mint("wrong-secret", "viewer", time.Minute, now)); err == nil {
+				t.Fatal("allocation with a credential of another secret succeeded")
+			}
+		})
+	}
+}
+
+func TestAllowedPeer(t *testing.T) {
+	for ip, want := range map[string]bool{"127.0.0.1": false, "0.0.0.0": false, "169.254.1.1": false,
+		"224.0.0.1": false, "::1": false, "192.168.1.10": true, "203.0.113.1": true} {
+		if got := AllowedPeer(net.ParseIP(ip)); got != want {
+			t.Errorf("AllowedPeer(%s) = %v", ip, got)
+		}
+	}
+}

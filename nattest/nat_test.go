@@ -1,0 +1,313 @@
+//go:build nat
+
+// Package nattest runs the hub, a device agent and a viewer in network namespaces that stand
+// for the Internet and two home networks behind NATs (make test-nat; needs root, ip and
+// iptables). Every address lives inside namespaces the test creates, and it removes them.
+//
+//	 device LAN 192.168.10.0/24        public 203.0.113.0/24         viewer LAN 192.168.20.0/24
+//	 [dev] .2 ── .1 [rdev] .2 ───── br ── .1 [pub: camhub] ── br ───── .3 [rview] .1 ── .2 [view]
+//	               MASQUERADE                                      MASQUERADE (+ UDP filters)
+package nattest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/device/audio"
+	"github.com/camagent/camagent/device/wav"
+)
+
+const (
+	hubIP    = "203.0.113.1"
+	apiKey   = "nat-test-key-0123456789"
+	deviceID = "nat-device"
+	toneHz   = 440
+)
+
+type lab struct {
+	t      *testing.T
+	prefix string
+	dir    string
+}
+
+func (l *lab) ns(name string) string { return l.prefix + name }
+
+func (l *lab) run(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (l *lab) in(ns string, args ...string) {
+	l.t.Helper()
+	l.run(append([]string{"ip", "netns", "exec", l.ns(ns)}, args...)...)
+}
+
+// link connects namespace a (interface an, address aAddr) to b (bn, bAddr; "" for none).
+func (l *lab) link(a, an, aAddr, b, bn, bAddr string) {
+	l.t.Helper()
+	l.run("ip", "link", "add", an, "netns", l.ns(a), "type", "veth", "peer", "name", bn, "netns", l.ns(b))
+	for _, e := range [][3]string{{a, an, aAddr}, {b, bn, bAddr}} {
+		if e[2] != "" {
+			l.in(e[0], "ip", "addr", "add", e[2], "dev", e[1])
+		}
+		l.in(e[0], "ip", "link", "set", e[1], "up")
+	}
+}
+
+func (l *lab) build() {
+	t := l.t
+	names := []string{"pub", "rdev", "dev", "rview", "view"}
+	t.Cleanup(func() {
+		for _, n := range names {
+			exec.Command("ip", "netns", "del", l.ns(n)).Run()
+		}
+	})
+	for _, n := range names {
+		l.run("ip", "netns", "add", l.ns(n))
+		l.in(n, "ip", "link", "set", "lo", "up")
+	}
+	// The public segment: a bridge in the hub's namespace joins both routers' WAN sides.
+	l.in("pub", "ip", "link", "add", "br0", "type", "bridge")
+	l.in("pub", "ip", "addr", "add", hubIP+"/24", "dev", "br0")
+	l.in("pub", "ip", "link", "set", "br0", "up")
+	for _, r := range []struct{ router, wan, port, lan, host, net string }{
+		{"rdev", "203.0.113.2/24", "pdev", "192.168.10.1/24", "dev", "192.168.10"},
+		{"rview", "203.0.113.3/24", "pview", "192.168.20.1/24", "view", "192.168.20"},
+	} {
+		l.link(r.router, "wan", r.wan, "pub", r.port, "")
+		l.in("pub", "ip", "link", "set", r.port, "master", "br0")
+		l.link(r.host, "eth0", r.net+".2/24", r.router, "lan", r.lan)
+		l.in(r.host, "ip", "route", "add", "default", "via", r.net+".1")
+		l.in(r.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+		l.in(r.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE")
+		// A home router: nothing comes in that was not asked for.
+		l.in(r.router, "iptables", "-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+		l.in(r.router, "iptables", "-A", "FORWARD", "-i", "wan", "-j", "DROP")
+	}
+}
+
+// start runs a binary inside a namespace until the test ends; its output goes to a log file.
+func (l *lab) start(ns, name string, env []string, args ...string) *exec.Cmd {
+	l.t.Helper()
+	logf, err := os.Create(filepath.Join(l.dir, name+".log"))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(ns)}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if l.t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			l.t.Logf("--- %s log (last 4 kB)\n%s", name, tail(b, 4096))
+		}
+	})
+	return cmd
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func goBuild(t *testing.T, dir string, pkgs ...string) {
+	for _, p := range pkgs {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(p)), p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", p, err, out)
+		}
+	}
+}
+
+type result struct {
+	Frames       int      `json:"frames"`
+	ICEServers   []string `json:"iceServers"`
+	Video, Audio string
+	JoinMS       int64   `json:"joinMs"`
+	FirstMS      int64   `json:"firstFrameMs"`
+	Total        float64 `json:"totalSeconds"`
+	Error        string  `json:"error"`
+}
+
+func TestNAT(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the NAT test needs root (network namespaces, iptables)")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: run make test-deps", tool)
+		}
+	}
+	dir := t.TempDir()
+	l := &lab{t: t, prefix: fmt.Sprintf("cnat%d-", os.Getpid()%100000), dir: dir}
+	goBuild(t, dir, "github.com/camagent/camagent/cmd/camhub", "github.com/camagent/camagent/cmd/camagent",
+		"github.com/camagent/camagent/nattest/viewer")
+	l.build()
+
+	hubState := filepath.Join(dir, "hub")
+	hubCfg := fmt.Sprintf(`listen: %[1]s:8443
+mqtt: embedded
+mqttListen: %[1]s:1883
+stateDir: %[2]s
+tokenAPIKeys: [%[3]s]
+iceLoopbackOnly: "false"
+logLevel: info
+network:
+  udpPort: 50000
+  tcpPort: 50001
+  turn:
+    embedded: true
+`, hubIP, hubState, apiKey)
+	writeFile(t, filepath.Join(dir, "camhub.yaml"), hubCfg)
+	l.start("pub", "camhub", nil, filepath.Join(dir, "camhub"), "--config", filepath.Join(dir, "camhub.yaml"))
+	certFile := filepath.Join(hubState, "tls-cert.pem")
+	waitFor(t, 20*time.Second, "the hub's self-signed certificate", func() bool {
+		_, err := os.Stat(certFile)
+		return err == nil
+	})
+	time.Sleep(300 * time.Millisecond) // the key is written before the certificate: both are there
+
+	speaker := filepath.Join(dir, "speaker.wav")
+	agentCfg := fmt.Sprintf(`id: %s
+mqtt: tcp://%s:1883
+hub: https://%s:8443
+camera: test
+speaker: wav:%s
+stateDir: %s
+`, deviceID, hubIP, hubIP, speaker, filepath.Join(dir, "agent"))
+	writeFile(t, filepath.Join(dir, "camagent.yaml"), agentCfg)
+	trust := []string{"SSL_CERT_FILE=" + certFile}
+	l.start("dev", "camagent", trust, filepath.Join(dir, "camagent"), "--config", filepath.Join(dir, "camagent.yaml"))
+
+	for _, sc := range []struct {
+		name   string
+		rules  [][]string // iptables rules on the viewer's router
+		expect string     // the viewer's selected candidate type
+	}{
+		{"direct", nil, ""},
+		{"udp-only-to-turn", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "!", "--dport", "3478", "-j", "DROP"}}, "relay"},
+		{"no-udp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"}}, "relay"},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			for _, r := range sc.rules {
+				l.in("rview", append([]string{"iptables"}, r...)...)
+				del := append([]string{"iptables", "-D"}, r[1:]...)
+				t.Cleanup(func() { l.in("rview", del...) })
+			}
+			res := viewer(t, l, trust, "nat-"+sc.name, speaker)
+			t.Logf("%s: %d frames, first after %d ms, join %d ms, video over %s, audio over %s, ICE servers %v",
+				sc.name, res.Frames, res.FirstMS, res.JoinMS, res.Video, res.Audio, res.ICEServers)
+			if sc.expect != "" {
+				for what, typ := range map[string]string{"video": res.Video, "audio": res.Audio} {
+					if !strings.HasPrefix(typ, sc.expect+"/") {
+						t.Errorf("%s went over %q, want a %s candidate", what, typ, sc.expect)
+					}
+				}
+			} else if strings.HasPrefix(res.Video, "relay") || strings.HasPrefix(res.Audio, "relay") {
+				t.Errorf("direct path open, yet media went through TURN (video %s, audio %s)", res.Video, res.Audio)
+			}
+		})
+	}
+}
+
+// viewer runs the viewer helper in the viewer's namespace: it makes the device join channel,
+// receives its video and talks back; while it holds the call, the device's speaker must play
+// the viewer's tone.
+func viewer(t *testing.T, l *lab, env []string, channel, speaker string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.ns("view"), filepath.Join(l.dir, "viewer"),
+		"-hub", "https://"+hubIP+":8443", "-key", apiKey, "-device", deviceID, "-channel", channel)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("viewer stderr:\n%s", tail([]byte(stderr.String()), 4096))
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("viewer printed no result: %v", err)
+	}
+	var res result
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		t.Fatalf("viewer result %q: %v", line, err)
+	}
+	if res.Error != "" {
+		t.Fatalf("viewer: %s", res.Error)
+	}
+	// The viewer's tone, at the device's speaker (the WAV the agent writes).
+	var f, rms float64
+	ok := waitFor(t, 15*time.Second, "", func() bool {
+		samples, _, _, err := wav.ReadFile(speaker)
+		if err != nil || len(samples) < device.SampleRate {
+			return false
+		}
+		last := samples[len(samples)-device.SampleRate/2:]
+		f, rms = audio.DominantFrequency(last, device.SampleRate), audio.RMS(last)
+		return f > toneHz-5 && f < toneHz+5 && rms > 1000
+	})
+	if !ok {
+		t.Errorf("device speaker: %.1f Hz at RMS %.0f, want the viewer's %d Hz tone", f, rms, toneHz)
+	}
+	io.Copy(io.Discard, stdout)
+	return res
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			if what != "" {
+				t.Fatalf("no %s after %s", what, d)
+			}
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return true
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

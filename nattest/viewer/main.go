@@ -1,0 +1,280 @@
+// Command viewer is the NAT test's viewer: from inside its network namespace it asks the hub
+// to have the device join a channel, joins it too (with the ICE servers the hub hands out),
+// counts the device's video frames, talks back with a tone, and prints one JSON result line.
+// It then holds the call until its standard input closes, so the test can check the device's
+// speaker while the tone still plays.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/device/audio"
+	"github.com/camagent/camagent/device/opus"
+	"github.com/camagent/camagent/rtc"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+// Result is the one line the viewer prints.
+type Result struct {
+	Frames     int      `json:"frames"`
+	ICEServers []string `json:"iceServers"`
+	// Video and Audio are the selected local candidate types ("host", "srflx", "prflx",
+	// "relay") of the subscribe (video in) and publish (audio out) connections.
+	Video     string  `json:"video"`
+	Audio     string  `json:"audio"`
+	JoinMS    int64   `json:"joinMs"`
+	FirstMS   int64   `json:"firstFrameMs"`
+	TotalSecs float64 `json:"totalSeconds"`
+	Error     string  `json:"error,omitempty"`
+}
+
+func main() {
+	var (
+		hub     = flag.String("hub", "", "hub base URL (https://…)")
+		key     = flag.String("key", "", "bearer key of the hub's token service")
+		dev     = flag.String("device", "", "device id")
+		channel = flag.String("channel", "nat", "channel")
+		frames  = flag.Int("frames", 30, "video frames to receive")
+		verbose = flag.Bool("v", false, "log at debug level")
+	)
+	flag.Parse()
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var res Result
+	start := time.Now()
+	c, err := run(ctx, log, *hub, *key, *dev, *channel, *frames, &res)
+	res.TotalSecs = time.Since(start).Seconds()
+	if err != nil {
+		res.Error = err.Error()
+	}
+	json.NewEncoder(os.Stdout).Encode(res)
+	if c != nil {
+		// Hold the call (the tone keeps playing) until the test closes stdin.
+		done := make(chan struct{})
+		go func() { io.Copy(io.Discard, os.Stdin); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		c.Leave(context.Background())
+	}
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, hub, key, dev, channel string, want int, res *Result) (*rtc.Client, error) {
+	api := &hubAPI{base: hub, key: key}
+	if err := api.waitOnline(ctx, dev); err != nil {
+		return nil, err
+	}
+	const devUID, myUID = 100, 200
+	devTok, err := api.token(ctx, channel, devUID)
+	if err != nil {
+		return nil, err
+	}
+	if err := api.command(ctx, dev, map[string]any{"id": "join-" + channel, "action": "join",
+		"channel": channel, "uid": devUID, "token": devTok, "appId": "demo"}); err != nil {
+		return nil, fmt.Errorf("device join: %w", err)
+	}
+	myTok, err := api.token(ctx, channel, myUID)
+	if err != nil {
+		return nil, err
+	}
+	rapi, err := rtc.NewAPI(rtc.APIOptions{})
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: hub, API: rapi, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	jr, err := c.Join(ctx, "demo", channel, myUID, myTok)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	res.JoinMS = time.Since(t0).Milliseconds()
+	for _, s := range jr.ICEServers {
+		res.ICEServers = append(res.ICEServers, s.URLs...)
+	}
+	video, err := c.Subscribe(ctx, devUID, rtc.KindVideo)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("subscribe to the device's video: %w", err)
+	}
+	for res.Frames < want {
+		video.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pkt, _, err := video.ReadRTP()
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("video after %d frames: %w", res.Frames, err)
+		}
+		if pkt.Marker {
+			if res.Frames == 0 {
+				res.FirstMS = time.Since(t0).Milliseconds()
+			}
+			res.Frames++
+		}
+	}
+	go func() { // keep reading: the hub's forwarding must not block on us
+		for {
+			if _, _, err := video.ReadRTP(); err != nil {
+				return
+			}
+		}
+	}()
+	senders, err := publishTone(ctx, c, 440)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("publish a tone: %w", err)
+	}
+	res.Audio = selected(senders[0].Transport())
+	if sub := subscribeTransport(c); sub != nil {
+		res.Video = selected(sub)
+	}
+	return c, nil
+}
+
+// publishTone sends a paced Opus tone on a new publish connection.
+func publishTone(ctx context.Context, c *rtc.Client, freq float64) ([]*webrtc.RTPSender, error) {
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
+		ClockRate: 48000, Channels: 2}, "audio", "viewer")
+	if err != nil {
+		return nil, err
+	}
+	enc, err := opus.NewEncoder()
+	if err != nil {
+		return nil, err
+	}
+	tone := audio.NewTone(freq, 0.3)
+	go func() {
+		pcm := make([]int16, device.FrameSamples)
+		buf := make([]byte, 1500)
+		for tone.ReadFrame(ctx, pcm) == nil {
+			if n, err := enc.Encode(pcm, buf); err == nil {
+				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
+			}
+		}
+	}()
+	senders, err := c.Publish(ctx, track)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			if _, _, err := senders[0].ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	return senders, nil
+}
+
+func subscribeTransport(c *rtc.Client) *webrtc.DTLSTransport {
+	pc := c.SubscribeConnection()
+	if pc == nil {
+		return nil
+	}
+	for _, tr := range pc.GetTransceivers() {
+		if t := tr.Receiver().Transport(); t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func selected(t *webrtc.DTLSTransport) string {
+	if t == nil {
+		return ""
+	}
+	pair, err := t.ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil {
+		return ""
+	}
+	return pair.Local.Typ.String() + "/" + pair.Local.Protocol.String()
+}
+
+// hubAPI is the hub's HTTP API, as a backend with a bearer key uses it.
+type hubAPI struct{ base, key string }
+
+func (h *hubAPI) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, h.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+func (h *hubAPI) waitOnline(ctx context.Context, dev string) error {
+	var last error
+	for {
+		var devs []struct{ ID, Status string }
+		last = h.do(ctx, http.MethodGet, "/api/devices", nil, &devs)
+		for _, d := range devs {
+			if d.ID == dev && d.Status == "online" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("device %s never online (last error %v)", dev, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (h *hubAPI) token(ctx context.Context, channel string, uid uint32) (string, error) {
+	var r struct{ Token string }
+	err := h.do(ctx, http.MethodPost, "/api/token", map[string]any{"appId": "demo", "channel": channel,
+		"uid": uid, "role": "publisher", "expireSeconds": 600}, &r)
+	return r.Token, err
+}
+
+func (h *hubAPI) command(ctx context.Context, dev string, cmd map[string]any) error {
+	var r struct {
+		OK    bool
+		Error string
+	}
+	if err := h.do(ctx, http.MethodPost, "/api/devices/"+dev+"/cmd", cmd, &r); err != nil {
+		return err
+	}
+	if !r.OK {
+		return errors.New(r.Error)
+	}
+	return nil
+}
