@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-browser test-cross test-cross-check test-dist dist install uninstall fuzz vet bench bench-micro clean
+.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-dist test-install dist install uninstall fuzz vet bench bench-micro clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,16 +21,20 @@ run: build ## run the hub and a demo agent on the embedded defaults (Ctrl-C stop
 test-deps: ## install what the tests need (apt: chromium, mosquitto, ffmpeg, alsa-utils, qemu-user-static; npm: playwright-core)
 	./tools/test-deps.sh
 
-test: test-deps vet test-go test-cross test-cross-check test-dist fuzz ## install test dependencies, then run every test
+test: test-deps vet test-go test-nat test-cross test-cross-check test-dist test-install fuzz ## install test dependencies, then run every test
 	@echo "make test: all passed"
 
 vet: ## go vet and gofmt
 	$(GO) vet ./...
+	$(GO) vet -tags nat ./nattest/
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 test-go: ## Go unit, integration and end-to-end tests (includes the headless Chromium tests)
 	$(GO) test -count=1 -timeout 20m ./...
+
+test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TURN/UDP, no UDP at all (root)
+	$(GO) test -count=1 -timeout 5m -tags nat -v ./nattest/
 
 test-browser: ## only the headless Chromium end-to-end tests
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/
@@ -90,6 +94,17 @@ install: build ## install from source: binaries in $(PREFIX)/bin, units, sample 
 	done
 	@echo "installed; without the package, create the users: useradd --system --user-group --groups video,audio camagent; useradd --system --user-group camhub"
 
+test-install: build ## make install into a throw-away DESTDIR with PREFIX=/usr/local; check paths; a second install keeps an edited config
+	@set -e; d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	$(MAKE) -s install DESTDIR=$$d PREFIX=/usr/local >/dev/null; \
+	for f in usr/local/bin/camagent usr/local/bin/camhub lib/systemd/system/camagent.service lib/systemd/system/camhub.service etc/camagent/camagent.yaml etc/camagent/camhub.yaml; do \
+	  test -s $$d/$$f || { echo "test-install: $$f missing"; exit 1; }; done; \
+	grep -q '^ExecStart=/usr/local/bin/camagent --config /etc/camagent/camagent.yaml$$' $$d/lib/systemd/system/camagent.service; \
+	echo 'fps: 25' > $$d/etc/camagent/camagent.yaml; $(MAKE) -s install DESTDIR=$$d PREFIX=/usr/local >/dev/null; \
+	test "$$(cat $$d/etc/camagent/camagent.yaml)" = 'fps: 25'; \
+	$$d/usr/local/bin/camagent check --config $$d/etc/camagent/camagent.yaml --mqtt tcp://127.0.0.1:9 --hub http://127.0.0.1:9 --state-dir $$d 2>&1 | grep -q '^ok   configuration'; \
+	echo "test-install: ok"
+
 uninstall: ## remove what install installed (configs stay)
 	rm -f $(DESTDIR)$(PREFIX)/bin/camagent $(DESTDIR)$(PREFIX)/bin/camhub $(DESTDIR)$(UNITDIR)/camagent.service $(DESTDIR)$(UNITDIR)/camhub.service
 
@@ -103,7 +118,7 @@ fuzz: ## short runs of every fuzz target (FUZZTIME=10s each by default)
 	  done; \
 	done
 
-bench: ## join, latency, hub and agent cost on loopback: one table, bench/results.json and .png (BENCH_QUICK=1: ~1 min; BENCH_ONLY=join,late,glass,fanout,agent,size)
+bench: ## join, latency, hub and agent cost on loopback: one table, bench/results.json and .png (BENCH_QUICK=1: ~1 min; BENCH_ONLY=join,late,glass,fanout,agent,audio,size)
 	$(GO) run ./bench/cmd/cambench
 
 bench-micro: ## Go micro-benchmarks of every package (go test -bench)

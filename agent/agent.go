@@ -87,7 +87,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api, counters: counters,
-		state: control.State{State: "idle", Since: time.Now().UTC()}}
+		ctl: cfg.ControlConfig, state: control.State{State: "idle", Since: time.Now().UTC()}}
 	for _, o := range opts {
 		o(a)
 	}

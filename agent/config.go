@@ -58,6 +58,9 @@ type Config struct {
 	// (agent, control, rtc, device…), e.g. {rtc: debug}.
 	LogLevel  string            `yaml:"logLevel"`
 	LogLevels map[string]string `yaml:"logLevels"`
+
+	// MQTT TLS files, the command secret, Home Assistant discovery, stats (control.go).
+	ControlConfig `yaml:",inline"`
 }
 
 // Defaults are the embedded defaults: synthetic devices, local broker and hub.
@@ -79,6 +82,8 @@ func Defaults() Config {
 		StateDir:    defaultStateDir(),
 		JoinTimeout: 15 * time.Second,
 		LogLevel:    "info",
+
+		ControlConfig: DefaultControlConfig(),
 	}
 }
 

@@ -116,7 +116,7 @@ func TestWatchdogUnderNotifySocket(t *testing.T) {
 			t.Fatal("pings go on while the agent is hung")
 		}
 	}
-	if !last.IsZero() && last.Sub(hungAt) > 1500*time.Millisecond {
+	if !last.IsZero() && last.Sub(hungAt) > 2*time.Second {
 		t.Errorf("last ping %s after the hang (watchdog interval 1 s)", last.Sub(hungAt))
 	}
 	t.Logf("pings stopped %s after the hang", last.Sub(hungAt).Round(time.Millisecond))

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strings"
 	"time"
 )
@@ -80,6 +81,12 @@ func (r *Results) Add(f Figure) {
 // Note records a remark printed under the table and kept in the file.
 func (r *Results) Note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
+
+// SortFigures orders the figures by section (the numbering), keeping their order
+// within a section.
+func (r *Results) SortFigures() {
+	sort.SliceStable(r.Figures, func(i, j int) bool { return r.Figures[i].Section < r.Figures[j].Section })
 }
 
 // NewResults fills in the revision, date and machine.

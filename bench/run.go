@@ -192,6 +192,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	r.Seconds = time.Since(start).Seconds()
 	r.Machine.LoadAvgEnd = loadAvg()
+	r.SortFigures()
 	say("done")
 	return r, joinErrs(errs)
 }

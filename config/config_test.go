@@ -43,7 +43,7 @@ func TestEnvName(t *testing.T) {
 
 func TestApplyEnv(t *testing.T) {
 	var s sample
-	err := ApplyEnv("X_", &s, []string{"PATH=/bin", "X_NAME=a: b", "X_MQTT_URL=tcp://h:1",
+	_, err := ApplyEnv("X_", &s, []string{"PATH=/bin", "X_NAME=a: b", "X_MQTT_URL=tcp://h:1",
 		"X_TOKEN_API_KEYS=k1, k2", "X_PORT=42", "X_ICE_LOOPBACK_ONLY=true", "X_JOIN_TIMEOUT=2s",
 		"X_LOG_LEVELS=sfu=debug,rtc=warn", "X_TONE_HZ=1e3", "X_CONFIG=ignored",
 		"X_NETWORK_TLS_CERT=/c.pem", "X_NETWORK_TURN_UDP_PORT=3478"}, "X_CONFIG")
@@ -55,12 +55,23 @@ func TestApplyEnv(t *testing.T) {
 		s.Network.TLSCert != "/c.pem" || s.Network.Turn.UDPPort != 3478 {
 		t.Errorf("got %+v", s)
 	}
-	for _, bad := range []string{"X_PORT=4x", "X_PORT=[1]", "X_ICE_LOOPBACK_ONLY=maybe", "X_JOIN_TIMEOUT=5", "X_LOG_LEVELS=sfu", "X_NAMEE=1", "X_APPS=1", "X_INTERNAL=1", "X_NETWORK=x"} {
-		if err := ApplyEnv("X_", &s, []string{bad}); err == nil {
+	for _, bad := range []string{"X_PORT=4x", "X_PORT=[1]", "X_ICE_LOOPBACK_ONLY=maybe", "X_JOIN_TIMEOUT=5", "X_LOG_LEVELS=sfu"} {
+		if _, err := ApplyEnv("X_", &s, []string{bad}); err == nil {
 			t.Errorf("%s: no error", bad)
 		} else if name, _, _ := strings.Cut(bad, "="); !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: error %q does not name the variable", bad, err)
 		}
+	}
+}
+
+func TestApplyEnvUnknown(t *testing.T) {
+	var s sample
+	unknown, err := ApplyEnv("X_", &s, []string{"X_NAMEE=1", "X_APPS=1", "X_INTERNAL=1", "X_NETWORK=x", "X_NAME=ok", "X_CONFIG=f"}, "X_CONFIG")
+	if err != nil || strings.Join(unknown, " ") != "X_NAMEE X_APPS X_INTERNAL X_NETWORK" || s.Name != "ok" {
+		t.Errorf("unknown %v, err %v, name %q", unknown, err, s.Name)
+	}
+	if w := UnknownEnvWarning("X_", &s, unknown); !strings.Contains(w, "X_NAMEE") || !strings.Contains(w, "X_NETWORK_TLS_CERT") {
+		t.Errorf("warning %q", w)
 	}
 }
 

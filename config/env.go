@@ -61,11 +61,15 @@ func structFields(v reflect.Value, prefix string) []field {
 	t := v.Type()
 	var out []field
 	for i := 0; i < t.NumField(); i++ {
-		key, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		key, opts, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		fv := v.Field(i)
+		if key == "" && opts == "inline" && fv.Kind() == reflect.Struct {
+			out = append(out, structFields(fv, prefix)...) // an embedded struct's keys sit at this level
+			continue
+		}
 		if key == "" || key == "-" || !t.Field(i).IsExported() {
 			continue
 		}
-		fv := v.Field(i)
 		switch {
 		case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct:
 			continue
@@ -81,9 +85,11 @@ func structFields(v reflect.Value, prefix string) []field {
 // ApplyEnv overrides fields of dst from environ ("NAME=value" entries, as os.Environ gives)
 // whose names start with prefix. A value is read as its field's type: strings as they are,
 // numbers, booleans and durations (30s) as in YAML, lists as comma-separated values and maps
-// as comma-separated key=value pairs. A variable with the prefix that names no key is an
-// error (a typo would otherwise be silently ignored), except those listed in ignore.
-func ApplyEnv(prefix string, dst any, environ []string, ignore ...string) error {
+// as comma-separated key=value pairs. A value that does not parse is an error naming the
+// variable. Variables with the prefix that name no key (other than those in ignore) are
+// returned, for the caller to warn about: a typo must not pass unnoticed, but other tools
+// (test scripts) may share the prefix.
+func ApplyEnv(prefix string, dst any, environ []string, ignore ...string) (unknown []string, err error) {
 	byName := map[string]field{}
 	for _, f := range fields(dst) {
 		byName[EnvName(prefix, f.key)] = f
@@ -96,14 +102,24 @@ func ApplyEnv(prefix string, dst any, environ []string, ignore ...string) error 
 		}
 		f, ok := byName[name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("%s: unknown setting (known: %s)", name, strings.Join(sortedKeys(byName), ", ")))
+			unknown = append(unknown, name)
 			continue
 		}
 		if err := setValue(f.v, val); err != nil {
 			errs = append(errs, fmt.Errorf("%s (%s): %w", name, f.key, err))
 		}
 	}
-	return errors.Join(errs...)
+	return unknown, errors.Join(errs...)
+}
+
+// UnknownEnvWarning says which variables name no setting, and which would.
+func UnknownEnvWarning(prefix string, dst any, unknown []string) string {
+	known := make([]string, 0)
+	for name := range EnvKeys(prefix, dst) {
+		known = append(known, name)
+	}
+	sort.Strings(known)
+	return fmt.Sprintf("warning: %s: no such setting, ignored (settings: %s)", strings.Join(unknown, ", "), strings.Join(known, ", "))
 }
 
 func setValue(v reflect.Value, s string) error {
@@ -172,13 +188,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys(m map[string]field) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

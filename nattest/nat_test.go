@@ -4,9 +4,9 @@
 // for the Internet and two home networks behind NATs (make test-nat; needs root, ip and
 // iptables). Every address lives inside namespaces the test creates, and it removes them.
 //
-//	 device LAN 192.168.10.0/24        public 203.0.113.0/24         viewer LAN 192.168.20.0/24
-//	 [dev] .2 ── .1 [rdev] .2 ───── br ── .1 [pub: camhub] ── br ───── .3 [rview] .1 ── .2 [view]
-//	               MASQUERADE                                      MASQUERADE (+ UDP filters)
+//	device LAN 192.168.10.0/24        public 203.0.113.0/24         viewer LAN 192.168.20.0/24
+//	[dev] .2 ── .1 [rdev] .2 ───── br ── .1 [pub: camhub] ── br ───── .3 [rview] .1 ── .2 [view]
+//	              MASQUERADE                                      MASQUERADE (+ UDP filters)
 package nattest
 
 import (
@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,10 +197,11 @@ network:
 	agentCfg := fmt.Sprintf(`id: %s
 mqtt: tcp://%s:1883
 hub: https://%s:8443
+hubKey: %s
 camera: test
 speaker: wav:%s
 stateDir: %s
-`, deviceID, hubIP, hubIP, speaker, filepath.Join(dir, "agent"))
+`, deviceID, hubIP, hubIP, apiKey, speaker, filepath.Join(dir, "agent"))
 	writeFile(t, filepath.Join(dir, "camagent.yaml"), agentCfg)
 	trust := []string{"SSL_CERT_FILE=" + certFile}
 	l.start("dev", "camagent", trust, filepath.Join(dir, "camagent"), "--config", filepath.Join(dir, "camagent.yaml"))
@@ -210,10 +210,14 @@ stateDir: %s
 		name   string
 		rules  [][]string // iptables rules on the viewer's router
 		expect string     // the viewer's selected candidate type
+		args   []string   // viewer flags
 	}{
-		{"direct", nil, ""},
-		{"udp-only-to-turn", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "!", "--dport", "3478", "-j", "DROP"}}, "relay"},
-		{"no-udp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"}}, "relay"},
+		{"direct", nil, "", nil},
+		{"udp-only-to-turn", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "!", "--dport", "3478", "-j", "DROP"}}, "relay/", nil},
+		{"no-udp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"}}, "relay/", nil},
+		// No UDP and no TURN port: only the hub's ICE-TCP port is left.
+		{"ice-tcp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"},
+			{"-I", "FORWARD", "-i", "lan", "-p", "tcp", "--dport", "3478", "-j", "DROP"}}, "host/tcp", []string{"-ice-tcp"}},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			for _, r := range sc.rules {
@@ -221,12 +225,12 @@ stateDir: %s
 				del := append([]string{"iptables", "-D"}, r[1:]...)
 				t.Cleanup(func() { l.in("rview", del...) })
 			}
-			res := viewer(t, l, trust, "nat-"+sc.name, speaker)
+			res := viewer(t, l, trust, "nat-"+sc.name, speaker, sc.args...)
 			t.Logf("%s: %d frames, first after %d ms, join %d ms, video over %s, audio over %s, ICE servers %v",
 				sc.name, res.Frames, res.FirstMS, res.JoinMS, res.Video, res.Audio, res.ICEServers)
 			if sc.expect != "" {
 				for what, typ := range map[string]string{"video": res.Video, "audio": res.Audio} {
-					if !strings.HasPrefix(typ, sc.expect+"/") {
+					if !strings.HasPrefix(typ, sc.expect) {
 						t.Errorf("%s went over %q, want a %s candidate", what, typ, sc.expect)
 					}
 				}
@@ -235,17 +239,69 @@ stateDir: %s
 			}
 		})
 	}
+	t.Run("chromium", func(t *testing.T) { chromium(t, l, speaker) })
+}
+
+// chromium opens the viewer page in headless Chromium inside the viewer's namespace, over
+// HTTPS at the hub's public address (the self-signed certificate accepted), watches the device
+// and holds Talk: the fake microphone's 1000 Hz tone must reach the device's speaker.
+func chromium(t *testing.T, l *lab, speaker string) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed: run make test-deps")
+	}
+	if _, err := os.Stat("../e2e/browser/node_modules/playwright-core"); err != nil {
+		t.Fatal("playwright-core is not installed in e2e/browser: run make test-deps")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.ns("view"), node, "browser.mjs")
+	cmd.Env = append(os.Environ(), "CAMAGENT_HUB_URL=https://"+hubIP+":8443", "CAMAGENT_DEVICE_ID="+deviceID,
+		"CAMAGENT_API_KEY="+apiKey)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Logf("chromium: %s", strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("chromium viewer: %v\n%s", err, tail([]byte(stderr.String()), 4096))
+	}
+	var r struct {
+		Frames       int
+		FirstFrameMs int64
+		Secure       bool
+	}
+	json.Unmarshal(out, &r)
+	if r.Frames < 30 || !r.Secure {
+		t.Errorf("chromium: %d frames, secure context %v", r.Frames, r.Secure)
+	}
+	samples, _, _, err := wav.ReadFile(speaker)
+	if err != nil {
+		t.Fatalf("device speaker WAV: %v", err)
+	}
+	const win = device.SampleRate / 10
+	talk := 0
+	for i := 0; i+win <= len(samples); i += win {
+		w := samples[i : i+win]
+		if f := audio.DominantFrequency(w, device.SampleRate); audio.RMS(w) > 300 && f > 980 && f < 1020 {
+			talk++
+		}
+	}
+	t.Logf("device speaker: %.1f s of the browser's 1000 Hz tone", float64(talk)/10)
+	if talk < 10 {
+		t.Errorf("the browser's tone reached the device's speaker for only %.1f s (want ≥ 1 s)", float64(talk)/10)
+	}
 }
 
 // viewer runs the viewer helper in the viewer's namespace: it makes the device join channel,
 // receives its video and talks back; while it holds the call, the device's speaker must play
 // the viewer's tone.
-func viewer(t *testing.T, l *lab, env []string, channel, speaker string) result {
+func viewer(t *testing.T, l *lab, env []string, channel, speaker string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.ns("view"), filepath.Join(l.dir, "viewer"),
-		"-hub", "https://"+hubIP+":8443", "-key", apiKey, "-device", deviceID, "-channel", channel)
+	argv := append([]string{"netns", "exec", l.ns("view"), filepath.Join(l.dir, "viewer"),
+		"-hub", "https://" + hubIP + ":8443", "-key", apiKey, "-device", deviceID, "-channel", channel}, args...)
+	cmd := exec.CommandContext(ctx, "ip", argv...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -286,7 +342,6 @@ func viewer(t *testing.T, l *lab, env []string, channel, speaker string) result 
 	if !ok {
 		t.Errorf("device speaker: %.1f Hz at RMS %.0f, want the viewer's %d Hz tone", f, rms, toneHz)
 	}
-	io.Copy(io.Discard, stdout)
 	return res
 }
 

@@ -24,6 +24,9 @@ type APIOptions struct {
 	ICEUDPMux ice.UDPMux
 	// ICETCPMux, when set, accepts ICE-TCP (passive TCP candidates) for clients without UDP.
 	ICETCPMux ice.TCPMux
+	// ICETCP lets a client connect to a hub's ICE-TCP port (active TCP candidates) when no
+	// UDP path works. Implied by ICETCPMux.
+	ICETCP bool
 	// Interceptors are registered before pion's defaults, i.e. closest to the network
 	// (tests use this to lose packets on purpose).
 	Interceptors []interceptor.Factory
@@ -74,6 +77,8 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if o.ICETCPMux != nil {
 		s.SetICETCPMux(o.ICETCPMux)
+	}
+	if o.ICETCPMux != nil || o.ICETCP {
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	if o.ICEUDPMux != nil {

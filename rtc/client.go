@@ -23,6 +23,10 @@ type ClientOptions struct {
 	Logger *slog.Logger
 	// RequestTimeout bounds each request (10 s).
 	RequestTimeout time.Duration
+	// GatherTimeout bounds the wait for ICE candidates before an offer or answer is sent
+	// (3 s): a TURN server that a firewall hides (UDP dropped) takes pion ~25 s to give up on,
+	// while the other transports' candidates are there in milliseconds.
+	GatherTimeout time.Duration
 }
 
 // Client is one user's connection to a hub: signalling plus the publish and subscribe peer
@@ -77,6 +81,9 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 10 * time.Second
+	}
+	if o.GatherTimeout == 0 {
+		o.GatherTimeout = 3 * time.Second
 	}
 	if o.API == nil {
 		return nil, errors.New("rtc: no webrtc API")
@@ -203,8 +210,12 @@ func (c *Client) answerOffer(m *Message) error {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return fmt.Errorf("rtc: set answer: %w", err)
 	}
+	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
+	defer gatherTimer.Stop()
 	select {
 	case <-gathered:
+	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
+		c.log.Warn("ICE gathering incomplete; answering with the candidates gathered so far", "after", c.opts.GatherTimeout)
 	case <-c.ctx.Done():
 		return c.ctx.Err()
 	}
@@ -366,8 +377,12 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return nil, fmt.Errorf("rtc: set offer: %w", err)
 	}
+	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
+	defer gatherTimer.Stop()
 	select {
 	case <-gathered:
+	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
+		c.log.Warn("ICE gathering incomplete; offering the candidates gathered so far", "after", c.opts.GatherTimeout)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

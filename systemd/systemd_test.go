@@ -61,13 +61,26 @@ func allKeys(t *testing.T, name string, cfg any) {
 	if err := yaml.Unmarshal(b, &top); err != nil {
 		t.Fatal(err)
 	}
-	typ := reflect.TypeOf(cfg).Elem()
-	for i := 0; i < typ.NumField(); i++ {
-		key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-		if _, ok := top[key]; !ok && key != "-" {
+	for _, key := range yamlKeys(reflect.TypeOf(cfg).Elem()) {
+		if _, ok := top[key]; !ok {
 			t.Errorf("%s does not show key %q", name, key)
 		}
 	}
+}
+
+// yamlKeys lists a configuration's top-level keys, with those of inline structs.
+func yamlKeys(typ reflect.Type) []string {
+	var keys []string
+	for i := 0; i < typ.NumField(); i++ {
+		key, opts, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		switch {
+		case key == "" && opts == "inline":
+			keys = append(keys, yamlKeys(typ.Field(i).Type)...)
+		case key != "-" && key != "":
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }
 
 var exposure = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\S+)`)
@@ -223,5 +236,24 @@ func TestSupervise(t *testing.T) {
 	<-done
 	if m := <-msgs; m != "STOPPING=1" {
 		t.Fatalf("last message %q", m)
+	}
+}
+
+// docs/configuration.md names every key's environment variable (the hub's network.* keys
+// are documented in docs/networking.md).
+func TestConfigurationDocListsEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prefix, cfg := range map[string]any{"CAMAGENT_": &agent.Config{}, "CAMHUB_": &hub.Config{}} {
+		for env, key := range config.EnvKeys(prefix, cfg) {
+			if strings.HasPrefix(key, "network.") {
+				continue
+			}
+			if !strings.Contains(string(doc), "`"+env+"`") || !strings.Contains(string(doc), "`"+key+"`") {
+				t.Errorf("docs/configuration.md does not document %s (%s)", key, env)
+			}
+		}
 	}
 }

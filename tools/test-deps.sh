@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, when it is missing: Debian packages (Chromium, Mosquitto,
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
-# busybox-static, kmod; systemd for systemd-analyze) and the browser tests' npm packages.
+# busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat) and
+# the browser tests' npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,9 @@ declare -A pkgs=(
   [/usr/bin/cpio]=cpio
   [/usr/bin/busybox]=busybox-static
   [/usr/sbin/depmod]=kmod
+  # make test-nat: network namespaces, veth pairs and NAT
+  [/usr/sbin/ip]=iproute2
+  [/usr/sbin/iptables]=iptables
 )
 missing=()
 for path in "${!pkgs[@]}"; do

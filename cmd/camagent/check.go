@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/agent"
+	"github.com/camagent/camagent/device/spec"
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -36,6 +37,11 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 		failed++
 		fmt.Fprintf(stdout, "FAIL %s: %v\n     fix: %s\n", what, err, fix)
 	}
+	fmt.Fprintln(stdout, "---- devices on this machine (camagent devices)")
+	if err := spec.List(stdout); err != nil {
+		fmt.Fprintf(stdout, "(cannot list devices: %v)\n", err)
+	}
+	fmt.Fprintln(stdout, "----")
 	for _, d := range [][2]string{{"camera", cfg.Camera}, {"microphone", cfg.Microphone}, {"speaker", cfg.Speaker}} {
 		report(d[0]+" "+d[1], checkDevice(d[1]), "connect the device, or set "+d[0]+" to another SPEC (camagent devices lists them)")
 	}

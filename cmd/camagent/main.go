@@ -56,7 +56,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "camagent", version.String())
 			return 0
 		case "devices":
-			return listDevices(stdout)
+			return listDevices(stdout, stderr)
 		case "check":
 			return check(args[1:], environ, stdout, stderr)
 		}
@@ -135,8 +135,12 @@ func load(name string, args, environ []string, stderr io.Writer) (cfg agent.Conf
 			return fail(err)
 		}
 	}
-	if err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG"); err != nil {
+	unknown, err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
+	if err != nil {
 		return fail(fmt.Errorf("environment:\n%w", err))
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintf(stderr, "%s: %s\n", name, config.UnknownEnvWarning(envPrefix, &cfg, unknown))
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -190,12 +194,10 @@ func getenv(environ []string, name string) string {
 	return v
 }
 
-func listDevices(w io.Writer) int {
-	fmt.Fprintln(w, "cameras:")
-	fmt.Fprintln(w, "  test    synthetic test pattern (H.264, 640x480@30 by default)")
-	fmt.Fprintln(w, "microphones:")
-	fmt.Fprintln(w, "  test    synthetic tone (440 Hz)")
-	fmt.Fprintln(w, "speakers:")
-	fmt.Fprintln(w, "  wav:PATH  a WAV file (48 kHz mono)")
+func listDevices(stdout, stderr io.Writer) int {
+	if err := spec.List(stdout); err != nil {
+		fmt.Fprintln(stderr, "camagent devices:", err)
+		return 1
+	}
 	return 0
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -88,9 +89,12 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 
 // healthy returns the time when the hub's web server answers GET /healthz, else zero.
 func healthy(h *hub.Hub) func() time.Time {
-	hc := &http.Client{Timeout: 2 * time.Second}
+	// Its own listener, maybe with a self-signed certificate: the check is of liveness, not
+	// of identity.
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	return func() time.Time {
-		resp, err := hc.Get("http://" + h.Addr() + "/healthz")
+		resp, err := hc.Get(h.URL() + "/healthz")
 		if err != nil {
 			return time.Time{}
 		}
@@ -139,8 +143,12 @@ func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
 	if err := loadFile(path, &cfg); err != nil {
 		return fail(err)
 	}
-	if err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG"); err != nil {
+	unknown, err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
+	if err != nil {
 		return fail(fmt.Errorf("environment:\n%w", err))
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintln(stderr, "camhub:", config.UnknownEnvWarning(envPrefix, &cfg, unknown))
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -208,7 +216,7 @@ func runToken(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	err := loadFile(path, &cfg)
 	if err == nil {
-		err = config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
+		_, err = config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
 	}
 	if *stateDir != "" {
 		cfg.StateDir = *stateDir

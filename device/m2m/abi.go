@@ -79,14 +79,15 @@ type plane struct {
 }
 
 // buffer mirrors struct v4l2_buffer: the timestamp is a struct timeval of two longs and
-// M the union whose planes member is a pointer.
+// M the union whose planes member (the one multi-planar queues use) is a pointer; as an
+// unsafe.Pointer the garbage collector sees it too.
 type buffer struct {
 	Index, Type, BytesUsed, Flags, Field uint32
 	Sec, Usec                            uintptr
 	Timecode                             [16]byte
 	Sequence                             uint32
 	Memory                               uint32
-	M                                    uintptr
+	M                                    unsafe.Pointer
 	Length                               uint32
 	Reserved2                            uint32
 	RequestFD                            uint32

@@ -281,7 +281,7 @@ func (e *Encoder) allocate(t uint32) ([]mapped, error) {
 func (e *Encoder) bufferStruct(t uint32, index int) buffer {
 	e.planes[0] = plane{}
 	return buffer{Index: uint32(index), Type: t, Memory: memoryMMAP, Field: fieldNone,
-		M: uintptr(unsafe.Pointer(&e.planes[0])), Length: 1}
+		M: unsafe.Pointer(&e.planes[0]), Length: 1}
 }
 
 func (e *Encoder) queue(t uint32, index, used int, ts time.Time) error {

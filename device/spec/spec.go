@@ -3,7 +3,9 @@
 //	test              synthetic: the test-pattern camera, the tone microphone
 //	wav:PATH          a WAV file: read (looped, in real time) as a microphone, written as a speaker
 //	alsa:DEVICE       ALSA through alsa-lib (alsa:default, alsa:plughw:1,0)
-//	v4l2:/dev/videoN  a V4L2 camera
+//	v4l2:/dev/videoN  a V4L2 camera (or a /dev/v4l/by-id link): H.264 passed through, raw
+//	                  pictures encoded (the Pi's M2M encoder, else pure-Go software)
+//	rpicam[:ARGS]     a Pi CSI camera through rpicam-vid (extra rpicam-vid arguments after ':')
 //	null              nothing: no track is published, or the sound goes nowhere
 //	auto              (speaker only) ALSA "default" when the machine has a sound card, else a WAV file
 //
@@ -85,6 +87,8 @@ func OpenCamera(ctx context.Context, s string, o VideoOptions, log *slog.Logger)
 		return nil, nil
 	case "v4l2":
 		return openV4L2(ctx, arg, o, log)
+	case "rpicam":
+		return openRpicam(ctx, arg, o, log)
 	}
 	return nil, fmt.Errorf("camera %s:%s: not available in this build yet", kind, arg)
 }

@@ -14,17 +14,17 @@ import (
 
 // rawEncoder returns the encoder factory for raw camera pictures under an Encoder mode,
 // and why it was chosen (logged once per open).
-func rawEncoder(o VideoOptions) (func(w, h, fps int) (encode.Encoder, error), string, error) {
+func rawEncoder(o VideoOptions, log *slog.Logger) (func(w, h, fps int) (encode.Encoder, error), string, error) {
 	software := func(w, h, fps int) (encode.Encoder, error) { return encode.NewSoftware(w, h, fps, o.GOP) }
 	switch o.Encoder {
 	case "", "auto":
-		if f, why, err := hardwareEncoder(o); err == nil {
-			return f, why, nil
-		} else {
-			return software, "no hardware encoder (" + err.Error() + "): pure-Go software encoder (lossless, high bit rate)", nil
+		f, why, err := hardwareEncoder(o, log)
+		if err != nil {
+			return software, err.Error() + ": pure-Go software encoder (lossless, high bit rate)", nil
 		}
+		return f, why, nil
 	case "m2m":
-		f, why, err := hardwareEncoder(o)
+		f, why, err := hardwareEncoder(o, log)
 		if err != nil {
 			return nil, "", fmt.Errorf("video.encoder m2m: %w", err)
 		}
@@ -44,7 +44,7 @@ func openV4L2(ctx context.Context, path string, o VideoOptions, log *slog.Logger
 	if o.Encoder == "rpicam" {
 		return nil, fmt.Errorf("video.encoder rpicam goes with camera rpicam, not v4l2:%s", path)
 	}
-	newEnc, why, err := rawEncoder(o)
+	newEnc, why, err := rawEncoder(o, log)
 	if err != nil {
 		return nil, err
 	}

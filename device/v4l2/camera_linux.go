@@ -262,5 +262,8 @@ func (c *Camera) process(buf []byte, capture time.Time) (device.Sample, bool, er
 	if err != nil {
 		return device.Sample{}, false, fmt.Errorf("v4l2: %s: encode: %w", c.path, err)
 	}
+	if len(au) == 0 {
+		return device.Sample{}, false, nil // the encoder holds this picture back
+	}
 	return device.Sample{Data: au, Duration: c.period, Keyframe: h264.IsKeyframe(au), CaptureTime: capture}, true, nil
 }

@@ -48,6 +48,7 @@ func main() {
 		channel = flag.String("channel", "nat", "channel")
 		frames  = flag.Int("frames", 30, "video frames to receive")
 		verbose = flag.Bool("v", false, "log at debug level")
+		iceTCP  = flag.Bool("ice-tcp", false, "also try ICE-TCP to the hub's TCP media port")
 	)
 	flag.Parse()
 	level := slog.LevelWarn
@@ -59,7 +60,7 @@ func main() {
 	defer cancel()
 	var res Result
 	start := time.Now()
-	c, err := run(ctx, log, *hub, *key, *dev, *channel, *frames, &res)
+	c, err := run(ctx, log, rtc.APIOptions{ICETCP: *iceTCP}, *hub, *key, *dev, *channel, *frames, &res)
 	res.TotalSecs = time.Since(start).Seconds()
 	if err != nil {
 		res.Error = err.Error()
@@ -73,14 +74,22 @@ func main() {
 		case <-done:
 		case <-ctx.Done():
 		}
-		c.Leave(context.Background())
+		// Leave, but do not wait on pion's close for long: it waits for relay gathering, and a
+		// TURN/TCP connect that a firewall drops lasts until the kernel gives up (minutes).
+		left := make(chan struct{})
+		go func() { c.Leave(context.Background()); close(left) }()
+		select {
+		case <-left:
+		case <-time.After(3 * time.Second):
+			fmt.Fprintln(os.Stderr, "viewer: leave did not finish in 3 s")
+		}
 	}
 	if err != nil {
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, hub, key, dev, channel string, want int, res *Result) (*rtc.Client, error) {
+func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key, dev, channel string, want int, res *Result) (*rtc.Client, error) {
 	api := &hubAPI{base: hub, key: key}
 	if err := api.waitOnline(ctx, dev); err != nil {
 		return nil, err
@@ -98,7 +107,7 @@ func run(ctx context.Context, log *slog.Logger, hub, key, dev, channel string, w
 	if err != nil {
 		return nil, err
 	}
-	rapi, err := rtc.NewAPI(rtc.APIOptions{})
+	rapi, err := rtc.NewAPI(apiOpts)
 	if err != nil {
 		return nil, err
 	}

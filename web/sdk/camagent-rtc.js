@@ -791,6 +791,8 @@
       this.channelName = channel;
       this.uid = reply.uid;
       this.tokenExpiresAt = reply.expiresAt || 0;
+      // STUN/TURN servers with short-lived credentials from the hub, after the app's own.
+      this._hubIceServers = Array.isArray(reply.iceServers) ? reply.iceServers : [];
       this._joinedAt = Date.now();
       this.remoteUsers = [];
       for (const u of reply.users || []) {
@@ -889,7 +891,8 @@
     // ----- publishing
 
     _newPeerConnection() {
-      return new root.RTCPeerConnection({ iceServers: this._iceServers, bundlePolicy: 'max-bundle' });
+      const iceServers = this._iceServers.concat(this._hubIceServers || []);
+      return new root.RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
     }
 
     /** Publishes local tracks (one audio and one video at most) on the publish connection. */

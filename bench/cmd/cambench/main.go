@@ -1,6 +1,6 @@
 // Command cambench measures camagent on loopback (issue 8) and prints one table; it writes
 // bench/results.json and bench/results.png. `cambench compare OLD.json NEW.json` prints the
-// ratios between two results files.
+// ratios between two results files; `cambench table FILE` prints a file's table again.
 package main
 
 import (
@@ -22,8 +22,9 @@ const usage = `cambench — camagent's benchmarks (docs/performance.md)
 Usage:
   cambench [--quick] [--only SECTIONS] [--out FILE] [--chart FILE]
   cambench compare OLD.json NEW.json
+  cambench table RESULTS.json
 
-Sections: join, late, glass, fanout, agent, size (default: all).
+Sections: join, late, glass, fanout, agent, audio, size (default: all).
 Environment: BENCH_QUICK=1 is --quick, BENCH_ONLY=join,late is --only.
 
 Flags:
@@ -34,6 +35,20 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "table" {
+		if len(args) != 2 {
+			fmt.Fprintln(stderr, "usage: cambench table RESULTS.json")
+			return 2
+		}
+		res, err := bench.ReadResults(args[1])
+		if err != nil {
+			fmt.Fprintln(stderr, "cambench:", err)
+			return 1
+		}
+		res.SortFigures()
+		res.PrintTable(stdout)
+		return 0
+	}
 	if len(args) > 0 && args[0] == "compare" {
 		if len(args) != 3 {
 			fmt.Fprintln(stderr, "usage: cambench compare OLD.json NEW.json")
