@@ -155,7 +155,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 	}
 	h.scheme = scheme
-	srv := &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second,
+		// TLS handshake errors (a browser that has not accepted the self-signed certificate yet)
+		// are routine: debug level, not stderr.
+		ErrorLog: slog.NewLogLogger(h.log.With("component", "http").Handler(), slog.LevelDebug)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

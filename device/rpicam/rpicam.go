@@ -6,7 +6,7 @@
 //
 // Open starts `rpicam-vid -t 0 --codec h264 --inline --low-latency --flush -n -o -` with
 // the size, rate, bit rate and intra period of Options, and splits its stdout into
-// access units (Splitter), passed through encode.ParamSets so that every IDR carries SPS
+// access units (encode.Splitter), passed through encode.ParamSets so that every IDR carries SPS
 // and PPS. When rpicam-vid exits, ReadSample returns an error with the end of its stderr;
 // wrap the camera with device/reopen to restart it with back-off. rpicam-vid cannot
 // be asked for a keyframe while running: RequestKeyframe is noted once in the log, and
@@ -124,7 +124,7 @@ func Open(o Options) (*Camera, error) {
 func (c *Camera) read(r io.Reader) {
 	defer close(c.done)
 	var (
-		sp Splitter
+		sp encode.Splitter
 		ps encode.ParamSets
 	)
 	buf := make([]byte, 256<<10)

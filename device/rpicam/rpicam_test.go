@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/device/encode"
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/synth"
 )
@@ -39,7 +40,7 @@ func TestSplitterFindsEveryAccessUnit(t *testing.T) {
 	aus := stream(t, 25)
 	all := bytes.Join(aus, nil)
 	for _, chunk := range []int{1, 7, 1000, len(all)} {
-		var s Splitter
+		var s encode.Splitter
 		var got [][]byte
 		rest := all
 		r := rand.New(rand.NewPCG(1, uint64(chunk)))
@@ -65,7 +66,7 @@ func TestSplitterFindsEveryAccessUnit(t *testing.T) {
 func FuzzSplitter(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 0x88, 0, 0, 1, 0x41, 0x9a})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var s Splitter
+		var s encode.Splitter
 		n := 0
 		for _, au := range s.Write(b) {
 			n += len(au)

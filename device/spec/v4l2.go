@@ -13,14 +13,24 @@ import (
 )
 
 // rawEncoder returns the encoder factory for raw camera pictures under an Encoder mode,
-// and why it was chosen (logged once per open).
+// and why it was chosen (logged when a camera opens). The order is the cheapest first:
+// the hardware encoder, then x264 in an ffmpeg subprocess, then the pure-Go lossless
+// encoder, which always works.
 func rawEncoder(o VideoOptions, log *slog.Logger) (func(w, h, fps int) (encode.Encoder, error), string, error) {
-	software := func(w, h, fps int) (encode.Encoder, error) { return encode.NewSoftware(w, h, fps, o.GOP) }
+	pureGo := func(w, h, fps int) (encode.Encoder, error) { return encode.NewSoftware(w, h, fps, o.GOP) }
+	software := func(prefix string) (func(w, h, fps int) (encode.Encoder, error), string) {
+		if err := encode.FFmpegAvailable(""); err != nil {
+			return pureGo, prefix + err.Error() + ": pure-Go software encoder (lossless, high bit rate)"
+		}
+		return func(w, h, fps int) (encode.Encoder, error) {
+			return encode.NewFFmpeg(encode.FFmpegOptions{Width: w, Height: h, FPS: fps, Bitrate: o.Bitrate, GOP: o.GOP, Logger: log})
+		}, prefix + "software encoder x264 (ffmpeg subprocess)"
+	}
 	switch o.Encoder {
 	case "", "auto":
 		f, why, err := hardwareEncoder(o, log)
 		if err != nil {
-			return software, err.Error() + ": pure-Go software encoder (lossless, high bit rate)", nil
+			f, why = software(err.Error() + "; ")
 		}
 		return f, why, nil
 	case "m2m":
@@ -30,7 +40,8 @@ func rawEncoder(o VideoOptions, log *slog.Logger) (func(w, h, fps int) (encode.E
 		}
 		return f, why, nil
 	case "software":
-		return software, "configured: pure-Go software encoder (lossless, high bit rate)", nil
+		f, why := software("configured software; ")
+		return f, why, nil
 	case "passthrough":
 		return nil, "configured: H.264 from the camera only", nil
 	}

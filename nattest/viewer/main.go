@@ -112,7 +112,8 @@ func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key
 		return nil, err
 	}
 	t0 := time.Now()
-	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: hub, API: rapi, Logger: log})
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: hub, API: rapi, Logger: log,
+		RequestTimeout: 20 * time.Second}) // a loaded CI machine, relays over TCP
 	if err != nil {
 		return nil, err
 	}

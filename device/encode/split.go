@@ -1,4 +1,4 @@
-package rpicam
+package encode
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ type Splitter struct {
 	haveVCL bool
 }
 
-var startCode = []byte{0, 0, 1}
+var startCode3 = []byte{0, 0, 1}
 
 // Write adds bytes from the stream and returns the access units they completed, each in
 // Annex-B form with 4-byte start codes.
@@ -25,7 +25,7 @@ func (s *Splitter) Write(p []byte) [][]byte {
 	s.buf = append(s.buf, p...)
 	var out [][]byte
 	for {
-		first := bytes.Index(s.buf, startCode)
+		first := bytes.Index(s.buf, startCode3)
 		if first < 0 {
 			// Keep the last two bytes: they may begin a start code.
 			if len(s.buf) > 2 {
@@ -33,7 +33,7 @@ func (s *Splitter) Write(p []byte) [][]byte {
 			}
 			return out
 		}
-		next := bytes.Index(s.buf[first+3:], startCode)
+		next := bytes.Index(s.buf[first+3:], startCode3)
 		if next < 0 {
 			if first > 0 {
 				s.buf = append(s.buf[:0], s.buf[first:]...)
@@ -77,7 +77,7 @@ func (s *Splitter) flush() []byte {
 
 // Flush ends the stream: it returns the last access unit, if any.
 func (s *Splitter) Flush() []byte {
-	if first := bytes.Index(s.buf, startCode); first >= 0 {
+	if first := bytes.Index(s.buf, startCode3); first >= 0 {
 		if nal := bytes.TrimRight(s.buf[first+3:], "\x00"); len(nal) > 0 {
 			s.cur = append(s.cur, append([]byte(nil), nal...))
 			if t := h264.NALType(nal); t == 1 || t == 5 {
