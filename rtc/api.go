@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -31,6 +32,9 @@ type APIOptions struct {
 	// (tests use this to lose packets on purpose).
 	Interceptors []interceptor.Factory
 }
+
+// NACKCachePackets is how many sent packets per stream are kept to answer NACKs.
+const NACKCachePackets = 256
 
 // H264FmtpConstrainedBaseline is the H.264 profile the device sends (packetization-mode 1).
 const H264FmtpConstrainedBaseline = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
@@ -69,7 +73,12 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	for _, f := range o.Interceptors {
 		ir.Add(f)
 	}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+	// The NACK responder keeps a copy of the last packets of every stream it sends; the hub
+	// sends one stream per subscriber, so the cache's size is its main memory cost. 256
+	// packets cover about a second of 1 Mbit/s video, enough to repair loss on any path
+	// with an RTT under a few hundred milliseconds (pion's default is 1024).
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir,
+		webrtc.WithNackResponderOptions(nack.ResponderSize(NACKCachePackets))); err != nil {
 		return nil, fmt.Errorf("rtc: register interceptors: %w", err)
 	}
 	s := webrtc.SettingEngine{}
