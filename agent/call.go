@@ -83,7 +83,15 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 func (c *call) openDevices() error {
 	cfg := c.a.cfg
 	var err error
-	if c.cam, err = spec.OpenCamera(c.ctx, cfg.Camera, spec.VideoOptions{Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS}, c.log); err != nil {
+	vo := spec.VideoOptions{Width: cfg.Width, Height: cfg.Height, FPS: cfg.FPS, Encoder: cfg.Encoder,
+		Format: cfg.PixelFormat, Bitrate: cfg.Bitrate, GOP: cfg.GOP,
+		// A camera that fails (unplugged, stalled) is reopened with back-off; each failure is
+		// reported, and the picture comes back by itself.
+		OnError: func(err error) {
+			c.log.Warn("camera failed; reopening", "err", err)
+			c.a.event(control.Event{Event: "error", Channel: c.p.channel, Error: "camera: " + err.Error()})
+		}}
+	if c.cam, err = spec.OpenCamera(c.ctx, cfg.Camera, vo, c.log); err != nil {
 		return fmt.Errorf("open camera %q: %w", cfg.Camera, err)
 	}
 	if c.mic, err = spec.OpenMicrophone(c.ctx, cfg.Microphone, cfg.ToneHz, c.log); err != nil {
@@ -264,14 +272,25 @@ func (c *call) pumpAudio() {
 	}
 	pcm := make([]int16, device.FrameSamples)
 	buf := make([]byte, 1500)
+	backoff := 100 * time.Millisecond
 	for {
 		if err := c.mic.ReadFrame(c.ctx, pcm); err != nil {
-			if c.ctx.Err() == nil {
-				c.log.Error("microphone failed", "err", err)
-				c.a.event(control.Event{Event: "error", Channel: c.p.channel, Error: "microphone: " + err.Error()})
+			if c.ctx.Err() != nil {
+				return
 			}
-			return
+			// ALSA microphones restart themselves and report each failure once: report it,
+			// wait a little, and read on.
+			c.log.Error("microphone failed", "err", err, "retry in", backoff)
+			c.a.event(control.Event{Event: "error", Channel: c.p.channel, Error: "microphone: " + err.Error()})
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
 		}
+		backoff = 100 * time.Millisecond
 		n, err := enc.Encode(pcm, buf)
 		if err != nil {
 			c.log.Debug("opus encode", "err", err)

@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/camagent/camagent/config"
+	"github.com/camagent/camagent/device/spec"
 )
 
 // Config is the agent's configuration (camagent.yaml); Defaults gives the embedded defaults.
@@ -45,6 +47,15 @@ type Config struct {
 	Width  int `yaml:"width"`
 	Height int `yaml:"height"`
 	FPS    int `yaml:"fps"`
+	// Encoder picks the video path: auto, passthrough (a camera's own H.264), m2m (the Pi's
+	// hardware encoder), rpicam, or software (docs/devices.md).
+	Encoder string `yaml:"encoder"`
+	// PixelFormat restricts a V4L2 camera's format (h264, mjpeg, yuyv, nv12, i420, yv12); empty: any.
+	PixelFormat string `yaml:"pixelFormat"`
+	// Bitrate of the video encoder in bit/s, for encoders that take one; 0: the encoder's default.
+	Bitrate int `yaml:"bitrate"`
+	// GOP is the time between periodic keyframes.
+	GOP time.Duration `yaml:"gop"`
 	// ToneHz is the frequency of the synthetic microphone.
 	ToneHz float64 `yaml:"toneHz"`
 	// StateDir holds files the agent writes (the speaker WAV on machines without sound);
@@ -78,6 +89,8 @@ func Defaults() Config {
 		Width:       640,
 		Height:      480,
 		FPS:         30,
+		Encoder:     "auto",
+		GOP:         2 * time.Second,
 		ToneHz:      440,
 		StateDir:    defaultStateDir(),
 		JoinTimeout: 15 * time.Second,
@@ -156,6 +169,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FPS < 1 || c.FPS > 120 {
 		errs = append(errs, fmt.Errorf("fps: %d (1 to 120)", c.FPS))
+	}
+	if !slices.Contains(spec.Encoders, c.Encoder) {
+		errs = append(errs, fmt.Errorf("encoder: %q (want one of %s)", c.Encoder, strings.Join(spec.Encoders, ", ")))
+	}
+	if c.Bitrate < 0 || c.GOP < 0 {
+		errs = append(errs, fmt.Errorf("bitrate/gop: %d, %s must not be negative", c.Bitrate, c.GOP))
 	}
 	if c.JoinTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("joinTimeout: %s must be positive", c.JoinTimeout))

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,7 @@ type result struct {
 	HeardHz      float64 `json:"heardHz"`
 	HeardDBFS    float64 `json:"heardDBFS"`
 	HeardSamples int     `json:"heardSamples"`
+	Attempts     int     `json:"attempts"`
 }
 
 func section(console, name string) string {
@@ -94,6 +96,12 @@ func TestVM(t *testing.T) {
 		t.Logf("vivid offers %d usable formats", len(m))
 	}
 
+	// The agent read the vivid camera through V4L2 (not the synthetic camera).
+	if cam := regexp.MustCompile(`msg="camera streaming".*`).FindString(text); cam == "" {
+		t.Errorf("the agent's log shows no V4L2 camera streaming")
+	} else {
+		t.Logf("agent: %s", cam)
+	}
 	m := regexp.MustCompile(`VMTEST RESULT (\{.*\})`).FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no probe result on the console:\n%s", tail(text, 4000))
@@ -110,8 +118,14 @@ func TestVM(t *testing.T) {
 	if r.Frames < 10 || r.Keyframes < 1 {
 		t.Errorf("received %d frames (%d keyframes) in %.1f s: want at least 10 and a keyframe", r.Frames, r.Keyframes, r.Seconds)
 	}
-	if r.HeardHz < r.SentToneHz-10 || r.HeardHz > r.SentToneHz+10 || r.HeardDBFS < -30 {
-		t.Errorf("heard %.1f Hz at %.1f dBFS, want %.0f Hz", r.HeardHz, r.HeardDBFS, r.SentToneHz)
+	// The probe's tone has amplitude 0.3: an RMS of 0.3/√2, −13.5 dBFS. Opus and the mixer
+	// keep it within a few dB (−15.7 to −11.6 seen).
+	want := 20 * math.Log10(0.3/math.Sqrt2)
+	if math.Abs(r.HeardHz-r.SentToneHz) > 10 || math.Abs(r.HeardDBFS-want) > 4 {
+		t.Errorf("heard %.1f Hz at %.1f dBFS, want %.0f Hz at %.1f dBFS", r.HeardHz, r.HeardDBFS, r.SentToneHz, want)
+	}
+	if r.Attempts > 1 {
+		t.Logf("NOTE: the call needed %d attempts (the emulated CPU stalled; see the console log)", r.Attempts)
 	}
 	t.Logf("join %d ms, first frame %d ms after the MQTT join, %d frames (%.1f fps, %d keyframes, %d bytes), "+
 		"tone %.0f Hz heard back at %.1f Hz %.1f dBFS; whole test %s",

@@ -3,14 +3,12 @@ package rpicam
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/camagent/camagent/device/encode"
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/synth"
 )
@@ -34,48 +32,6 @@ func stream(t *testing.T, n int) [][]byte {
 		aus = append(aus, au)
 	}
 	return aus
-}
-
-func TestSplitterFindsEveryAccessUnit(t *testing.T) {
-	aus := stream(t, 25)
-	all := bytes.Join(aus, nil)
-	for _, chunk := range []int{1, 7, 1000, len(all)} {
-		var s encode.Splitter
-		var got [][]byte
-		rest := all
-		r := rand.New(rand.NewPCG(1, uint64(chunk)))
-		for len(rest) > 0 {
-			n := min(len(rest), 1+r.IntN(chunk))
-			got = append(got, s.Write(rest[:n])...)
-			rest = rest[n:]
-		}
-		if last := s.Flush(); last != nil {
-			got = append(got, last)
-		}
-		if len(got) != len(aus) {
-			t.Fatalf("chunks ≤%d: %d access units, want %d", chunk, len(got), len(aus))
-		}
-		for i := range got {
-			if !bytes.Equal(got[i], aus[i]) {
-				t.Fatalf("chunks ≤%d: access unit %d differs", chunk, i)
-			}
-		}
-	}
-}
-
-func FuzzSplitter(f *testing.F) {
-	f.Add([]byte{0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 0x88, 0, 0, 1, 0x41, 0x9a})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var s encode.Splitter
-		n := 0
-		for _, au := range s.Write(b) {
-			n += len(au)
-		}
-		s.Flush()
-		if n > 2*len(b)+16 {
-			t.Fatalf("%d bytes out of %d in", n, len(b))
-		}
-	})
 }
 
 // fakeRpicam writes a script that records its arguments and plays a stream.

@@ -28,6 +28,11 @@ func writeList(w io.Writer, cams []v4l2.Info, pcms []alsa.Device) error {
 	b.WriteString("cameras:\n")
 	b.WriteString("  test  synthetic test pattern (H.264)\n")
 	for _, c := range cams {
+		if libcameraDrivers[c.Driver] {
+			// The Pi's CSI receiver and ISP nodes give raw Bayer or need libcamera's tuning.
+			fmt.Fprintf(&b, "  (%s %s: a Pi camera pipeline node; use the camera through rpicam)\n", c.Path, c.Driver)
+			continue
+		}
 		fmt.Fprintf(&b, "  v4l2:%s  %s (driver %s, %s)\n", c.Path, c.Name, c.Driver, c.Bus)
 		if c.ByID != "" {
 			fmt.Fprintf(&b, "      also v4l2:%s\n", c.ByID)
@@ -74,6 +79,10 @@ func writeList(w io.Writer, cams []v4l2.Info, pcms []alsa.Device) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// libcameraDrivers are the V4L2 drivers of the Pi's camera pipelines (Pi ≤ 4: unicam and
+// the ISP; Pi 5: the RP1 CFE and the PiSP back end): their nodes are for libcamera.
+var libcameraDrivers = map[string]bool{"unicam": true, "bcm2835-isp": true, "rp1-cfe": true, "pispbe": true}
 
 func usable(fourcc string) bool {
 	switch fourcc {

@@ -18,7 +18,7 @@ func TestWriteList(t *testing.T) {
 			{FourCC: "MJPG", Description: "Motion-JPEG", Sizes: []v4l2.Size{{Width: 1280, Height: 720, Rates: []v4l2.Rate{{Num: 1, Den: 30}}}}},
 			{FourCC: "RGB3", Description: "RGB", Sizes: []v4l2.Size{{Width: 640, Height: 480}}},
 		},
-	}}
+	}, {Path: "/dev/video13", Name: "bcm2835-isp", Driver: "bcm2835-isp"}}
 	pcms := []alsa.Device{{Card: 0, CardID: "Loopback", CardName: "Loopback", Device: 0, Name: "Loopback PCM", Playback: true, Capture: true}}
 	var b bytes.Buffer
 	if err := writeList(&b, cams, pcms); err != nil {
@@ -27,7 +27,7 @@ func TestWriteList(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"cameras:\n", "v4l2:/dev/video0  USB Cam (driver uvcvideo, usb-1)", "also v4l2:/dev/v4l/by-id/usb-Cam-video-index0",
-		"MJPG Motion-JPEG [encode]", "1280x720 @ 30 fps", "RGB3 RGB [not usable]",
+		"MJPG Motion-JPEG [encode]", "(/dev/video13 bcm2835-isp: a Pi camera pipeline node; use the camera through rpicam)", "1280x720 @ 30 fps", "RGB3 RGB [not usable]",
 		"microphones:\n  test", "alsa:plughw:CARD=Loopback,DEV=0  Loopback: Loopback PCM", "speakers:\n",
 	} {
 		if !strings.Contains(out, want) {

@@ -78,9 +78,11 @@ func (c *Camera) setup(o Options) error {
 		return fmt.Errorf("v4l2: %s: asked for %s, the driver chose %s", c.path, ch.FourCC, fourcc(uint32(got)))
 	}
 	ch.Width, ch.Height = int(w), int(h)
-	if c.ctl, err = unix.Open(c.path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+	ctl, err := unix.Open(c.path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return fmt.Errorf("v4l2: open %s: %w", c.path, err)
 	}
+	c.ctl = ctl
 	if pf, err := getFormat(c.ctl); err == nil {
 		ch.Width, ch.Height, c.stride = int(pf.Width), int(pf.Height), int(pf.BytesPerLine)
 	}
