@@ -45,7 +45,7 @@ type FFmpeg struct {
 	units  chan []byte
 	done   chan struct{}
 	err    error
-	stderr *stderrTail
+	stderr *StderrTail
 	frames int // pictures written to the current process
 }
 
@@ -132,7 +132,7 @@ func (e *FFmpeg) args() []string {
 
 func (e *FFmpeg) start() error {
 	cmd := exec.Command(e.path, e.args()...)
-	e.stderr = &stderrTail{}
+	e.stderr = &StderrTail{}
 	cmd.Stderr = e.stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -237,13 +237,14 @@ func (e *FFmpeg) Close() error {
 	return nil
 }
 
-// stderrTail keeps the end of a process's stderr.
-type stderrTail struct {
+// StderrTail keeps the last 1 KiB written to it: the end of a supervised process's stderr,
+// for the error that reports its exit.
+type StderrTail struct {
 	mu sync.Mutex
 	b  []byte
 }
 
-func (t *stderrTail) Write(p []byte) (int, error) {
+func (t *StderrTail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
@@ -253,7 +254,7 @@ func (t *stderrTail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *stderrTail) String() string {
+func (t *StderrTail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(bytes.TrimSpace(t.b))

@@ -15,7 +15,6 @@
 package rpicam
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +55,7 @@ type Camera struct {
 	units  chan []byte
 	done   chan struct{} // closed when the reader has ended
 	err    error         // why the reader ended; read after done
-	stderr *tail
+	stderr *encode.StderrTail
 	warn   sync.Once
 
 	closeOnce sync.Once
@@ -105,7 +104,7 @@ func Open(o Options) (*Camera, error) {
 		return nil, fmt.Errorf("rpicam: %s not found (install rpicam-apps): %w", name, err)
 	}
 	c := &Camera{log: o.Logger.With("component", "rpicam"), period: time.Second / time.Duration(o.FPS),
-		units: make(chan []byte, 2), done: make(chan struct{}), closed: make(chan struct{}), stderr: &tail{}}
+		units: make(chan []byte, 2), done: make(chan struct{}), closed: make(chan struct{}), stderr: &encode.StderrTail{}}
 	c.cmd = exec.Command(path, o.args()...)
 	c.cmd.Stderr = c.stderr
 	out, err := c.cmd.StdoutPipe()
@@ -238,24 +237,3 @@ func (c *Camera) Close() error {
 	return nil
 }
 
-// tail keeps the last 1 KiB written to it (the process's stderr).
-type tail struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > 1024 {
-		t.b = t.b[len(t.b)-1024:]
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.TrimSpace(t.b))
-}
