@@ -236,4 +236,3 @@ func (c *Camera) Close() error {
 	})
 	return nil
 }
-
