@@ -21,11 +21,12 @@ import (
 
 // Agent is the device daemon.
 type Agent struct {
-	cfg  Config
-	log  *slog.Logger
-	api  *webrtc.API
-	ctrl *control.Client
-	ctl  ControlConfig // MQTT TLS, command secret, Home Assistant, stats (control.go)
+	cfg     Config
+	log     *slog.Logger
+	api     *webrtc.API
+	ctrl    *control.Client
+	metrics metrics
+	ctl     ControlConfig // MQTT TLS, command secret, Home Assistant, stats (control.go)
 	// counters count what the PeerConnections send (sendcounters.go)
 	counters *sendCounters
 
@@ -124,6 +125,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- a.ctrl.Run(runCtx) }()
 	go a.heartbeat(runCtx)
+	if a.cfg.MetricsListen != "" {
+		go func() {
+			if err := a.serveMetrics(runCtx, a.cfg.MetricsListen); err != nil {
+				a.log.Error("metrics endpoint stopped", "err", err)
+			}
+		}()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-done:
@@ -160,9 +168,11 @@ func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State,
 	switch cmd.Action {
 	case "join":
 		err := a.join(ctx, cmd)
+		a.metrics.command(cmd.Action, err)
 		return a.State(), err
 	case "leave":
 		a.leave("command")
+		a.metrics.command(cmd.Action, nil)
 		return a.State(), nil
 	case "status":
 		return a.State(), nil

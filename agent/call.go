@@ -330,6 +330,7 @@ func (c *call) supervise() {
 				c.client = next
 				c.mu.Unlock()
 				c.publishState()
+				c.a.metrics.rejoins.Add(1)
 				delay = 500 * time.Millisecond
 				break
 			}

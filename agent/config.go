@@ -63,6 +63,8 @@ type Config struct {
 	StateDir string `yaml:"stateDir"`
 	// ICELoopbackOnly keeps media on loopback addresses (single-machine setups and tests).
 	ICELoopbackOnly bool `yaml:"iceLoopbackOnly"`
+	// MetricsListen serves Prometheus metrics at http://<addr>/metrics; empty: off.
+	MetricsListen string `yaml:"metricsListen"`
 	// JoinTimeout bounds a join: token, devices, signalling, publishing.
 	JoinTimeout time.Duration `yaml:"joinTimeout"`
 	// LogLevel is debug, info, warn or error; LogLevels sets it per component

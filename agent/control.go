@@ -36,6 +36,9 @@ type ControlConfig struct {
 	// StatsInterval is how often a "stats" event is published during a
 	// call; 0 turns stats events off.
 	StatsInterval time.Duration `yaml:"statsInterval"`
+	// MQTTPersistentSession keeps the device's MQTT session at the broker while it is
+	// offline, so QoS 1 commands sent meanwhile run when it returns (default: clean session).
+	MQTTPersistentSession bool `yaml:"mqttPersistentSession"`
 }
 
 // DefaultStatsInterval is the stats interval of the defaults.
@@ -83,6 +86,7 @@ func (a *Agent) controlOptions(o control.Options) (control.Options, error) {
 		o.TLS = tlsCfg
 	}
 	o.Secret = a.ctl.CommandSecret
+	o.PersistentSession = a.ctl.MQTTPersistentSession
 	o.HomeAssistant = control.HomeAssistant{
 		Prefix:         a.ctl.HomeAssistantPrefix,
 		Name:           a.ctl.HomeAssistantName,

@@ -49,6 +49,10 @@ type Options struct {
 	Username  string        // optional
 	Password  string        // optional; never logged
 	KeepAlive time.Duration // default 30 s
+	// PersistentSession asks the broker to keep the subscription and queue QoS 1 commands
+	// while the device is offline (they run when it reconnects; duplicate ids are still
+	// answered once). Default: a clean session, where commands sent while offline are lost.
+	PersistentSession bool
 	TLS       *tls.Config   // for ssl://, tls:// and wss://; nil uses the system roots
 	Logger    *slog.Logger  // nil discards logs
 	Handler   Handler       // required
@@ -166,7 +170,7 @@ func New(opts Options) (*Client, error) {
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(connectTimeout).
 		SetWriteTimeout(ackTimeout).
-		SetCleanSession(true).
+		SetCleanSession(!opts.PersistentSession).
 		SetOrderMatters(true). // arrival order; onMessage never blocks
 		SetAutoReconnect(false).
 		SetConnectRetry(false). // Run reconnects, with its own back-off

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -264,6 +265,18 @@ func TestCallDeviceToPion(t *testing.T) {
 			t.Fatalf("device speaker WAV: %d samples, err %v", len(samples), err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The agent's metrics show the call.
+	m := s.agentMetrics()
+	for _, want := range []string{`camagent_state{state="joined"} 1`, `camagent_commands_total{action="join",result="ok"} 1`,
+		`camagent_mqtt_connected 1`, `camagent_channel_users 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("agent metrics lack %q:\n%s", want, m)
+		}
+	}
+	if !regexp.MustCompile(`camagent_sent_frames_total [1-9]`).MatchString(m) {
+		t.Errorf("agent metrics count no video frames:\n%s", m)
 	}
 
 	// The device reports us in its state, then leaves on command; we see it go.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,6 +75,7 @@ func startSystem(t *testing.T) *system {
 	acfg.Speaker = "wav:" + filepath.Join(dir, "speaker.wav")
 	acfg.StateDir = filepath.Join(dir, "agent")
 	acfg.ICELoopbackOnly = true
+	acfg.MetricsListen = freeAddr(t)
 	a, err := agent.New(acfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -209,3 +211,26 @@ func must(t *testing.T, err error, what string) {
 }
 
 var _ = fmt.Sprint
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// agentMetrics fetches the agent's Prometheus metrics.
+func (s *system) agentMetrics() string {
+	s.t.Helper()
+	resp, err := http.Get("http://" + s.agentCfg.MetricsListen + "/metrics")
+	if err != nil {
+		s.t.Fatalf("agent metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -34,6 +34,8 @@ type Config struct {
 	MQTT string `yaml:"mqtt"`
 	// MQTTListen is where the embedded broker listens.
 	MQTTListen string `yaml:"mqttListen"`
+	// MQTTWSListen adds a MQTT-over-WebSocket listener to the embedded broker ("" = none).
+	MQTTWSListen string `yaml:"mqttWSListen"`
 	// MQTTPrefix is the topic prefix of the devices (camagent/<id>/…).
 	MQTTPrefix   string `yaml:"mqttPrefix"`
 	MQTTUsername string `yaml:"mqttUsername"`

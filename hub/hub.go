@@ -87,7 +87,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		if h.cfg.MQTTUsername != "" {
 			users[h.cfg.MQTTUsername] = h.cfg.MQTTPassword
 		}
-		b, err := broker.New(broker.Options{TCPAddr: h.cfg.MQTTListen, Users: users, Logger: h.log})
+		b, err := broker.New(broker.Options{TCPAddr: h.cfg.MQTTListen, WSAddr: h.cfg.MQTTWSListen, Users: users, Logger: h.log})
 		if err != nil {
 			return fmt.Errorf("hub: embedded broker: %w", err)
 		}
