@@ -53,9 +53,9 @@ type Options struct {
 	// while the device is offline (they run when it reconnects; duplicate ids are still
 	// answered once). Default: a clean session, where commands sent while offline are lost.
 	PersistentSession bool
-	TLS       *tls.Config   // for ssl://, tls:// and wss://; nil uses the system roots
-	Logger    *slog.Logger  // nil discards logs
-	Handler   Handler       // required
+	TLS               *tls.Config  // for ssl://, tls:// and wss://; nil uses the system roots
+	Logger            *slog.Logger // nil discards logs
+	Handler           Handler      // required
 
 	// Secret, when set, is the device's shared command secret: a command
 	// whose "secret" field does not match it is refused with ok:false
