@@ -27,6 +27,10 @@ type Options struct {
 	ICEServers func(host, appID string, uid uint32) []rtc.ICEServer
 	// WillExpireBefore is how long before a token's expiry the user is warned (30 s).
 	WillExpireBefore time.Duration
+	// ReconnectGrace is how long a user whose connection broke (no goodbye) keeps its place
+	// in the channel: rejoining with the same uid within it, the others see its tracks go and
+	// come back but never a user-left (10 s; negative: none).
+	ReconnectGrace time.Duration
 }
 
 // Stats are counters for /metrics.
@@ -64,6 +68,9 @@ func New(o Options) *Service {
 	}
 	if o.WillExpireBefore == 0 {
 		o.WillExpireBefore = 30 * time.Second
+	}
+	if o.ReconnectGrace == 0 {
+		o.ReconnectGrace = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{

@@ -175,6 +175,9 @@ func (s *session) writeLoop() {
 
 // send queues a message; a user too slow to take its messages is disconnected.
 func (s *session) send(m *rtc.Message) {
+	if s.ctx.Err() != nil {
+		return // gone (perhaps a place kept for a reconnect): nobody reads its queue
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.log.Error("encode message", "err", err)
@@ -341,6 +344,12 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 	s.mu.Lock()
 	s.ch = c
 	s.mu.Unlock()
+	// A session that already ended holds a place kept for a reconnect: take it over quietly,
+	// the others never saw the user leave.
+	returning := old != nil && old.ctx.Err() != nil
+	if returning {
+		old = nil
+	}
 	if old != nil {
 		old.setLeaveReason("replaced")
 		old.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventReplaced, UID: &uid,
@@ -349,9 +358,13 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 	}
 	s.svc.joins.Add(1)
 	s.armExpiry(claims)
-	s.log.Info("user joined")
 	users := c.snapshot(uid)
-	c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
+	if returning {
+		s.log.Info("user rejoined within its grace period")
+	} else {
+		s.log.Info("user joined")
+		c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
+	}
 	reply := &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt}
 	if f := s.svc.opts.ICEServers; f != nil {
 		reply.ICEServers = f(s.host, m.AppID, uid)
@@ -790,10 +803,23 @@ func (s *session) teardown() {
 	if sub != nil {
 		sub.Close()
 	}
-	if ch != nil && s.svc.exit(ch, uid, s) {
-		s.log.Info("user left", "reason", why)
-		ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserLeft, UID: &uid, Reason: why})
+	if ch == nil {
+		return
 	}
+	leave := func() {
+		if s.svc.exit(ch, uid, s) {
+			s.log.Info("user left", "reason", why)
+			ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserLeft, UID: &uid, Reason: why})
+		}
+	}
+	if grace := s.svc.opts.ReconnectGrace; why == "timeout" && grace > 0 && s.svc.ctx.Err() == nil {
+		// The connection broke without a goodbye: keep the user's place for a while, so a
+		// reconnect (the agent rejoins by itself) does not look like leaving to the others.
+		s.log.Info("user lost; keeping its place", "grace", grace)
+		time.AfterFunc(grace, leave)
+		return
+	}
+	leave()
 }
 
 func randomUID() uint32 {
