@@ -16,7 +16,6 @@ import (
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
-	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/device/spec"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/rtcp"
@@ -109,9 +108,7 @@ func (c *call) openDevices() error {
 		}
 	}
 	if c.mic != nil {
-		c.audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-		}, "audio", "camagent-"+c.a.cfg.ID)
+		c.audio, err = webrtc.NewTrackLocalStaticSample(audioCapability(cfg.AudioCodec), "audio", "camagent-"+c.a.cfg.ID)
 		if err != nil {
 			return fmt.Errorf("audio track: %w", err)
 		}
@@ -265,9 +262,9 @@ func (c *call) pumpAudio() {
 	if c.mic == nil {
 		return
 	}
-	enc, err := opus.NewEncoder()
+	encode, err := audioEncoder(c.a.cfg.AudioCodec)
 	if err != nil {
-		c.log.Error("opus encoder", "err", err)
+		c.log.Error("audio encoder", "err", err)
 		return
 	}
 	pcm := make([]int16, device.FrameSamples)
@@ -291,12 +288,12 @@ func (c *call) pumpAudio() {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		n, err := enc.Encode(pcm, buf)
+		payload, err := encode(pcm, buf[:0])
 		if err != nil {
-			c.log.Debug("opus encode", "err", err)
+			c.log.Debug("audio encode", "err", err)
 			continue
 		}
-		if err := c.audio.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration}); err != nil && c.ctx.Err() == nil {
+		if err := c.audio.WriteSample(media.Sample{Data: payload, Duration: device.FrameDuration}); err != nil && c.ctx.Err() == nil {
 			c.log.Debug("write audio", "err", err)
 		}
 	}
@@ -454,11 +451,11 @@ func (c *call) listen(client *rtc.Client, uid uint32) {
 	})
 }
 
-// play decodes a remote Opus track into the mixer until the track or ctx ends.
+// play decodes a remote audio track (Opus, or G.711) into the mixer until the track or ctx ends.
 func (c *call) play(ctx context.Context, track *webrtc.TrackRemote, key string) {
-	dec, err := opus.NewDecoder()
+	decode, err := audioDecoder(track.Codec().MimeType)
 	if err != nil {
-		c.log.Error("opus decoder", "err", err)
+		c.log.Error("audio decoder", "remote", key, "err", err)
 		return
 	}
 	in := c.mixer.Input(key)
@@ -467,17 +464,17 @@ func (c *call) play(ctx context.Context, track *webrtc.TrackRemote, key string) 
 		<-ctx.Done()
 		track.SetReadDeadline(time.Now()) // unblock ReadRTP
 	}()
-	pcm := make([]int16, 5760) // up to 120 ms at 48 kHz
+	pcm := make([]int16, 0, 5760) // up to 120 ms at 48 kHz
 	for {
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
 			return
 		}
-		n, err := dec.Decode(pkt.Payload, pcm)
+		out, err := decode(pkt.Payload, pcm[:0])
 		if err != nil {
 			continue
 		}
-		in.WriteFrame(pcm[:n])
+		in.WriteFrame(out)
 	}
 }
 

@@ -56,6 +56,9 @@ type Config struct {
 	Bitrate int `yaml:"bitrate"`
 	// GOP is the time between periodic keyframes.
 	GOP time.Duration `yaml:"gop"`
+	// AudioCodec is what the microphone is sent as: opus, or G.711 (pcmu, pcma) for peers
+	// without Opus. Remote audio is played in whichever of these it arrives.
+	AudioCodec string `yaml:"audioCodec"`
 	// ToneHz is the frequency of the synthetic microphone.
 	ToneHz float64 `yaml:"toneHz"`
 	// StateDir holds files the agent writes (the speaker WAV on machines without sound);
@@ -92,6 +95,7 @@ func Defaults() Config {
 		Height:      480,
 		FPS:         30,
 		Encoder:     "auto",
+		AudioCodec:  "opus",
 		GOP:         2 * time.Second,
 		ToneHz:      440,
 		StateDir:    defaultStateDir(),
@@ -174,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains(spec.Encoders, c.Encoder) {
 		errs = append(errs, fmt.Errorf("encoder: %q (want one of %s)", c.Encoder, strings.Join(spec.Encoders, ", ")))
+	}
+	if !slices.Contains(AudioCodecs, c.AudioCodec) {
+		errs = append(errs, fmt.Errorf("audioCodec: %q (want one of %s)", c.AudioCodec, strings.Join(AudioCodecs, ", ")))
 	}
 	if c.Bitrate < 0 || c.GOP < 0 {
 		errs = append(errs, fmt.Errorf("bitrate/gop: %d, %s must not be negative", c.Bitrate, c.GOP))

@@ -15,7 +15,7 @@ import (
 func (r *Results) WriteChart(path string) error {
 	var figs []Figure
 	for _, f := range r.Figures {
-		if f.Target != 0 && !math.IsNaN(f.Value) {
+		if f.Target != 0 && f.Skipped == "" && !math.IsNaN(f.Value) {
 			figs = append(figs, f)
 		}
 	}

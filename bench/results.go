@@ -42,6 +42,9 @@ type Machine struct {
 	Arch       string `json:"arch"`
 	LoadAvg    string `json:"loadAvg"`    // /proc/loadavg at the start: the machine is shared
 	LoadAvgEnd string `json:"loadAvgEnd"` // and at the end
+	// Chromium is the headless browser's version when section 4 measured one (added within
+	// schema 1: older files have none).
+	Chromium string `json:"chromium,omitempty"`
 }
 
 // Figure is one measured number.
@@ -57,11 +60,14 @@ type Figure struct {
 	Peers  string  `json:"peers,omitempty"`
 	N      int     `json:"n,omitempty"` // samples behind the figure
 	Note   string  `json:"note,omitempty"`
+	// Skipped says why the figure was not measured (e.g. no browser installed); Value is then
+	// meaningless. Added within schema 1: readers that do not know it see a 0.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Met reports whether the figure meets its target (true when it has none).
 func (f Figure) Met() bool {
-	if f.Target == 0 {
+	if f.Target == 0 || f.Skipped != "" {
 		return true
 	}
 	if f.Better == "higher" {

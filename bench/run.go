@@ -11,7 +11,7 @@ import (
 )
 
 // Sections are the measurements Run knows, in the order it runs them.
-var Sections = []string{"join", "late", "glass", "fanout", "agent", "audio", "size"}
+var Sections = []string{"join", "late", "glass", "chromium", "fanout", "agent", "audio", "size"}
 
 // Options choose what Run measures and how long it takes.
 type Options struct {
@@ -27,6 +27,7 @@ type Options struct {
 
 type sizes struct {
 	joins, lates, glassFrames int
+	chromiumFrames            int // 0: the section is not run (the harness self-test)
 	lateWait                  time.Duration
 	levels                    []int
 	settle, window, agentWin  time.Duration
@@ -41,10 +42,10 @@ func (o Options) sizes() sizes {
 		return sizes{joins: 2, lates: 2, glassFrames: 30, lateWait: 200 * time.Millisecond, levels: []int{1},
 			settle: 500 * time.Millisecond, window: time.Second, agentWin: time.Second}
 	case o.Quick:
-		return sizes{joins: 5, lates: 5, glassFrames: 150, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
+		return sizes{joins: 5, lates: 5, glassFrames: 150, chromiumFrames: 300, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
 			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, audioWin: 5 * time.Second, arches: all[:1]}
 	}
-	return sizes{joins: 20, lates: 30, glassFrames: 1000, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
+	return sizes{joins: 20, lates: 30, glassFrames: 1000, chromiumFrames: 1000, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
 		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, audioWin: 20 * time.Second, arches: all}
 }
 
@@ -90,7 +91,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		errs = append(errs, section+": "+err.Error())
 	}
 
-	if want("join") || want("late") || want("glass") || (o.Smallest && want("fanout")) {
+	chromium := want("chromium") && sz.chromiumFrames > 0
+	if want("join") || want("late") || want("glass") || chromium || (o.Smallest && want("fanout")) {
 		say("starting hub and agent in this process")
 		s, err := startInProcess(ctx, filepath.Join(dir, "inproc"), log)
 		if err != nil {
@@ -112,6 +114,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				say("4 glass-to-glass: %d frames", sz.glassFrames)
 				if err := measureGlass(ctx, s, sz.glassFrames, r); err != nil {
 					fail("glass-to-glass", err)
+				}
+			}
+			if chromium {
+				say("4 glass-to-glass to headless Chromium: %d frames", sz.chromiumFrames)
+				if err := measureChromium(ctx, o.Repo, s, sz.chromiumFrames, chromiumWarmup, r); err != nil {
+					fail("glass-to-glass to Chromium", err)
+					r.Add(Figure{ID: "glass.chromium.p95", Section: chromiumSection, Name: "capture → presented in Chromium p95",
+						Unit: "ms", Skipped: "failed (see the notes)"})
 				}
 			}
 			if o.Smallest && want("fanout") {

@@ -41,7 +41,12 @@ func (r *Results) PrintTable(w io.Writer) {
 		if f.N > 0 {
 			n = fmt.Sprint(f.N)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n", sec, f.Name, num(f.Value), f.Unit, target, met, f.Peers, n, f.Note)
+		value := num(f.Value) + " " + f.Unit
+		if f.Skipped != "" {
+			value, met, n = "not measured", "", ""
+			f.Note = strings.TrimPrefix(f.Note+"; "+f.Skipped, "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sec, f.Name, value, target, met, f.Peers, n, f.Note)
 	}
 	tw.Flush()
 	for _, n := range r.Notes {
@@ -80,6 +85,10 @@ func Compare(w io.Writer, old, cur *Results) {
 	for _, f := range cur.Figures {
 		seen[f.ID] = true
 		o, ok := prev[f.ID]
+		if f.Skipped != "" || (ok && o.Skipped != "") {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\n", f.ID, skippedOr(o, ok), skippedOr(f, true))
+			continue
+		}
 		if !ok {
 			fmt.Fprintf(tw, "%s\t-\t%s %s\t\tnew figure\n", f.ID, num(f.Value), f.Unit)
 			continue
@@ -106,6 +115,17 @@ func Compare(w io.Writer, old, cur *Results) {
 		fmt.Fprintln(w, "only in old:", strings.Join(missing, ", "))
 	}
 	fmt.Fprintln(w, "(±10 % is within this machine's noise; it is shared with other work)")
+}
+
+// skippedOr shows a figure's value, or that it was not measured.
+func skippedOr(f Figure, ok bool) string {
+	switch {
+	case !ok:
+		return "-"
+	case f.Skipped != "":
+		return "not measured"
+	}
+	return num(f.Value) + " " + f.Unit
 }
 
 func quickMark(r *Results) string {

@@ -47,6 +47,12 @@ func testLogger(t *testing.T) *slog.Logger {
 // speaker writes a WAV file; both stop when the test ends.
 func startSystem(t *testing.T) *system {
 	t.Helper()
+	return startSystemWith(t, nil)
+}
+
+// startSystemWith is startSystem with the agent's configuration adjusted by tune.
+func startSystemWith(t *testing.T, tune func(*agent.Config)) *system {
+	t.Helper()
 	dir := t.TempDir()
 	log := testLogger(t)
 	hcfg := hub.Defaults()
@@ -76,6 +82,9 @@ func startSystem(t *testing.T) *system {
 	acfg.StateDir = filepath.Join(dir, "agent")
 	acfg.ICELoopbackOnly = true
 	acfg.MetricsListen = freeAddr(t)
+	if tune != nil {
+		tune(&acfg)
+	}
 	a, err := agent.New(acfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package rtc
 import (
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -52,6 +53,9 @@ func Codecs() []webrtc.RTPCodecParameters {
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 			SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+		// G.711, for peers without Opus (the static payload types of RFC 3551).
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, PayloadType: 0},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000, Channels: 1}, PayloadType: 8},
 	}
 }
 
@@ -62,7 +66,7 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range Codecs() {
 		typ := webrtc.RTPCodecTypeVideo
-		if c.MimeType == webrtc.MimeTypeOpus {
+		if strings.HasPrefix(c.MimeType, "audio/") {
 			typ = webrtc.RTPCodecTypeAudio
 		}
 		if err := m.RegisterCodec(c, typ); err != nil {

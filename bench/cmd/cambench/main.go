@@ -24,7 +24,7 @@ Usage:
   cambench compare OLD.json NEW.json
   cambench table RESULTS.json
 
-Sections: join, late, glass, fanout, agent, audio, size (default: all).
+Sections: join, late, glass, chromium, fanout, agent, audio, size (default: all).
 Environment: BENCH_QUICK=1 is --quick, BENCH_ONLY=join,late is --only.
 
 Flags:
