@@ -97,3 +97,36 @@ func TestAUReader(t *testing.T) {
 		t.Errorf("second frame lost its first packet but is marked clean")
 	}
 }
+
+// TestSkippedFigure: a figure that could not be measured (no browser) shows as such in the
+// table and the comparison and survives the file, without starting anything.
+func TestSkippedFigure(t *testing.T) {
+	r := NewResults("..", true)
+	r.Add(Figure{ID: "glass.chromium.p95", Section: chromiumSection, Name: "capture → presented in Chromium p95", Unit: "ms",
+		Skipped: "no Chromium at /nowhere"})
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := r.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadResults(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Figures) != 1 || back.Figures[0].Skipped == "" || !back.Figures[0].Met() {
+		t.Fatalf("skipped figure did not round-trip: %+v", back.Figures)
+	}
+	var table, cmp bytes.Buffer
+	back.PrintTable(&table)
+	Compare(&cmp, back, r)
+	for _, out := range []string{table.String(), cmp.String()} {
+		if !strings.Contains(out, "not measured") {
+			t.Errorf("no \"not measured\" in:\n%s", out)
+		}
+	}
+	if !strings.Contains(table.String(), "no Chromium at /nowhere") {
+		t.Errorf("the reason is missing from the table:\n%s", table.String())
+	}
+	if err := r.WriteChart(filepath.Join(t.TempDir(), "results.png")); err != nil {
+		t.Fatal(err)
+	}
+}

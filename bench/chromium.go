@@ -27,8 +27,6 @@ type chromiumFrame struct {
 	Capture   uint32   `json:"capture"`
 	Presented int      `json:"presented"` // metadata.presentedFrames
 	Display   float64  `json:"display"`   // → metadata.expectedDisplayTime
-	Callback  float64  `json:"callback"`  // → the callback's now
-	DateNow   float64  `json:"dateNow"`   // → Date.now() in the callback
 	Receive   *float64 `json:"receive"`   // → metadata.receiveTime (WebRTC only)
 }
 
@@ -96,9 +94,6 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	if p := os.Getenv("TMPDUMP"); p != "" {
-		os.WriteFile(p, stdout.Bytes(), 0o644)
-	}
 	var run chromiumRun
 	if err := json.Unmarshal(lastLine(stdout.Bytes()), &run); err != nil {
 		return fmt.Errorf("node chromium_g2g.mjs: %v (exit: %v)\n%s", err, runErr, tail(stderr.String(), 2000))
@@ -108,7 +103,7 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 	}
 
 	// A misread strip (or a clock far off) shows as an absurd latency: keep 0–10 s.
-	var display, callback, receive, toDisplay Durations
+	var display, receive, toDisplay Durations
 	var misread, gaps, repeats int
 	var prev uint32
 	for i, f := range run.Frames {
@@ -126,7 +121,6 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 		}
 		prev = f.Counter
 		display = append(display, msDur(f.Display))
-		callback = append(callback, msDur(f.Callback))
 		if f.Receive != nil {
 			receive = append(receive, msDur(*f.Receive))
 			toDisplay = append(toDisplay, msDur(f.Display-*f.Receive))
@@ -140,7 +134,8 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 	add := func(id, name string, d Durations, q float64, note string) {
 		r.Add(Figure{ID: id, Section: chromiumSection, Name: name, Unit: "ms", Value: d.P(q), N: len(d), Note: note})
 	}
-	add("glass.chromium.p50", "capture → presented in Chromium p50", display, 50, "")
+	add("glass.chromium.p50", "capture → presented in Chromium p50", display, 50,
+		fmt.Sprintf("expectedDisplayTime; timeOrigin clock − Date.now(): %+.1f ms at start, %+.1f at end", -run.SkewStart, -run.SkewEnd))
 	add("glass.chromium.p95", "capture → presented in Chromium p95", display, 95, "")
 	add("glass.chromium.p99", "capture → presented in Chromium p99", display, 99, note)
 	if len(receive) > 0 {
@@ -149,8 +144,6 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 		add("glass.chromium.decode.p50", "  received → presented (jitter buffer, decode, render) p50", toDisplay, 50, "")
 		add("glass.chromium.decode.p95", "  received → presented (jitter buffer, decode, render) p95", toDisplay, 95, "")
 	}
-	add("glass.chromium.callback.p50", "  capture → callback run (its now) p50", callback, 50,
-		fmt.Sprintf("Date.now() − timeOrigin clock: %+.1f ms at start, %+.1f at end", run.SkewStart, run.SkewEnd))
 	if run.Error != "" {
 		r.Note("glass-to-glass to Chromium: %s", run.Error)
 	}

@@ -84,9 +84,10 @@ async function collect({ selector, frames, warmup, timeoutMs }) {
         error,
       });
     };
-    const onFrame = (now, md) => {
+    // The callback's own now is the start of the rendering step it runs in (the 60 Hz frame
+    // timeline), not when the video frame shows: the figure uses expectedDisplayTime.
+    const onFrame = (_now, md) => {
       if (done) return;
-      const dateNow = Date.now();
       seen++;
       if (video.videoWidth < W || video.videoHeight < H) {
         return finish(`video is ${video.videoWidth}x${video.videoHeight}, too small for the 32-macroblock time strip`);
@@ -101,8 +102,6 @@ async function collect({ selector, frames, warmup, timeoutMs }) {
           capture,
           presented: md.presentedFrames,
           display: since(capture, origin + md.expectedDisplayTime),
-          callback: since(capture, origin + now),
-          dateNow: since(capture, dateNow),
         };
         if (typeof md.receiveTime === 'number') f.receive = since(capture, origin + md.receiveTime);
         out.push(f);

@@ -288,6 +288,60 @@ describe('SDK against the mock hub', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('a broken connection rejoins with the same uid and token and publishes again', async () => {
+    const { page, errors } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      mockHub.users = [{ uid: 7, audio: true, video: true }];
+      const client = CamagentRTC.createClient({});
+      const events = [];
+      for (const name of ['user-joined', 'user-published', 'user-unpublished', 'user-left']) {
+        client.on(name, (user, arg) => events.push([name, user && user.uid, arg]));
+      }
+      client.on('connection-state-change', (cur, prev, reason) => events.push(['state', cur, reason]));
+      const reach = (state) =>
+        new Promise((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error(`never ${state}`)), 12000);
+          client.on('connection-state-change', (cur) => cur === state && (clearTimeout(t), resolve()));
+        });
+      await client.join('demo', 'porch', 'tok', 5);
+      const mic = await CamagentRTC.createMicrophoneAudioTrack();
+      await client.publish(mic);
+      const offersBefore = mockHub.publishOffers.length;
+      mockHub.close(1006); // the network breaks: no close handshake
+      await reach('CONNECTED');
+      for (let i = 0; i < 200 && mockHub.publishOffers.length === offersBefore; i++) await new Promise((r) => setTimeout(r, 50));
+      const back = { state: client.connectionState, published: client.localTracks.length, offers: mockHub.publishOffers.length };
+      // The next break cannot be mended: the hub refuses the rejoin.
+      mockHub.joinError = { code: 'TOKEN_EXPIRED', message: 'token expired' };
+      mockHub.close(1006);
+      await reach('DISCONNECTED');
+      const joins = mockHub.received.filter((m) => m.type === 'join').map((m) => [m.uid, m.token]);
+      return { events, joins, back, offersBefore, final: client.connectionState };
+    });
+    assert.deepEqual(r.joins, [[5, 'tok'], [5, 'tok'], [5, 'tok']]);
+    assert.equal(r.back.state, 'CONNECTED');
+    assert.equal(r.back.published, 1, 'the microphone is published again');
+    assert.ok(r.back.offers > r.offersBefore, 'a new publish offer after the rejoin');
+    assert.deepEqual(r.events.slice(0, 5), [
+      ['state', 'CONNECTING', undefined],
+      ['state', 'CONNECTED', undefined],
+      ['user-joined', 7, undefined],
+      ['user-published', 7, 'audio'],
+      ['user-published', 7, 'video'],
+    ]);
+    assert.deepEqual(r.events.slice(5, 11), [
+      ['state', 'RECONNECTING', 'NETWORK_ERROR'],
+      ['user-unpublished', 7, 'audio'],
+      ['user-unpublished', 7, 'video'],
+      ['state', 'CONNECTED', 'RECONNECTED'],
+      ['user-published', 7, 'audio'],
+      ['user-published', 7, 'video'],
+    ]);
+    assert.equal(r.events.filter((e) => e[0] === 'user-joined').length, 1, 'no second user-joined for a user who stayed');
+    assert.equal(r.final, 'DISCONNECTED');
+    assert.deepEqual(errors, []);
+  });
+
   test('fetchToken posts to /api/token and reports the service\'s error', async () => {
     const { page, requests } = await open('/quickstart', {
       token: async (body) => {

@@ -213,6 +213,11 @@
     });
     client.on('connection-state-change', (cur, prev, reason) => {
       record('connection-state-change', null, { cur, prev, reason });
+      if (cur === 'RECONNECTING' && viewer.client === client) {
+        setStatus('The connection to the hub broke; reconnecting…');
+      } else if (cur === 'CONNECTED' && reason === 'RECONNECTED' && viewer.client === client) {
+        setStatus(`Reconnected; waiting for ${deviceId}'s picture…`);
+      }
       if (cur === 'DISCONNECTED' && reason && reason !== 'LEAVE' && viewer.client === client) {
         showError(`Disconnected from the hub: ${reason}`);
         cleanUp();

@@ -680,8 +680,13 @@
     DISCONNECTED: 'DISCONNECTED',
     CONNECTING: 'CONNECTING',
     CONNECTED: 'CONNECTED',
+    RECONNECTING: 'RECONNECTING',
     DISCONNECTING: 'DISCONNECTING',
   });
+
+  // After a broken connection the client tries to rejoin at these delays, about 10 s in all:
+  // the hub keeps a user's place in the channel that long (docs/protocol.md).
+  const RECONNECT_DELAYS_MS = [300, 700, 1500, 2500, 2500, 2500];
 
   const subKey = (uid, kind) => `${uid}:${kind}`;
 
@@ -789,6 +794,7 @@
 
       this.appId = appId;
       this.channelName = channel;
+      this._token = token || null; // for a rejoin after a broken connection
       this.uid = reply.uid;
       this.tokenExpiresAt = reply.expiresAt || 0;
       // STUN/TURN servers with short-lived credentials from the hub, after the app's own.
@@ -833,7 +839,8 @@
     async leave() {
       const sig = this._sig;
       if (!sig) {
-        this._setState(State.DISCONNECTED, 'LEAVE');
+        // Not connected (perhaps between reconnection attempts): release what is kept.
+        this._teardown('LEAVE');
         return;
       }
       this._setState(State.DISCONNECTING, 'LEAVE');
@@ -855,7 +862,93 @@
       if (this.connectionState === State.CONNECTING) return; // join() reports this itself
       const why = this._closeReason || 'NETWORK_ERROR';
       log.info(`signalling closed (${code} ${reason || ''}): ${why}`);
+      if (why === 'NETWORK_ERROR' && this.connectionState === State.CONNECTED) {
+        this._reconnect();
+        return;
+      }
       this._teardown(why);
+    }
+
+    // The connection broke without a goodbye: rejoin with the same uid and token, publish the
+    // same tracks again, and tell the page what it must subscribe to again. The others see this
+    // user's tracks go and come back, but not the user (the hub keeps its place for a while).
+    async _reconnect() {
+      const { appId, channelName: channel, uid } = this;
+      const token = this._token;
+      const tracks = this.localTracks.filter((t) => !t._closed);
+      if (this._pingTimer) clearInterval(this._pingTimer);
+      for (const sub of this._subscriptions.values()) {
+        clearTimeout(sub.timer);
+        sub.reject(new CamagentRTCError('NETWORK_ERROR', 'subscribe: the connection broke'));
+      }
+      for (const t of this.localTracks) t._client = null;
+      if (this._pubPC) this._pubPC.close();
+      if (this._subPC) this._subPC.close();
+      this._reset();
+      this.localTracks = [];
+      this._setState(State.RECONNECTING, 'NETWORK_ERROR');
+      // Remote tracks died with the connection.
+      for (const user of this.remoteUsers) {
+        for (const kind of ['audio', 'video']) {
+          const flag = kind === 'audio' ? 'hasAudio' : 'hasVideo';
+          if (!user[flag]) continue;
+          this._dropRemoteTrack(user, kind);
+          user[flag] = false;
+          this.emit('user-unpublished', user, kind);
+        }
+      }
+      const url = signallingURL(this._server);
+      for (const delay of RECONNECT_DELAYS_MS) {
+        await new Promise((r) => setTimeout(r, delay));
+        if (this.connectionState !== State.RECONNECTING) return; // leave() was called
+        const sig = new Signalling(url, {
+          onOffer: (msg) => this._onOffer(msg),
+          onEvent: (msg) => this._onEvent(msg),
+          onClose: (code, why) => this._onSocketClosed(sig, code, why),
+        });
+        this._sig = sig;
+        let reply;
+        try {
+          await sig.open(this._timeoutMs);
+          const fields = { appId, channel, uid };
+          if (token) fields.token = token;
+          reply = await sig.request('join', fields, this._timeoutMs);
+        } catch (e) {
+          sig.close();
+          if (this._sig === sig) this._sig = null;
+          const err = toRTCError(e, 'NETWORK_ERROR');
+          log.info(`rejoin failed: ${err.code}: ${err.message}`);
+          if (err.code !== 'NETWORK_ERROR' && err.code !== 'TIMEOUT' && err.code !== 'WS_ABORT') break; // refused
+          continue;
+        }
+        if (this._sig !== sig || this.connectionState !== State.RECONNECTING) {
+          sig.close();
+          return;
+        }
+        this.tokenExpiresAt = reply.expiresAt || this.tokenExpiresAt;
+        this._hubIceServers = Array.isArray(reply.iceServers) ? reply.iceServers : [];
+        this._pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
+        this._setState(State.CONNECTED, 'RECONNECTED');
+        const present = new Map();
+        for (const u of reply.users || []) if (u.uid !== uid) present.set(u.uid, u);
+        for (const user of this.remoteUsers.slice()) {
+          if (!present.has(user.uid)) this._onEvent({ type: 'event', event: 'user-left', uid: user.uid, reason: 'timeout' });
+        }
+        for (const u of present.values()) {
+          if (!this._user(u.uid)) this._onEvent({ type: 'event', event: 'user-joined', uid: u.uid });
+          if (u.audio) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'audio' });
+          if (u.video) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'video' });
+        }
+        if (tracks.length) {
+          try {
+            await this.publish(tracks);
+          } catch (e) {
+            log.warn('could not publish again after reconnecting:', e.message);
+          }
+        }
+        return;
+      }
+      if (this.connectionState === State.RECONNECTING) this._teardown('NETWORK_ERROR');
     }
 
     // Releases everything of the session and reports DISCONNECTED once.
@@ -886,6 +979,7 @@
       if (!token) throw new CamagentRTCError('INVALID_PARAMS', 'renewToken: token is required');
       const reply = await this._sig.request('renew', { token }, this._timeoutMs);
       this.tokenExpiresAt = reply.expiresAt || this.tokenExpiresAt;
+      this._token = token;
     }
 
     // ----- publishing
