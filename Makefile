@@ -118,7 +118,7 @@ fuzz: ## short runs of every fuzz target (FUZZTIME=10s each by default)
 	  done; \
 	done
 
-bench: ## join, latency, hub and agent cost on loopback: one table, bench/results.json and .png (BENCH_QUICK=1: ~1 min; BENCH_ONLY=join,late,glass,fanout,agent,audio,size)
+bench: ## join, latency, hub and agent cost on loopback: one table, bench/results.json and .png (BENCH_QUICK=1: ~1 min; BENCH_ONLY=join,late,glass,chromium,fanout,agent,audio,size)
 	$(GO) run ./bench/cmd/cambench
 
 bench-micro: ## Go micro-benchmarks of every package (go test -bench)

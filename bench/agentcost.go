@@ -25,7 +25,7 @@ func measureAgent(ctx context.Context, agentBin string, hub *hubProcess, dir str
 	sec := "6 agent cost (camagent process)"
 	// --speaker null would be the lightest sink, but the agent dereferences the nil speaker
 	// when a call starts (device/audio Mixer.Run): the WAV file speaker stands in for it.
-	r.Note("agent cost: speaker is a WAV file (--speaker null crashes the agent at join: nil speaker in Mixer.Run)")
+	r.Note("agent cost: the speaker is a WAV file, so the remote talker is decoded and mixed as on a device")
 	for i, size := range [][2]int{{640, 480}, {1280, 720}} {
 		run, err := agentOnce(ctx, agentBin, hub, filepath.Join(dir, fmt.Sprintf("agent-%d", size[1])), size[0], size[1], window, uint32(i), true)
 		if err != nil {
