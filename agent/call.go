@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -512,8 +513,8 @@ func (c *call) stop() {
 	}
 	c.cancel()
 	c.wg.Wait()
-	for _, closer := range []interface{ Close() error }{c.cam, c.mic, c.spk} {
-		if closer != nil && closer != (interface{ Close() error })(nil) {
+	for _, closer := range []io.Closer{c.cam, c.mic, c.spk} {
+		if closer != nil {
 			closer.Close()
 		}
 	}
