@@ -155,3 +155,37 @@ func TestLoggerLevels(t *testing.T) {
 		t.Errorf("bad component level: %v", err)
 	}
 }
+
+func TestFileAndEnv(t *testing.T) {
+	type cfg struct {
+		A string `yaml:"a"`
+		B int    `yaml:"b"`
+	}
+	dir := t.TempDir()
+	path := dir + "/c.yaml"
+	if err := os.WriteFile(path, []byte("a: from-file\nb: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The file named by the flag, then the environment over it; unknown variables reported.
+	c := cfg{A: "default"}
+	unknown, err := FileAndEnv("X_", &c, path, []string{"X_B=2", "X_NOPE=1", "OTHER=3"})
+	if err != nil || c.A != "from-file" || c.B != 2 || len(unknown) != 1 || unknown[0] != "X_NOPE" {
+		t.Fatalf("got %+v, unknown %v, err %v", c, unknown, err)
+	}
+	// No flag: $X_CONFIG names the file.
+	c = cfg{}
+	if _, err := FileAndEnv("X_", &c, "", []string{"X_CONFIG=" + path}); err != nil || c.A != "from-file" {
+		t.Fatalf("X_CONFIG: %+v %v", c, err)
+	}
+	// Neither: defaults stay; a bad value names the variable.
+	c = cfg{A: "default"}
+	if _, err := FileAndEnv("X_", &c, "", nil); err != nil || c.A != "default" {
+		t.Fatalf("no file: %+v %v", c, err)
+	}
+	if _, err := FileAndEnv("X_", &c, "", []string{"X_B=many"}); err == nil || !strings.Contains(err.Error(), "X_B") {
+		t.Fatalf("bad value: %v", err)
+	}
+	if got := Getenv([]string{"K=1", "K=2", "KK=3"}, "K"); got != "2" {
+		t.Fatalf("Getenv = %q, want the last K", got)
+	}
+}

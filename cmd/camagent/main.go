@@ -122,22 +122,13 @@ func load(name string, args, environ []string, stderr io.Writer) (cfg agent.Conf
 		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", name, fs.Arg(0))
 		return cfg, 2
 	}
-	path := *cfgPath
-	if path == "" {
-		path = getenv(environ, envPrefix+"CONFIG")
-	}
 	fail := func(err error) (agent.Config, int) {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return cfg, 2
 	}
-	if path != "" {
-		if err := config.LoadFile(path, &cfg); err != nil {
-			return fail(err)
-		}
-	}
-	unknown, err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
+	unknown, err := config.FileAndEnv(envPrefix, &cfg, *cfgPath, environ)
 	if err != nil {
-		return fail(fmt.Errorf("environment:\n%w", err))
+		return fail(err)
 	}
 	if len(unknown) > 0 {
 		fmt.Fprintf(stderr, "%s: %s\n", name, config.UnknownEnvWarning(envPrefix, &cfg, unknown))
@@ -165,7 +156,7 @@ func load(name string, args, environ []string, stderr io.Writer) (cfg agent.Conf
 		}
 	})
 	cfg.Derive()
-	if err := cfg.ResolveSecrets(getenv(environ, "CREDENTIALS_DIRECTORY")); err != nil {
+	if err := cfg.ResolveSecrets(config.Getenv(environ, "CREDENTIALS_DIRECTORY")); err != nil {
 		return fail(err)
 	}
 	var errs []error
@@ -181,17 +172,6 @@ func load(name string, args, environ []string, stderr io.Writer) (cfg agent.Conf
 		return fail(fmt.Errorf("invalid configuration:\n%w", err))
 	}
 	return cfg, -1
-}
-
-// getenv looks a variable up in environ; the last entry wins, as in os.Getenv.
-func getenv(environ []string, name string) string {
-	v := ""
-	for _, kv := range environ {
-		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
-			v = kv[len(name)+1:]
-		}
-	}
-	return v
 }
 
 func listDevices(stdout, stderr io.Writer) int {

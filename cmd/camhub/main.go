@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -136,16 +135,9 @@ func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
 		fmt.Fprintln(stderr, "camhub:", err)
 		return cfg, 2
 	}
-	path := *cfgPath
-	if path == "" {
-		path = getenv(environ, envPrefix+"CONFIG")
-	}
-	if err := loadFile(path, &cfg); err != nil {
-		return fail(err)
-	}
-	unknown, err := config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
+	unknown, err := config.FileAndEnv(envPrefix, &cfg, *cfgPath, environ)
 	if err != nil {
-		return fail(fmt.Errorf("environment:\n%w", err))
+		return fail(err)
 	}
 	if len(unknown) > 0 {
 		fmt.Fprintln(stderr, "camhub:", config.UnknownEnvWarning(envPrefix, &cfg, unknown))
@@ -165,32 +157,13 @@ func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
 		}
 	})
 	cfg.Derive()
-	if err := cfg.ResolveSecrets(getenv(environ, "CREDENTIALS_DIRECTORY")); err != nil {
+	if err := cfg.ResolveSecrets(config.Getenv(environ, "CREDENTIALS_DIRECTORY")); err != nil {
 		return fail(err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fail(fmt.Errorf("invalid configuration:\n%w", err))
 	}
 	return cfg, -1
-}
-
-// loadFile reads the configuration file, if there is one, over cfg.
-func loadFile(path string, cfg *hub.Config) error {
-	if path == "" {
-		return nil
-	}
-	return config.LoadFile(path, cfg)
-}
-
-// getenv looks a variable up in environ; the last entry wins, as in os.Getenv.
-func getenv(environ []string, name string) string {
-	v := ""
-	for _, kv := range environ {
-		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
-			v = val
-		}
-	}
-	return v
 }
 
 func runToken(args, environ []string, stdout, stderr io.Writer) int {
@@ -210,20 +183,13 @@ func runToken(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := hub.Defaults()
-	path := *cfgPath
-	if path == "" {
-		path = getenv(environ, envPrefix+"CONFIG")
-	}
-	err := loadFile(path, &cfg)
-	if err == nil {
-		_, err = config.ApplyEnv(envPrefix, &cfg, environ, envPrefix+"CONFIG")
-	}
+	_, err := config.FileAndEnv(envPrefix, &cfg, *cfgPath, environ)
 	if *stateDir != "" {
 		cfg.StateDir = *stateDir
 	}
 	cfg.Derive()
 	if err == nil {
-		err = cfg.ResolveSecrets(getenv(environ, "CREDENTIALS_DIRECTORY"))
+		err = cfg.ResolveSecrets(config.Getenv(environ, "CREDENTIALS_DIRECTORY"))
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "camhub token:", err)
