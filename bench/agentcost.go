@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 )
 
 // agentRun is one camagent process measured idle and in a call.
@@ -116,7 +117,7 @@ func agentOnce(ctx context.Context, bin string, hub *hubProcess, dir string, w, 
 			return run, err
 		}
 		defer talker.Close()
-		if err := publishTone(rctx, talker, 1000); err != nil {
+		if _, err := rtctest.PublishTone(rctx, talker, 1000); err != nil {
 			return run, err
 		}
 	}

@@ -6,17 +6,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/camagent/camagent/device"
-	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/h264"
-	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 )
 
 // frame is one access unit as a subscriber received it.
@@ -239,40 +235,6 @@ func drain(ctx context.Context, t *webrtc.TrackRemote) {
 			return
 		}
 	}
-}
-
-// publishTone publishes a paced Opus tone from c (a person talking to the device).
-func publishTone(ctx context.Context, c *rtc.Client, freq float64) error {
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench-talker")
-	if err != nil {
-		return err
-	}
-	enc, err := opus.NewEncoder()
-	if err != nil {
-		return err
-	}
-	tone := audio.NewTone(freq, 0.3)
-	go func() {
-		pcm := make([]int16, device.FrameSamples)
-		buf := make([]byte, 1500)
-		for tone.ReadFrame(ctx, pcm) == nil {
-			if n, err := enc.Encode(pcm, buf); err == nil {
-				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
-			}
-		}
-	}()
-	senders, err := c.Publish(ctx, track)
-	if err != nil {
-		return err
-	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
-	return nil
 }
 
 func rtpPacket(seq uint16, ts uint32, marker bool, payload []byte) *rtp.Packet {

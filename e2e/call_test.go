@@ -18,41 +18,11 @@ import (
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/device/wav"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 )
-
-// publishTone publishes a paced Opus tone from a client (a person talking to the device).
-func publishTone(ctx context.Context, t *testing.T, c *rtc.Client, freq float64) {
-	t.Helper()
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "talker")
-	must(t, err, "tone track")
-	enc, err := opus.NewEncoder()
-	must(t, err, "opus encoder")
-	tone := audio.NewTone(freq, 0.3)
-	go func() {
-		pcm := make([]int16, device.FrameSamples)
-		buf := make([]byte, 1500)
-		for tone.ReadFrame(ctx, pcm) == nil {
-			n, err := enc.Encode(pcm, buf)
-			if err == nil {
-				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
-			}
-		}
-	}()
-	// The tone is already being written: Publish returns once the hub has it.
-	senders, err := c.Publish(ctx, track)
-	must(t, err, "publish tone")
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
-}
 
 // waitPublished waits until uid has published every kind in kinds.
 func waitPublished(ctx context.Context, t *testing.T, c *rtc.Client, uid uint32, kinds ...string) {
@@ -186,7 +156,8 @@ func TestCallDeviceToPion(t *testing.T) {
 	if len(res.Users) != 0 {
 		t.Fatalf("channel not empty: %+v", res.Users)
 	}
-	publishTone(ctx, t, c, myTone)
+	_, err := rtctest.PublishTone(ctx, c, myTone)
+	must(t, err, "publish tone")
 
 	start := time.Now()
 	r := s.command(map[string]any{"action": "join", "channel": channel})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 )
 
 // TestRefusedJoins: joins the token does not allow are refused with a precise reason — to the
@@ -25,7 +26,8 @@ func TestRefusedJoins(t *testing.T) {
 	// Two users already talking: 8 publishes a tone, 7 listens to it.
 	listener, _ := s.joinClient(ctx, channel, 7)
 	talker, _ := s.joinClient(ctx, channel, 8)
-	publishTone(ctx, t, talker, 600)
+	_, err := rtctest.PublishTone(ctx, talker, 600)
+	must(t, err, "publish tone")
 	waitPublished(ctx, t, listener, 8, rtc.KindAudio)
 	track, err := listener.Subscribe(ctx, 8, rtc.KindAudio)
 	must(t, err, "subscribe")

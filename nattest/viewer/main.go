@@ -18,12 +18,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/camagent/camagent/device"
-	"github.com/camagent/camagent/device/audio"
-	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 )
 
 // Result is the one line the viewer prints.
@@ -152,51 +149,16 @@ func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key
 			}
 		}
 	}()
-	senders, err := publishTone(ctx, c, 440)
+	sender, err := rtctest.PublishTone(ctx, c, 440)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("publish a tone: %w", err)
 	}
-	res.Audio = selected(senders[0].Transport())
+	res.Audio = selected(sender.Transport())
 	if sub := subscribeTransport(c); sub != nil {
 		res.Video = selected(sub)
 	}
 	return c, nil
-}
-
-// publishTone sends a paced Opus tone on a new publish connection.
-func publishTone(ctx context.Context, c *rtc.Client, freq float64) ([]*webrtc.RTPSender, error) {
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
-		ClockRate: 48000, Channels: 2}, "audio", "viewer")
-	if err != nil {
-		return nil, err
-	}
-	enc, err := opus.NewEncoder()
-	if err != nil {
-		return nil, err
-	}
-	tone := audio.NewTone(freq, 0.3)
-	go func() {
-		pcm := make([]int16, device.FrameSamples)
-		buf := make([]byte, 1500)
-		for tone.ReadFrame(ctx, pcm) == nil {
-			if n, err := enc.Encode(pcm, buf); err == nil {
-				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
-			}
-		}
-	}()
-	senders, err := c.Publish(ctx, track)
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
-	return senders, nil
 }
 
 func subscribeTransport(c *rtc.Client) *webrtc.DTLSTransport {

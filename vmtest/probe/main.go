@@ -22,7 +22,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
@@ -30,6 +29,7 @@ import (
 	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/device/spec"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 )
 
 // Result is what the probe prints.
@@ -189,7 +189,7 @@ func run(ctx context.Context, hub, broker, id string, watch time.Duration, r *Re
 	if _, err := c.Join(ctx, "demo", channel, me, tok); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
-	if err := publishTone(ctx, c, r.SentToneHz); err != nil {
+	if _, err := rtctest.PublishTone(ctx, c, r.SentToneHz); err != nil {
 		return err
 	}
 	// On a busy host the emulated CPU can stall for a second: the loopback card then
@@ -256,40 +256,6 @@ func call(ctx context.Context, c *rtc.Client, broker, id, channel string, watch 
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-func publishTone(ctx context.Context, c *rtc.Client, freq float64) error {
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "probe")
-	if err != nil {
-		return err
-	}
-	enc, err := opus.NewEncoder()
-	if err != nil {
-		return err
-	}
-	tone := audio.NewTone(freq, 0.3)
-	go func() {
-		pcm := make([]int16, device.FrameSamples)
-		buf := make([]byte, 1500)
-		for tone.ReadFrame(ctx, pcm) == nil {
-			if n, err := enc.Encode(pcm, buf); err == nil {
-				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
-			}
-		}
-	}()
-	// The hub announces a track when its media arrives: the tone is already flowing.
-	senders, err := c.Publish(ctx, track)
-	if err != nil {
-		return fmt.Errorf("publish tone: %w", err)
-	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
-	return nil
 }
 
 func waitPublished(ctx context.Context, c *rtc.Client, uid uint32) error {
