@@ -111,18 +111,11 @@ func oneJoin(ctx context.Context, c *rtc.Client, cm *commander, channel string) 
 		return j, err
 	}
 	j.firstPacket = first.Sub(t0)
-	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = readFrames(kctx, track, func(f *frame) bool {
-		if f.decodable() {
-			j.keyframe = f.done.Sub(t0)
-			return false
-		}
-		return true
-	})
-	cancel()
+	keyAt, err := firstDecodable(ctx, track)
 	if err != nil {
 		return j, fmt.Errorf("waiting for a keyframe: %w", err)
 	}
+	j.keyframe = keyAt.Sub(t0)
 	if err := <-gotReply; err != nil {
 		return j, err
 	}
@@ -186,19 +179,12 @@ func measureLateJoins(ctx context.Context, s *inProcess, n int, maxWait time.Dur
 			return err
 		}
 		lj.firstPacket = first.Sub(t0)
-		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = readFrames(kctx, track, func(f *frame) bool {
-			if f.decodable() {
-				lj.keyframe = f.done.Sub(t0)
-				return false
-			}
-			return true
-		})
-		cancel()
+		keyAt, err := firstDecodable(ctx, track)
 		c.Leave(ctx)
 		if err != nil {
 			return fmt.Errorf("late joiner %d: %w", i, err)
 		}
+		lj.keyframe = keyAt.Sub(t0)
 		all = append(all, lj)
 	}
 	var total, joined, first, key Durations

@@ -78,6 +78,22 @@ func (r *auReader) push(pkt *rtp.Packet, now time.Time) *frame {
 	return &f
 }
 
+// firstDecodable waits, 10 s at most, for the first frame a decoder can start from (a complete
+// keyframe) and returns when it was complete.
+func firstDecodable(ctx context.Context, track *webrtc.TrackRemote) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var done time.Time
+	err := readFrames(ctx, track, func(f *frame) bool {
+		if f.decodable() {
+			done = f.done
+			return false
+		}
+		return true
+	})
+	return done, err
+}
+
 // readFrames reads track until fn returns false, the track ends or ctx ends.
 func readFrames(ctx context.Context, track *webrtc.TrackRemote, fn func(*frame) bool) error {
 	var r auReader
