@@ -175,6 +175,10 @@ func New(opts Options) (*Client, error) {
 		SetAutoReconnect(false).
 		SetConnectRetry(false). // Run reconnects, with its own back-off
 		SetBinaryWill(c.topics.Status(), []byte("offline"), 1, true).
+		// A persistent session's queued commands arrive right after CONNACK,
+		// before Subscribe has registered its handler; without a default
+		// handler paho would drop them.
+		SetDefaultPublishHandler(c.onUnrouted).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
 			case c.lost <- err:
@@ -374,6 +378,16 @@ func wait(ctx context.Context, tok paho.Token) error {
 
 // onMessage queues a command for the worker. paho calls it in order and it
 // must not block, so a full queue is answered "busy".
+// onUnrouted takes messages paho has no subscription handler for yet: the
+// commands a persistent session held while the device was away.
+func (c *Client) onUnrouted(pc paho.Client, m paho.Message) {
+	if m.Topic() != c.topics.Cmd() {
+		c.log.Debug("ignoring message on unexpected topic", "topic", m.Topic())
+		return
+	}
+	c.onMessage(pc, m)
+}
+
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	payload := m.Payload()
 	select {
