@@ -90,6 +90,7 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 
 	// The current connection's media counters (they start again after a rejoin).
 	var t streamTotals
+	var restarts uint64
 	a.mu.Lock()
 	c := a.call
 	a.mu.Unlock()
@@ -101,8 +102,10 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 			if pc := client.PublishConnection(); pc != nil {
 				t = a.totals(pc)
 			}
+			restarts = client.ICERestarts()
 		}
 	}
+	fmt.Fprintf(w, "# HELP camagent_ice_restarts_total ICE restarts on the current connection (a media path died, the session lived on).\n# TYPE camagent_ice_restarts_total counter\ncamagent_ice_restarts_total %d\n", restarts)
 	fmt.Fprintf(w, "# HELP camagent_sent_bytes_total RTP payload and header bytes sent on the current connection.\n# TYPE camagent_sent_bytes_total counter\n")
 	fmt.Fprintf(w, "camagent_sent_bytes_total{kind=\"video\"} %d\ncamagent_sent_bytes_total{kind=\"audio\"} %d\n", t.videoBytes, t.audioBytes)
 	fmt.Fprintf(w, "# HELP camagent_sent_frames_total Video frames sent on the current connection.\n# TYPE camagent_sent_frames_total counter\ncamagent_sent_frames_total %d\n", t.frames)

@@ -336,6 +336,7 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_users Users in all channels.\n# TYPE camhub_users gauge\ncamhub_users %d\n", st.Users)
 	fmt.Fprintf(w, "# HELP camhub_joins_total Successful joins.\n# TYPE camhub_joins_total counter\ncamhub_joins_total %d\n", st.Joins)
 	fmt.Fprintf(w, "# HELP camhub_joins_refused_total Joins refused (token or parameters).\n# TYPE camhub_joins_refused_total counter\ncamhub_joins_refused_total %d\n", st.Refused)
+	fmt.Fprintf(w, "# HELP camhub_ice_restarts_total ICE restarts, asked for by clients or started by the hub (a media path died, the session lived on).\n# TYPE camhub_ice_restarts_total counter\ncamhub_ice_restarts_total %d\n", st.ICERestarts)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_packets_total RTP packets received from publishers and forwarded.\n# TYPE camhub_forwarded_packets_total counter\ncamhub_forwarded_packets_total %d\n", st.ForwardedPackets)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
 	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,7 +124,7 @@ func (l *lab) start(ns, name string, env []string, args ...string) *exec.Cmd {
 		logf.Close()
 		if l.t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			l.t.Logf("--- %s log (last 4 kB)\n%s", name, tail(b, 4096))
+			l.t.Logf("--- %s log (last 16 kB)\n%s", name, tail(b, 16384))
 		}
 	})
 	return cmd
@@ -147,6 +148,7 @@ func goBuild(t *testing.T, dir string, pkgs ...string) {
 
 type result struct {
 	Frames       int      `json:"frames"`
+	ICERestarts  uint64   `json:"iceRestarts"`
 	ICEServers   []string `json:"iceServers"`
 	Video, Audio string
 	JoinMS       int64   `json:"joinMs"`
@@ -225,7 +227,7 @@ stateDir: %s
 				del := append([]string{"iptables", "-D"}, r[1:]...)
 				t.Cleanup(func() { l.in("rview", del...) })
 			}
-			res := viewer(t, l, trust, "nat-"+sc.name, speaker, sc.args...)
+			res, _ := viewer(t, l, trust, "nat-"+sc.name, speaker, nil, sc.args...)
 			t.Logf("%s: %d frames, first after %d ms, join %d ms, video over %s, audio over %s, ICE servers %v",
 				sc.name, res.Frames, res.FirstMS, res.JoinMS, res.Video, res.Audio, res.ICEServers)
 			if sc.expect != "" {
@@ -239,12 +241,41 @@ stateDir: %s
 			}
 		})
 	}
+	// A call on the direct path, then the viewer's network stops passing UDP mid-call (as when
+	// a NAT forgets its mappings or a network starts filtering): the viewer restarts ICE over
+	// its signalling socket, finds the relay over TCP, and video and talk resume on the same
+	// session. The viewer's tone at the device's speaker, checked after the cut, shows that
+	// its publish connection came back too.
+	t.Run("path-dies", func(t *testing.T) {
+		// Both directions: the router forgets its mappings and passes no UDP any more.
+		rule := []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
+		cut := func() {
+			l.in("rview", append([]string{"iptables"}, rule...)...)
+			t.Cleanup(func() { l.in("rview", append([]string{"iptables", "-D"}, rule[1:]...)...) })
+		}
+		before, after := viewer(t, l, trust, "nat-path-dies", speaker, cut, "-after-cut", "30")
+		t.Logf("before the cut: video over %s, audio over %s; after: %d frames, first %d ms after the cut, %d ICE restarts, video over %s, audio over %s",
+			before.Video, before.Audio, after.Frames, after.FirstMS, after.ICERestarts, after.Video, after.Audio)
+		if strings.HasPrefix(before.Video, "relay") {
+			t.Errorf("before the cut the video already went through TURN (%s)", before.Video)
+		}
+		if after.ICERestarts == 0 {
+			t.Error("the call came back without an ICE restart")
+		}
+		for what, typ := range map[string]string{"video": after.Video, "audio": after.Audio} {
+			if !strings.HasPrefix(typ, "relay/") {
+				t.Errorf("after the cut %s went over %q, want the relay", what, typ)
+			}
+		}
+	})
 	t.Run("chromium", func(t *testing.T) { chromium(t, l, speaker) })
 }
 
 // chromium opens the viewer page in headless Chromium inside the viewer's namespace, over
 // HTTPS at the hub's public address (the self-signed certificate accepted), watches the device
-// and holds Talk: the fake microphone's 1000 Hz tone must reach the device's speaker.
+// and holds Talk: the fake microphone's 1000 Hz tone must reach the device's speaker. Then the
+// viewer's network stops passing UDP mid-call: the SDK must restart ICE (over TURN/TCP), the
+// picture must move again and Talk must reach the speaker again.
 func chromium(t *testing.T, l *lab, speaker string) {
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -253,51 +284,93 @@ func chromium(t *testing.T, l *lab, speaker string) {
 	if _, err := os.Stat("../e2e/browser/node_modules/playwright-core"); err != nil {
 		t.Fatal("playwright-core is not installed in e2e/browser: run make test-deps")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.ns("view"), node, "browser.mjs")
 	cmd.Env = append(os.Environ(), "CAMAGENT_HUB_URL=https://"+hubIP+":8443", "CAMAGENT_DEVICE_ID="+deviceID,
-		"CAMAGENT_API_KEY="+apiKey)
+		"CAMAGENT_API_KEY="+apiKey, "CAMAGENT_CUT=1")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	t.Logf("chromium: %s", strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatalf("chromium viewer: %v\n%s", err, tail([]byte(stderr.String()), 4096))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	lines := bufio.NewReader(stdout)
 	var r struct {
 		Frames       int
 		FirstFrameMs int64
+		OutageMs     int64
+		ICERestarts  int
 		Secure       bool
+		Error        string
 	}
-	json.Unmarshal(out, &r)
+	read := func(what string) {
+		line, _ := lines.ReadString('\n')
+		t.Logf("chromium %s: %s", what, strings.TrimSpace(line))
+		r.Error = ""
+		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Error != "" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("chromium viewer %s: %q (%v)\n%s", what, line, err, tail([]byte(stderr.String()), 4096))
+		}
+	}
+	read("call")
 	if r.Frames < 30 || !r.Secure {
 		t.Errorf("chromium: %d frames, secure context %v", r.Frames, r.Secure)
 	}
+	if s := talkSeconds(t, speaker, 0); s < 1 {
+		t.Errorf("the browser's tone reached the device's speaker for only %.1f s (want ≥ 1 s)", s)
+	}
+
+	// The viewer's network stops passing UDP, both ways, mid-call.
+	rule := []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
+	l.in("rview", append([]string{"iptables"}, rule...)...)
+	defer l.in("rview", append([]string{"iptables", "-D"}, rule[1:]...)...)
+	samples, _, _, _ := wav.ReadFile(speaker)
+	t.Logf("UDP cut at %s", time.Now().UTC().Format("15:04:05.000"))
+	io.WriteString(stdin, "cut\n")
+	read("after the cut")
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("chromium viewer: %v\n%s", err, tail([]byte(stderr.String()), 4096))
+	}
+	if r.Frames < 30 || r.ICERestarts == 0 {
+		t.Errorf("after the cut: %d frames, %d ICE restarts; want 30 frames through a restarted path", r.Frames, r.ICERestarts)
+	}
+	t.Logf("after the cut: the picture stood still for %d ms; %d ICE restarts", r.OutageMs, r.ICERestarts)
+	if s := talkSeconds(t, speaker, len(samples)); s < 1 {
+		t.Errorf("after the cut the browser's tone reached the device's speaker for only %.1f s (want ≥ 1 s)", s)
+	}
+}
+
+// talkSeconds is how long the browser's 1000 Hz tone plays in the device speaker's WAV, from
+// sample from on.
+func talkSeconds(t *testing.T, speaker string, from int) float64 {
+	t.Helper()
 	samples, _, _, err := wav.ReadFile(speaker)
 	if err != nil {
 		t.Fatalf("device speaker WAV: %v", err)
 	}
 	const win = device.SampleRate / 10
 	talk := 0
-	for i := 0; i+win <= len(samples); i += win {
+	for i := from; i+win <= len(samples); i += win {
 		w := samples[i : i+win]
 		if f := audio.DominantFrequency(w, device.SampleRate); audio.RMS(w) > 300 && f > 980 && f < 1020 {
 			talk++
 		}
 	}
-	t.Logf("device speaker: %.1f s of the browser's 1000 Hz tone", float64(talk)/10)
-	if talk < 10 {
-		t.Errorf("the browser's tone reached the device's speaker for only %.1f s (want ≥ 1 s)", float64(talk)/10)
-	}
+	s := float64(talk) / 10
+	t.Logf("device speaker: %.1f s of the browser's 1000 Hz tone (from sample %d)", s, from)
+	return s
 }
 
 // viewer runs the viewer helper in the viewer's namespace: it makes the device join channel,
 // receives its video and talks back; while it holds the call, the device's speaker must play
-// the viewer's tone.
-func viewer(t *testing.T, l *lab, env []string, channel, speaker string, args ...string) result {
+// the viewer's tone. With cut (and -after-cut in args), cut runs once the call is up, and the
+// viewer's second result tells how the call came back; the speaker is checked after that.
+func viewer(t *testing.T, l *lab, env []string, channel, speaker string, cut func(), args ...string) (result, result) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	argv := append([]string{"netns", "exec", l.ns("view"), filepath.Join(l.dir, "viewer"),
 		"-hub", "https://" + hubIP + ":8443", "-key", apiKey, "-device", deviceID, "-channel", channel}, args...)
@@ -317,16 +390,27 @@ func viewer(t *testing.T, l *lab, env []string, channel, speaker string, args ..
 			t.Logf("viewer stderr:\n%s", tail([]byte(stderr.String()), 4096))
 		}
 	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("viewer printed no result: %v", err)
+	lines := bufio.NewReader(stdout)
+	read := func() result {
+		line, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("viewer printed no result: %v", err)
+		}
+		var res result
+		if err := json.Unmarshal([]byte(line), &res); err != nil {
+			t.Fatalf("viewer result %q: %v", line, err)
+		}
+		if res.Error != "" {
+			t.Fatalf("viewer: %s", res.Error)
+		}
+		return res
 	}
-	var res result
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		t.Fatalf("viewer result %q: %v", line, err)
-	}
-	if res.Error != "" {
-		t.Fatalf("viewer: %s", res.Error)
+	res := read()
+	var after result
+	if cut != nil {
+		cut()
+		io.WriteString(stdin, "cut\n")
+		after = read()
 	}
 	// The viewer's tone, at the device's speaker (the WAV the agent writes).
 	var f, rms float64
@@ -342,7 +426,7 @@ func viewer(t *testing.T, l *lab, env []string, channel, speaker string, args ..
 	if !ok {
 		t.Errorf("device speaker: %.1f Hz at RMS %.0f, want the viewer's %d Hz tone", f, rms, toneHz)
 	}
-	return res
+	return res, after
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) bool {

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -32,6 +33,9 @@ type APIOptions struct {
 	// Interceptors are registered before pion's defaults, i.e. closest to the network
 	// (tests use this to lose packets on purpose).
 	Interceptors []interceptor.Factory
+	// Net is the network the ICE agent uses (nil: the host's). Tests pass one that can cut a
+	// media path on purpose (rtctest.CutNet).
+	Net transport.Net
 }
 
 // NACKCachePackets is how many sent packets per stream are kept to answer NACKs.
@@ -96,6 +100,9 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	}
 	if o.ICEUDPMux != nil {
 		s.SetICEUDPMux(o.ICEUDPMux)
+	}
+	if o.Net != nil {
+		s.SetNet(o.Net)
 	}
 	s.SetNetworkTypes(networks)
 	s.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,7 +28,18 @@ type ClientOptions struct {
 	// (3 s): a TURN server that a firewall hides (UDP dropped) takes pion ~25 s to give up on,
 	// while the other transports' candidates are there in milliseconds.
 	GatherTimeout time.Duration
+	// RestartAfter is how long a peer connection's ICE may stay disconnected before the
+	// client restarts ICE over the signalling socket (1 s; a failed connection restarts at
+	// once). Negative: never restart (the connection ends when the hub gives up on it).
+	RestartAfter time.Duration
 }
+
+// Restart back-off: the first retry of a restart that did not bring the path back waits
+// restartRetryMin, doubling to restartRetryMax.
+const (
+	restartRetryMin = 5 * time.Second
+	restartRetryMax = 30 * time.Second
+)
 
 // Client is one user's connection to a hub: signalling plus the publish and subscribe peer
 // connections. Events from the hub arrive on Events(); Done() closes when the connection ends.
@@ -53,7 +65,11 @@ type Client struct {
 	waiters map[TrackInfo][]chan *webrtc.TrackRemote
 	offers  chan *Message
 	live    map[string]chan struct{} // kind → closed when the hub says our track is live
-	ice     []webrtc.ICEServer       // from the join reply
+	ice     []webrtc.ICEServer       // from the join reply (and fresher ones from restarts)
+
+	pubMu    sync.Mutex // one publish negotiation at a time (Publish, ICE restarts)
+	restarts atomic.Uint64
+	kick     chan string // a connection the hub says lost its media path
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
@@ -85,6 +101,9 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 	if o.GatherTimeout == 0 {
 		o.GatherTimeout = 3 * time.Second
 	}
+	if o.RestartAfter == 0 {
+		o.RestartAfter = time.Second
+	}
 	if o.API == nil {
 		return nil, errors.New("rtc: no webrtc API")
 	}
@@ -100,11 +119,12 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 		events: make(chan *Message, 64), pending: map[uint64]chan *Message{},
 		tracks: map[string]TrackInfo{}, arrived: map[TrackInfo]*webrtc.TrackRemote{},
 		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
-		live: map[string]chan struct{}{},
+		live: map[string]chan struct{}{}, kick: make(chan string, 2),
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.readLoop()
 	go c.offerLoop()
+	go c.watchPaths()
 	return c, nil
 }
 
@@ -149,6 +169,13 @@ func (c *Client) readLoop() {
 				return
 			}
 		case TypeEvent:
+			if m.Event == EventRestartICE {
+				select {
+				case c.kick <- m.Connection:
+				default:
+				}
+				continue
+			}
 			if m.Event == EventPublished {
 				c.mu.Lock()
 				if ch := c.live[m.Kind]; ch != nil {
@@ -189,6 +216,14 @@ func (c *Client) answerOffer(m *Message) error {
 		c.tracks[mid] = ti
 	}
 	c.mu.Unlock()
+	if len(m.ICEServers) > 0 { // an ICE restart: gather with the fresh credentials
+		c.setICEServers(m.ICEServers)
+		if pc != nil {
+			if err := c.refreshConfiguration(pc); err != nil {
+				return err
+			}
+		}
+	}
 	if pc == nil {
 		var err error
 		if pc, err = c.opts.API.NewPeerConnection(c.configuration()); err != nil {
@@ -320,13 +355,29 @@ func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, to
 	if r.UID != nil {
 		res.UID = *r.UID
 	}
+	c.setICEServers(r.ICEServers)
+	return res, nil
+}
+
+// setICEServers keeps the ICE servers the hub handed out for the peer connections.
+func (c *Client) setICEServers(servers []ICEServer) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.ice = c.ice[:0]
-	for _, s := range r.ICEServers {
+	for _, s := range servers {
 		c.ice = append(c.ice, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	c.mu.Unlock()
-	return res, nil
+}
+
+// refreshConfiguration gives an existing peer connection the latest ICE servers (their
+// credentials are short-lived), for its next gathering.
+func (c *Client) refreshConfiguration(pc *webrtc.PeerConnection) error {
+	cfg := pc.GetConfiguration()
+	cfg.ICEServers = c.configuration().ICEServers
+	if err := pc.SetConfiguration(cfg); err != nil {
+		return fmt.Errorf("rtc: update ICE servers: %w", err)
+	}
+	return nil
 }
 
 // configuration is the peer connections' configuration: the ICE servers the hub gave.
@@ -341,6 +392,8 @@ func (c *Client) configuration() webrtc.Configuration {
 // every track to the channel, which happens when its media arrives: write samples to the
 // tracks before or while calling Publish.
 func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
 	c.mu.Lock()
 	pc := c.pub
 	c.mu.Unlock()
@@ -369,29 +422,8 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		}
 		senders = append(senders, tr.Sender())
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return nil, fmt.Errorf("rtc: create offer: %w", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, fmt.Errorf("rtc: set offer: %w", err)
-	}
-	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
-	defer gatherTimer.Stop()
-	select {
-	case <-gathered:
-	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
-		c.log.Warn("ICE gathering incomplete; offering the candidates gathered so far", "after", c.opts.GatherTimeout)
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: pc.LocalDescription().SDP})
-	if err != nil {
+	if err := c.negotiatePublish(ctx, pc, nil); err != nil {
 		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
-		return nil, fmt.Errorf("rtc: apply hub answer: %w", err)
 	}
 	// Return once the others can subscribe: the hub announces a track when its media arrives,
 	// so the caller must already be writing samples to the tracks.
@@ -409,6 +441,142 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		}
 	}
 	return senders, nil
+}
+
+// negotiatePublish offers the publish connection's current tracks to the hub and applies its
+// answer. The caller holds pubMu.
+func (c *Client) negotiatePublish(ctx context.Context, pc *webrtc.PeerConnection, opts *webrtc.OfferOptions) error {
+	offer, err := pc.CreateOffer(opts)
+	if err != nil {
+		return fmt.Errorf("rtc: create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("rtc: set offer: %w", err)
+	}
+	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
+	defer gatherTimer.Stop()
+	select {
+	case <-gathered:
+	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
+		c.log.Warn("ICE gathering incomplete; offering the candidates gathered so far", "after", c.opts.GatherTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: pc.LocalDescription().SDP})
+	if err != nil {
+		return err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.SDP}); err != nil {
+		return fmt.Errorf("rtc: apply hub answer: %w", err)
+	}
+	return nil
+}
+
+// ICERestarts counts the ICE restarts this client asked for.
+func (c *Client) ICERestarts() uint64 { return c.restarts.Load() }
+
+// pathWatch is what watchPaths knows about one peer connection's media path.
+type pathWatch struct {
+	lostAt      time.Time // when ICE went disconnected or failed; zero while the path is up
+	lastRestart time.Time
+	retry       time.Duration // how long after lastRestart to restart again
+}
+
+// watchPaths restarts ICE on a peer connection whose media path died while the signalling
+// socket lives on: disconnected for RestartAfter, or failed. A restart that does not bring
+// the path back is retried with back-off until it does or the client ends.
+func (c *Client) watchPaths() {
+	defer c.wg.Done()
+	if c.opts.RestartAfter < 0 {
+		return
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	watches := map[string]*pathWatch{ConnPublish: {}, ConnSubscribe: {}}
+	for {
+		kicked := ""
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		case kicked = <-c.kick:
+		}
+		for _, which := range []string{ConnPublish, ConnSubscribe} {
+			c.mu.Lock()
+			pc := c.pub
+			if which == ConnSubscribe {
+				pc = c.sub
+			}
+			c.mu.Unlock()
+			if pc == nil {
+				continue
+			}
+			w, now := watches[which], time.Now()
+			st := pc.ICEConnectionState()
+			if kicked == which && w.lostAt.IsZero() {
+				// The hub lost this path though ours looks fine (say, only our uplink died).
+				c.log.Warn("media path lost at the hub", "connection", which, "ice", st.String())
+				w.lostAt = now
+				st = webrtc.ICEConnectionStateFailed
+			}
+			switch st {
+			case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+				if !w.lostAt.IsZero() {
+					c.log.Info("media path restored", "connection", which, "after", now.Sub(w.lostAt).Round(time.Millisecond))
+				}
+				*w = pathWatch{}
+				continue
+			case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+				if w.lostAt.IsZero() {
+					w.lostAt = now
+					c.log.Warn("media path lost", "connection", which, "ice", st.String())
+				}
+			case webrtc.ICEConnectionStateClosed:
+				continue
+			}
+			if w.lostAt.IsZero() {
+				continue // new or checking, not yet connected: the first connection is on its way
+			}
+			if w.lastRestart.IsZero() {
+				if st != webrtc.ICEConnectionStateFailed && now.Sub(w.lostAt) < c.opts.RestartAfter {
+					continue
+				}
+			} else if now.Sub(w.lastRestart) < w.retry {
+				continue
+			}
+			w.lastRestart = now
+			w.retry = min(max(2*w.retry, restartRetryMin), restartRetryMax)
+			if err := c.restartICE(which); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("ICE restart failed", "connection", which, "err", err, "retry in", w.retry)
+			}
+		}
+	}
+}
+
+// restartICE restarts ICE on one peer connection with fresh credentials and ICE servers.
+func (c *Client) restartICE(which string) error {
+	c.restarts.Add(1)
+	c.log.Info("restarting ICE", "connection", which)
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
+	defer cancel()
+	r, err := c.request(ctx, &Message{Type: TypeRestart, Connection: which})
+	if err != nil {
+		return err
+	}
+	if which == ConnSubscribe {
+		return nil // the hub's ICE-restart offer follows, with its ICE servers
+	}
+	c.setICEServers(r.ICEServers)
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	pc := c.pub
+	c.mu.Unlock()
+	if err := c.refreshConfiguration(pc); err != nil {
+		return err
+	}
+	return c.negotiatePublish(ctx, pc, &webrtc.OfferOptions{ICERestart: true})
 }
 
 // PublishConnection returns the publish peer connection (nil before Publish), for stats.

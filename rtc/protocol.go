@@ -23,6 +23,12 @@ const (
 	TypeRenew       = "renew"
 	TypeLeave       = "leave"
 	TypePing        = "ping"
+	// TypeRestart asks for an ICE restart of one peer connection when its media path died
+	// while the signalling socket lives on (a NAT rebinding, a dropped UDP path, a network
+	// change): for the subscribe connection the hub sends a new offer with fresh ICE
+	// credentials; for the publish connection the client then sends a publish offer with
+	// fresh credentials itself. The reply carries fresh ICE servers either way.
+	TypeRestart = "restart"
 	// hub → client
 	TypeReply = "reply"
 	TypeOffer = "offer"
@@ -41,6 +47,17 @@ const (
 	// EventPublished tells a publisher that its track of Kind is live in the channel (its
 	// media reached the hub and the others were told).
 	EventPublished = "published"
+	// EventRestartICE tells a client that the hub lost the media path of its publish
+	// connection (Connection): restart ICE on it with a publish offer. (The subscribe
+	// connection the hub restarts itself, with an offer.) A client may notice a dead path
+	// much later than the hub, or never: when only its uplink died, media still arrives.
+	EventRestartICE = "restart-ice"
+)
+
+// Peer connections (Message.Connection).
+const (
+	ConnPublish   = "publish"
+	ConnSubscribe = "subscribe"
 )
 
 // Media kinds.
@@ -127,6 +144,9 @@ type Message struct {
 	// subscribe / unsubscribe / events
 	Kind string `json:"kind,omitempty"`
 
+	// restart: which peer connection (ConnPublish or ConnSubscribe)
+	Connection string `json:"connection,omitempty"`
+
 	// reply
 	OK    *bool  `json:"ok,omitempty"`
 	Error *Error `json:"error,omitempty"`
@@ -134,7 +154,8 @@ type Message struct {
 	Users     []User `json:"users,omitempty"`
 	Mid       string `json:"mid,omitempty"`
 	ExpiresAt int64  `json:"expiresAt,omitempty"` // token expiry, unix seconds
-	// reply to join: the STUN/TURN servers to create peer connections with
+	// reply to join and restart, and an ICE-restart offer: the STUN/TURN servers (with
+	// fresh credentials) to create or restart peer connections with
 	ICEServers []ICEServer `json:"iceServers,omitempty"`
 
 	// event
@@ -177,6 +198,10 @@ func ParseMessage(b []byte) (*Message, error) {
 	case TypeRenew:
 		if m.Token == "" {
 			return &m, Errorf(CodeInvalidParams, "renew: token is required")
+		}
+	case TypeRestart:
+		if m.Connection != ConnPublish && m.Connection != ConnSubscribe {
+			return &m, Errorf(CodeInvalidParams, "restart: connection must be publish or subscribe")
 		}
 	case TypeLeave, TypePing:
 	case "":

@@ -27,6 +27,10 @@ func TestParseMessage(t *testing.T) {
 		{`{"type":"subscribe","id":3,"kind":"audio"}`, CodeInvalidParams},
 		{`{"type":"renew","id":4}`, CodeInvalidParams},
 		{`{"type":"leave"}`, ""},
+		{`{"type":"restart","id":6,"connection":"subscribe"}`, ""},
+		{`{"type":"restart","id":6,"connection":"publish"}`, ""},
+		{`{"type":"restart","id":6}`, CodeInvalidParams},
+		{`{"type":"restart","id":6,"connection":"both"}`, CodeInvalidParams},
 		{`{"type":"dance"}`, CodeBadMessage},
 		{`{"id":5}`, CodeBadMessage},
 		{`not json`, CodeBadMessage},
@@ -52,6 +56,7 @@ func FuzzParseMessage(f *testing.F) {
 		`{"type":"subscribe","id":3,"uid":7,"kind":"video"}`,
 		`{"type":"publish","id":2,"sdp":"v=0\r\n"}`,
 		`{"type":"answer","sdp":"v=0"}`,
+		`{"type":"restart","id":4,"connection":"subscribe"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -31,6 +31,10 @@ type Options struct {
 	// in the channel: rejoining with the same uid within it, the others see its tracks go and
 	// come back but never a user-left (10 s; negative: none).
 	ReconnectGrace time.Duration
+	// ICERestartWait is how long a peer connection whose ICE failed (the media path died
+	// while the signalling socket lives) may take to come back through an ICE restart
+	// before the user counts as lost (20 s: browsers notice a dead path late).
+	ICERestartWait time.Duration
 }
 
 // Stats are counters for /metrics.
@@ -39,6 +43,9 @@ type Stats struct {
 	ForwardedPackets uint64
 	ForwardedBytes   uint64
 	Joins, Refused   uint64
+	// ICERestarts counts ICE restarts, asked for by clients or started by the hub: media
+	// paths that died while the signalling socket lived.
+	ICERestarts uint64
 }
 
 // Service runs the channels of every App.
@@ -56,6 +63,7 @@ type Service struct {
 
 	forwardedPackets, forwardedBytes atomic.Uint64
 	joins, refused                   atomic.Uint64
+	iceRestarts                      atomic.Uint64
 }
 
 // New returns a running Service; Close ends every session.
@@ -68,6 +76,9 @@ func New(o Options) *Service {
 	}
 	if o.WillExpireBefore == 0 {
 		o.WillExpireBefore = 30 * time.Second
+	}
+	if o.ICERestartWait <= 0 {
+		o.ICERestartWait = 20 * time.Second
 	}
 	if o.ReconnectGrace == 0 {
 		o.ReconnectGrace = 10 * time.Second
@@ -130,6 +141,7 @@ func (s *Service) Stats() Stats {
 	st.ForwardedBytes = s.forwardedBytes.Load()
 	st.Joins = s.joins.Load()
 	st.Refused = s.refused.Load()
+	st.ICERestarts = s.iceRestarts.Load()
 	return st
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/hub/token"
@@ -23,6 +24,9 @@ const (
 	pongWait     = 12 * time.Second // a silent client is gone after this
 	writeWait    = 5 * time.Second
 	gatherWait   = 5 * time.Second
+	// restartAfter is how long a peer connection may stay disconnected (no packets for 3 s
+	// before that) before the hub restarts its ICE; a failed one restarts at once.
+	restartAfter = 2 * time.Second
 )
 
 type subKey struct {
@@ -62,6 +66,8 @@ type session struct {
 	negMu          sync.Mutex
 	awaitingAnswer bool
 	dirty          bool
+	iceRestart     bool // the next subscribe offer restarts ICE
+	restartSent    bool // the offer awaiting its answer restarts ICE
 }
 
 func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
@@ -235,6 +241,8 @@ func (s *session) handle(m *rtc.Message) (stop bool) {
 		}
 	case rtc.TypeRenew:
 		reply, err = s.renew(m)
+	case rtc.TypeRestart:
+		reply, err = s.restart(m)
 	case rtc.TypePing:
 		reply = okReply(m.ID)
 	case rtc.TypeLeave:
@@ -365,11 +373,7 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.log.Info("user joined")
 		c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
 	}
-	reply := &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt}
-	if f := s.svc.opts.ICEServers; f != nil {
-		reply.ICEServers = f(s.host, m.AppID, uid)
-	}
-	return reply, nil
+	return &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt, ICEServers: s.iceServers()}, nil
 }
 
 func (s *session) renew(m *rtc.Message) (*rtc.Message, error) {
@@ -416,20 +420,85 @@ func (s *session) armExpiry(c *token.Claims) {
 	}
 }
 
-func (s *session) newPeerConnection() (*webrtc.PeerConnection, error) {
+// newPeerConnection creates the user's publish or subscribe connection (which is
+// rtc.ConnPublish or rtc.ConnSubscribe).
+func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error) {
 	pc, err := s.svc.opts.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "create peer connection: %v", err)
 	}
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		s.log.Debug("peer connection state", "state", st.String())
-		if st == webrtc.PeerConnectionStateFailed {
-			// The transport is dead: the user is gone.
+	var (
+		lost       atomic.Bool // the media path died since it was last connected
+		restarting atomic.Bool // and its ICE restart has begun
+	)
+	// pathLost runs when the media path stays disconnected for restartAfter, or fails. The
+	// client may still be there (its signalling socket is what tells): ICE restarts over the
+	// socket. The hub restarts the subscribe connection it offers itself, and asks the client
+	// to restart the publish connection (the client may not have noticed: browsers take
+	// long, and when only its uplink died media still reaches it). Without a restart that
+	// brings the path back within ICERestartWait, the user is gone.
+	pathLost := func() {
+		if !restarting.CompareAndSwap(false, true) {
+			return
+		}
+		wait := s.svc.opts.ICERestartWait
+		s.log.Warn("media path lost; restarting ICE", "connection", which, "state", pc.ConnectionState().String(), "wait", wait)
+		if which == rtc.ConnSubscribe {
+			if err := s.restartSubscribe(); err != nil {
+				s.log.Warn("ICE restart of the subscribe connection", "err", err)
+			}
+		} else {
+			s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventRestartICE, Connection: rtc.ConnPublish})
+		}
+		s.after(wait, func() {
+			if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+				return
+			}
+			s.log.Warn("media path not restored; user lost", "connection", which, "state", pc.ConnectionState().String())
 			s.setLeaveReason("timeout")
 			s.cancel()
+		})
+	}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("peer connection state", "connection", which, "state", st.String())
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			restarting.Store(false)
+			wasLost := lost.Swap(false)
+			if wasLost {
+				s.log.Info("media path restored", "connection", which)
+			}
+			if which == rtc.ConnSubscribe {
+				s.requestFreshKeyframes()
+			} else if t := s.publishedTrack(rtc.KindVideo); t != nil && wasLost {
+				// Frames were lost while the path was down: the subscribers need a keyframe.
+				t.requestKeyframeNow()
+			}
+		case webrtc.PeerConnectionStateDisconnected:
+			lost.Store(true)
+			s.after(restartAfter, func() {
+				if st := pc.ConnectionState(); st == webrtc.PeerConnectionStateDisconnected || st == webrtc.PeerConnectionStateFailed {
+					pathLost()
+				}
+			})
+		case webrtc.PeerConnectionStateFailed:
+			lost.Store(true)
+			go pathLost()
 		}
 	})
 	return pc, nil
+}
+
+// after runs f after d unless the session has ended by then.
+func (s *session) after(d time.Duration, f func()) {
+	t := time.AfterFunc(d, func() {
+		if s.ctx.Err() == nil {
+			f()
+		}
+	})
+	s.mu.Lock()
+	s.timers = append(s.timers, t)
+	s.mu.Unlock()
 }
 
 // sendKinds returns the media kinds an offer sends (m-lines that are sendonly or sendrecv).
@@ -479,7 +548,7 @@ func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 	pc := s.pub
 	s.mu.Unlock()
 	if pc == nil {
-		if pc, err = s.newPeerConnection(); err != nil {
+		if pc, err = s.newPeerConnection(rtc.ConnPublish); err != nil {
 			return nil, err
 		}
 		pc.OnTrack(s.onTrack)
@@ -612,18 +681,9 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 	}
 	if pc == nil {
 		var err error
-		if pc, err = s.newPeerConnection(); err != nil {
+		if pc, err = s.newPeerConnection(rtc.ConnSubscribe); err != nil {
 			return nil, err
 		}
-		pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-			switch st {
-			case webrtc.PeerConnectionStateConnected:
-				s.requestFreshKeyframes()
-			case webrtc.PeerConnectionStateFailed:
-				s.setLeaveReason("timeout")
-				s.cancel()
-			}
-		})
 		s.mu.Lock()
 		s.sub = pc
 		s.mu.Unlock()
@@ -711,7 +771,13 @@ func (s *session) renegotiate() error {
 		s.dirty = true
 		return nil
 	}
-	offer, err := pc.CreateOffer(nil)
+	var opts *webrtc.OfferOptions
+	restarting := s.iceRestart
+	if restarting {
+		opts = &webrtc.OfferOptions{ICERestart: true}
+		s.iceRestart = false
+	}
+	offer, err := pc.CreateOffer(opts)
 	if err != nil {
 		return rtc.Errorf(rtc.CodeNegotiation, "create offer: %v", err)
 	}
@@ -731,8 +797,69 @@ func (s *session) renegotiate() error {
 	}
 	s.mu.Unlock()
 	s.awaitingAnswer = true
-	s.send(&rtc.Message{Type: rtc.TypeOffer, SDP: pc.LocalDescription().SDP, Tracks: tracks})
+	s.restartSent = restarting
+	m := &rtc.Message{Type: rtc.TypeOffer, SDP: pc.LocalDescription().SDP, Tracks: tracks}
+	if restarting {
+		m.ICEServers = s.iceServers()
+	}
+	s.send(m)
 	return nil
+}
+
+// restart begins an ICE restart of one of the user's peer connections: its media path died
+// while the signalling socket lives. The subscribe connection gets a new offer with fresh ICE
+// credentials (and the tracks on it a keyframe once it is back); the publish connection is
+// restarted by the client's next publish offer. Both get fresh ICE servers.
+func (s *session) restart(m *rtc.Message) (*rtc.Message, error) {
+	s.mu.Lock()
+	pc := s.pub
+	if m.Connection == rtc.ConnSubscribe {
+		pc = s.sub
+	}
+	s.mu.Unlock()
+	if pc == nil {
+		return nil, rtc.Errorf(rtc.CodeInvalidParams, "restart: no %s connection", m.Connection)
+	}
+	s.log.Info("ICE restart requested", "connection", m.Connection, "state", pc.ConnectionState().String())
+	if m.Connection == rtc.ConnPublish {
+		s.svc.iceRestarts.Add(1)
+	} else {
+		if err := s.restartSubscribe(); err != nil {
+			return nil, err
+		}
+	}
+	return &rtc.Message{ICEServers: s.iceServers()}, nil
+}
+
+// restartSubscribe sends an ICE-restart offer for the subscribe connection, unless one is
+// already on its way (the hub and the client both noticed the dead path).
+func (s *session) restartSubscribe() error {
+	s.negMu.Lock()
+	if s.iceRestart || s.restartSent {
+		s.negMu.Unlock()
+		return nil
+	}
+	s.iceRestart = true
+	s.negMu.Unlock()
+	s.svc.iceRestarts.Add(1)
+	s.mu.Lock()
+	for _, sub := range s.subs {
+		sub.fresh = true // frames were lost: a keyframe once the path is back
+	}
+	s.mu.Unlock()
+	return s.renegotiate()
+}
+
+// iceServers returns the STUN/TURN servers, with fresh credentials, for this user.
+func (s *session) iceServers() []rtc.ICEServer {
+	f := s.svc.opts.ICEServers
+	if f == nil {
+		return nil
+	}
+	s.mu.Lock()
+	app, uid := s.claims.AppID, s.uid
+	s.mu.Unlock()
+	return f(s.host, app, uid)
 }
 
 func (s *session) answer(m *rtc.Message) error {
@@ -746,6 +873,7 @@ func (s *session) answer(m *rtc.Message) error {
 	}
 	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
 	s.awaitingAnswer = false
+	s.restartSent = false
 	again := s.dirty
 	s.dirty = false
 	s.negMu.Unlock()

@@ -2,10 +2,13 @@
 // to have the device join a channel, joins it too (with the ICE servers the hub hands out),
 // counts the device's video frames, talks back with a tone, and prints one JSON result line.
 // It then holds the call until its standard input closes, so the test can check the device's
-// speaker while the tone still plays.
+// speaker while the tone still plays. With -after-cut, a line on standard input first tells it
+// that the test has just killed its media path: it then counts frames again, through whatever
+// path the ICE restart found, and prints a second result line.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -35,6 +38,8 @@ type Result struct {
 	FirstMS   int64   `json:"firstFrameMs"`
 	TotalSecs float64 `json:"totalSeconds"`
 	Error     string  `json:"error,omitempty"`
+	// ICERestarts is how many ICE restarts the viewer made (the -after-cut line).
+	ICERestarts uint64 `json:"iceRestarts"`
 }
 
 func main() {
@@ -46,6 +51,7 @@ func main() {
 		frames  = flag.Int("frames", 30, "video frames to receive")
 		verbose = flag.Bool("v", false, "log at debug level")
 		iceTCP  = flag.Bool("ice-tcp", false, "also try ICE-TCP to the hub's TCP media port")
+		cut     = flag.Int("after-cut", 0, "after the first result, wait for a line on stdin (the path was cut), then for this many more frames")
 	)
 	flag.Parse()
 	level := slog.LevelWarn
@@ -57,16 +63,24 @@ func main() {
 	defer cancel()
 	var res Result
 	start := time.Now()
-	c, err := run(ctx, log, rtc.APIOptions{ICETCP: *iceTCP}, *hub, *key, *dev, *channel, *frames, &res)
+	var frameTimes chan time.Time
+	if *cut > 0 {
+		frameTimes = make(chan time.Time, 1024)
+	}
+	c, err := run(ctx, log, rtc.APIOptions{ICETCP: *iceTCP}, *hub, *key, *dev, *channel, *frames, &res, frameTimes)
 	res.TotalSecs = time.Since(start).Seconds()
 	if err != nil {
 		res.Error = err.Error()
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
+	in := bufio.NewReader(os.Stdin)
+	if c != nil && *cut > 0 {
+		json.NewEncoder(os.Stdout).Encode(afterCut(ctx, c, in, frameTimes, *cut))
+	}
 	if c != nil {
 		// Hold the call (the tone keeps playing) until the test closes stdin.
 		done := make(chan struct{})
-		go func() { io.Copy(io.Discard, os.Stdin); close(done) }()
+		go func() { io.Copy(io.Discard, in); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -86,7 +100,54 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key, dev, channel string, want int, res *Result) (*rtc.Client, error) {
+// afterCut waits for the test's line saying the media path was cut, then for want more frames.
+func afterCut(ctx context.Context, c *rtc.Client, in *bufio.Reader, frames <-chan time.Time, want int) Result {
+	var res Result
+	if _, err := in.ReadString('\n'); err != nil {
+		res.Error = "no cut line on stdin: " + err.Error()
+		return res
+	}
+	cut := time.Now()
+	for len(frames) > 0 { // what arrived before the cut
+		<-frames
+	}
+	deadline := time.NewTimer(45 * time.Second)
+	defer deadline.Stop()
+	for res.Frames < want {
+		select {
+		case at := <-frames:
+			if at.Before(cut) {
+				continue
+			}
+			if res.Frames == 0 {
+				res.FirstMS = at.Sub(cut).Milliseconds()
+			}
+			res.Frames++
+		case <-deadline.C:
+			res.Error = fmt.Sprintf("%d frames in 45 s after the cut", res.Frames)
+			return res
+		case <-ctx.Done():
+			res.Error = "timed out"
+			return res
+		}
+	}
+	res.TotalSecs = time.Since(cut).Seconds()
+	res.ICERestarts = c.ICERestarts()
+	if pc := c.PublishConnection(); pc != nil {
+		for _, s := range pc.GetSenders() {
+			if s.Track() != nil {
+				res.Audio = selected(s.Transport())
+			}
+		}
+	}
+	res.Video = selected(subscribeTransport(c))
+	return res
+}
+
+// run joins the device and the viewer to channel and waits for want video frames; later
+// frames' arrival times go to frameTimes when it is not nil.
+func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key, dev, channel string, want int, res *Result,
+	frameTimes chan<- time.Time) (*rtc.Client, error) {
 	api := &hubAPI{base: hub, key: key}
 	if err := api.waitOnline(ctx, dev); err != nil {
 		return nil, err
@@ -142,10 +203,18 @@ func run(ctx context.Context, log *slog.Logger, apiOpts rtc.APIOptions, hub, key
 			res.Frames++
 		}
 	}
+	video.SetReadDeadline(time.Time{})
 	go func() { // keep reading: the hub's forwarding must not block on us
 		for {
-			if _, _, err := video.ReadRTP(); err != nil {
+			pkt, _, err := video.ReadRTP()
+			if err != nil {
 				return
+			}
+			if pkt.Marker && frameTimes != nil {
+				select {
+				case frameTimes <- time.Now():
+				default:
+				}
 			}
 		}
 	}()

@@ -27,6 +27,12 @@
   const PING_INTERVAL_MS = 15000;
   // A leave should not hang on a hub that has gone away.
   const LEAVE_TIMEOUT_MS = 2000;
+  // A peer connection whose ICE stays disconnected this long, or fails, while the signalling
+  // socket is fine has lost its media path (a NAT forgot its mapping, the network changed): it
+  // is restarted with fresh ICE credentials, keeping the session, tracks and subscriptions.
+  const ICE_RESTART_AFTER_MS = 1000;
+  // A restart that did not bring the path back is tried again after these delays.
+  const ICE_RESTART_RETRY_MS = [5000, 10000, 20000, 30000];
 
   // The script's own origin is the best default hub: a page from another origin that loads
   // <script src="https://hub/sdk/camagent-rtc.js"> then talks to that hub. Captured at load time
@@ -725,6 +731,9 @@
       this._closeReason = null;
       this._joinedAt = 0;
       this._lastStats = null;
+      // ICE restarts: 'publish'/'subscribe' → {lostAt, timer, tries}
+      this._paths = {};
+      this._iceRestarts = 0;
     }
 
     _setState(state, reason) {
@@ -984,9 +993,107 @@
 
     // ----- publishing
 
-    _newPeerConnection() {
+    _newPeerConnection(which) {
       const iceServers = this._iceServers.concat(this._hubIceServers || []);
-      return new root.RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+      const pc = new root.RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+      pc.addEventListener('iceconnectionstatechange', () => this._watchPath(pc, which));
+      return pc;
+    }
+
+    // ----- ICE restarts
+
+    // Follows one peer connection's ICE state. A path that stays disconnected, or fails, while
+    // the signalling socket lives is restarted (docs/protocol.md, "restart"); the page hears
+    // media-reconnect-start and, once media flows again, media-reconnect-end.
+    _watchPath(pc, which) {
+      if (pc !== (which === 'publish' ? this._pubPC : this._subPC)) return;
+      const path = this._paths[which] || (this._paths[which] = { lostAt: 0, timer: null, tries: 0 });
+      const st = pc.iceConnectionState;
+      if (st === 'connected' || st === 'completed') {
+        clearTimeout(path.timer);
+        if (path.lostAt) {
+          log.info(`media path (${which}) restored after ${Date.now() - path.lostAt} ms`);
+          this.emit('media-reconnect-end', which);
+        }
+        this._paths[which] = { lostAt: 0, timer: null, tries: 0 };
+        return;
+      }
+      if (st !== 'disconnected' && st !== 'failed') return;
+      if (!path.lostAt) {
+        path.lostAt = Date.now();
+        log.warn(`media path (${which}) lost: ICE ${st}`);
+        this.emit('media-reconnect-start', which);
+      }
+      if (path.timer) {
+        // Already waiting; a failure cuts short the wait before the first restart.
+        if (st !== 'failed' || path.tries > 0) return;
+        clearTimeout(path.timer);
+      }
+      path.timer = setTimeout(() => this._restartIce(pc, which), st === 'failed' ? 0 : ICE_RESTART_AFTER_MS);
+    }
+
+    // The hub lost the media path of one of our connections, though ours may look fine (a
+    // browser notices a dead path late; when only the uplink died, media still arrives).
+    _onRestartRequest(which) {
+      const pc = which === 'publish' ? this._pubPC : this._subPC;
+      if (!pc || pc.signalingState === 'closed') return;
+      const path = this._paths[which] || (this._paths[which] = { lostAt: 0, timer: null, tries: 0 });
+      if (path.tries > 0) return; // already restarting
+      if (!path.lostAt) {
+        path.lostAt = Date.now();
+        log.warn(`media path (${which}) lost at the hub`);
+        this.emit('media-reconnect-start', which);
+      }
+      clearTimeout(path.timer);
+      this._restartIce(pc, which, true);
+    }
+
+    async _restartIce(pc, which, force) {
+      const path = this._paths[which];
+      if (!path || pc !== (which === 'publish' ? this._pubPC : this._subPC)) return;
+      path.timer = null;
+      const st = pc.iceConnectionState;
+      if (pc.signalingState === 'closed') return;
+      if (!force && (st === 'connected' || st === 'completed')) {
+        // Back (after a restart the hub asked for, the state may never have left connected).
+        if (path.lostAt) this.emit('media-reconnect-end', which);
+        this._paths[which] = { lostAt: 0, timer: null, tries: 0 };
+        return;
+      }
+      // A broken socket is the reconnect's business (rejoin), not a restart's.
+      if (this.connectionState !== State.CONNECTED || !this._sig || !this._sig.isOpen) return;
+      const sig = this._sig;
+      const retry = ICE_RESTART_RETRY_MS[Math.min(path.tries, ICE_RESTART_RETRY_MS.length - 1)];
+      path.tries++;
+      this._iceRestarts++;
+      log.info(`restarting ICE on the ${which} connection (attempt ${path.tries})`);
+      path.timer = setTimeout(() => this._restartIce(pc, which), retry); // unless this one works
+      try {
+        const reply = await sig.request('restart', { connection: which }, this._timeoutMs);
+        if (which === 'publish' && this._sig === sig) {
+          // The hub restarts the subscribe connection with its own offer; this one is ours.
+          this._useHubIceServers(reply.iceServers);
+          await this._pubQueue.run(() => this._negotiatePublish({ iceRestart: true }));
+        }
+      } catch (e) {
+        log.warn(`ICE restart of the ${which} connection failed: ${e.message}`);
+      }
+    }
+
+    // Takes fresh STUN/TURN servers from the hub (their credentials are short-lived) for the
+    // next ICE gathering of both connections.
+    _useHubIceServers(servers) {
+      if (!Array.isArray(servers)) return;
+      this._hubIceServers = servers;
+      const iceServers = this._iceServers.concat(servers);
+      for (const pc of [this._pubPC, this._subPC]) {
+        if (!pc || pc.signalingState === 'closed') continue;
+        try {
+          pc.setConfiguration(Object.assign(pc.getConfiguration(), { iceServers }));
+        } catch (e) {
+          log.warn('could not update the ICE servers:', e.message);
+        }
+      }
     }
 
     /** Publishes local tracks (one audio and one video at most) on the publish connection. */
@@ -1003,7 +1110,7 @@
       }
       return this._pubQueue.run(async () => {
         this._requireJoined('publish');
-        if (!this._pubPC) this._pubPC = this._newPeerConnection();
+        if (!this._pubPC) this._pubPC = this._newPeerConnection('publish');
         const added = [];
         for (const track of list) {
           const kind = track.trackMediaType;
@@ -1082,11 +1189,12 @@
     }
 
     // Client offers, the hub answers: one round trip with a complete SDP (no trickle).
-    async _negotiatePublish() {
+    // options: createOffer's ({iceRestart: true} for an ICE restart).
+    async _negotiatePublish(options) {
       const pc = this._pubPC;
       const sig = this._sig;
       if (!pc || !sig) throw new CamagentRTCError('INVALID_OPERATION', 'publish: the client left the channel');
-      const offer = await pc.createOffer();
+      const offer = await pc.createOffer(options);
       await pc.setLocalDescription(offer);
       await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
       const reply = await sig.request('publish', { sdp: pc.localDescription.sdp }, this._timeoutMs);
@@ -1185,7 +1293,7 @@
     }
 
     _createSubscribePC() {
-      this._subPC = this._newPeerConnection();
+      this._subPC = this._newPeerConnection('subscribe');
     }
 
     // Hub offers are applied strictly one after another: each needs the previous one's answer.
@@ -1202,6 +1310,8 @@
       const pc = this._subPC;
       // The mapping must be known before the tracks appear.
       for (const [mid, info] of Object.entries(msg.tracks || {})) this._midMap.set(String(mid), info);
+      // An ICE-restart offer brings fresh ICE servers for the new gathering.
+      if (msg.iceServers) this._useHubIceServers(msg.iceServers);
       await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
@@ -1229,6 +1339,9 @@
     _onEvent(msg) {
       const uid = msg.uid;
       switch (msg.event) {
+        case 'restart-ice':
+          if (msg.connection === 'publish' || msg.connection === 'subscribe') this._onRestartRequest(msg.connection);
+          return;
         case 'user-joined': {
           if (uid === this.uid) return;
           let user = this._user(uid);
@@ -1323,6 +1436,7 @@
         FramesEncoded: 0,
         FramesDecoded: 0,
         RecvFrameRate: 0,
+        ICERestarts: this._iceRestarts,
       };
       const rtts = [];
       for (const pc of [this._pubPC, this._subPC]) {
