@@ -6,9 +6,11 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +26,8 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	api     *webrtc.API
+	hubTLS  *tls.Config  // wss:// to the hub (hubCA)
+	hubHTTP *http.Client // the hub's token service (hubCA)
 	ctrl    *control.Client
 	metrics metrics
 	ctl     ControlConfig // MQTT TLS, command secret, Home Assistant, stats (control.go)
@@ -87,7 +91,16 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	hubTLS, err := HubTLS(cfg.HubCA)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	hubHTTP, err := HubHTTPClient(cfg.HubCA, 0) // requests carry their own deadlines
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api, counters: counters,
+		hubTLS: hubTLS, hubHTTP: hubHTTP,
 		ctl: cfg.ControlConfig, state: control.State{State: "idle", Since: time.Now().UTC()}}
 	for _, o := range opts {
 		o(a)

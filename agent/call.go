@@ -130,7 +130,7 @@ func (c *call) fetchToken(ctx context.Context) (string, error) {
 	if c.a.cfg.HubKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.a.cfg.HubKey)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.a.hubHTTP.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("ask hub for a token: %w", err)
 	}
@@ -160,7 +160,7 @@ func (c *call) connect(ctx context.Context) (*rtc.Client, error) {
 			return nil, err
 		}
 	}
-	client, err := rtc.Dial(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log})
+	client, err := rtc.Dial(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS})
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +37,9 @@ type Config struct {
 	HubKey string `yaml:"hubKey"`
 	// HubKeyFile reads the key from a file; without either, the systemd credential "hubKey".
 	HubKeyFile string `yaml:"hubKeyFile"`
+	// HubCA is a PEM file of certificates to trust for an https:// hub besides the system's:
+	// a copy of the hub's self-signed tls-cert.pem (docs/networking.md).
+	HubCA string `yaml:"hubCA"`
 	// AppID used when a join command names none.
 	AppID string `yaml:"appId"`
 	// UID the device joins with when a join command names none (0: derived from the id).
@@ -167,6 +173,11 @@ func (c *Config) Validate() error {
 	if !strings.HasPrefix(c.Hub, "http://") && !strings.HasPrefix(c.Hub, "https://") {
 		errs = append(errs, fmt.Errorf("hub: %q is not an http(s):// URL", c.Hub))
 	}
+	if c.HubCA != "" {
+		if _, err := HubTLS(c.HubCA); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.AppID == "" {
 		errs = append(errs, errors.New("appId: empty"))
 	}
@@ -206,4 +217,35 @@ func (c *Config) DefaultUID() uint32 {
 		uid = 1
 	}
 	return uid
+}
+
+// HubTLS is the TLS configuration for an https:// hub: the system's roots plus the
+// certificates in the PEM file caFile (none: nil, the defaults).
+func HubTLS(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("hubCA: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("hubCA: %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{RootCAs: pool}, nil
+}
+
+// HubHTTPClient is the HTTP client for the hub's API: its TLS trusts HubTLS(caFile).
+func HubHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	cfg, err := HubTLS(caFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }

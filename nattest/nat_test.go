@@ -185,6 +185,7 @@ network:
   tcpPort: 50001
   turn:
     embedded: true
+    tlsPort: 5349
 `, hubIP, hubState, apiKey)
 	writeFile(t, filepath.Join(dir, "camhub.yaml"), hubCfg)
 	l.start("pub", "camhub", nil, filepath.Join(dir, "camhub"), "--config", filepath.Join(dir, "camhub.yaml"))
@@ -203,10 +204,13 @@ hubKey: %s
 camera: test
 speaker: wav:%s
 stateDir: %s
-`, deviceID, hubIP, hubIP, apiKey, speaker, filepath.Join(dir, "agent"))
+hubCA: %s
+`, deviceID, hubIP, hubIP, apiKey, speaker, filepath.Join(dir, "agent"), certFile)
 	writeFile(t, filepath.Join(dir, "camagent.yaml"), agentCfg)
+	// The agent trusts the hub through hubCA; the viewer helper (and its TURN over TLS) through
+	// the system roots.
 	trust := []string{"SSL_CERT_FILE=" + certFile}
-	l.start("dev", "camagent", trust, filepath.Join(dir, "camagent"), "--config", filepath.Join(dir, "camagent.yaml"))
+	l.start("dev", "camagent", nil, filepath.Join(dir, "camagent"), "--config", filepath.Join(dir, "camagent.yaml"))
 
 	for _, sc := range []struct {
 		name   string
@@ -217,6 +221,10 @@ stateDir: %s
 		{"direct", nil, "", nil},
 		{"udp-only-to-turn", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "!", "--dport", "3478", "-j", "DROP"}}, "relay/", nil},
 		{"no-udp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"}}, "relay/", nil},
+		// No UDP, and of TCP only HTTPS and TURN over TLS: the relay over TLS, its certificate the
+		// hub's self-signed one (which the viewer trusts as it trusts the hub's).
+		{"turn-tls", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"},
+			{"-I", "FORWARD", "-i", "lan", "-p", "tcp", "-m", "multiport", "--dports", "3478,50001", "-j", "DROP"}}, "relay/", nil},
 		// No UDP and no TURN port: only the hub's ICE-TCP port is left.
 		{"ice-tcp", [][]string{{"-I", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP"},
 			{"-I", "FORWARD", "-i", "lan", "-p", "tcp", "--dport", "3478", "-j", "DROP"}}, "host/tcp", []string{"-ice-tcp"}},

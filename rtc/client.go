@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,8 @@ type ClientOptions struct {
 	// client restarts ICE over the signalling socket (1 s; a failed connection restarts at
 	// once). Negative: never restart (the connection ends when the hub gives up on it).
 	RestartAfter time.Duration
+	// TLS configures wss:// (nil: the system's roots).
+	TLS *tls.Config
 }
 
 // Restart back-off: the first retry of a restart that did not bring the path back waits
@@ -108,7 +111,7 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 		return nil, errors.New("rtc: no webrtc API")
 	}
 	url := HubWebSocketURL(o.URL)
-	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment}
+	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.TLS}
 	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: connect to %s: %w", url, err)

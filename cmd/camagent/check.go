@@ -47,7 +47,7 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	report("broker "+redact(cfg.MQTT), checkBroker(cfg),
 		"start the broker (or the hub with mqtt: embedded), or correct mqtt, mqttUsername and the password")
-	report("hub "+cfg.Hub, checkHub(cfg.Hub), "start camhub, or correct hub (its base URL, e.g. http://hub.local:8080)")
+	report("hub "+cfg.Hub, checkHub(cfg.Hub, cfg.HubCA), "start camhub, or correct hub (its base URL, e.g. http://hub.local:8080); for a self-signed certificate set hubCA")
 	if failed > 0 {
 		fmt.Fprintf(stdout, "%d problem(s) found\n", failed)
 		return 1
@@ -89,8 +89,11 @@ func checkBroker(cfg agent.Config) error {
 	return nil
 }
 
-func checkHub(base string) error {
-	hc := &http.Client{Timeout: checkTimeout}
+func checkHub(base, caFile string) error {
+	hc, err := agent.HubHTTPClient(caFile, checkTimeout)
+	if err != nil {
+		return err
+	}
 	resp, err := hc.Get(strings.TrimRight(base, "/") + "/healthz")
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package turn
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/hub/tlsconf"
 	pturn "github.com/pion/turn/v5"
 )
 
@@ -40,8 +43,9 @@ func TestCredential(t *testing.T) {
 	}
 }
 
-// allocate asks the server at addr for a UDP relay (over UDP or TCP) with a credential.
-func allocate(t *testing.T, network, addr string, c Credential) error {
+// allocate asks the server at addr for a UDP relay (over UDP, TCP, or TLS trusting roots)
+// with a credential.
+func allocate(t *testing.T, network, addr string, c Credential, roots *x509.CertPool) error {
 	t.Helper()
 	var conn net.PacketConn
 	switch network {
@@ -53,6 +57,12 @@ func allocate(t *testing.T, network, addr string, c Credential) error {
 		conn = pc
 	case "tcp":
 		tc, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = pturn.NewSTUNConn(tc)
+	case "tls":
+		tc, err := tls.Dial("tcp4", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,26 +90,29 @@ func allocate(t *testing.T, network, addr string, c Credential) error {
 
 func TestServerRefusesExpiredCredentials(t *testing.T) {
 	const secret = "test-secret-0123456789"
-	s, err := Listen(Options{Secret: secret, UDPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0",
-		RelayIP: net.IPv4(127, 0, 0, 1), Logger: slog.New(slog.DiscardHandler)})
+	// TURN over TLS with the hub's kind of self-signed certificate.
+	cert, err := tlsconf.SelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.TLS.Leaf)
+	s, err := Listen(Options{Secret: secret, UDPAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", TLSAddr: "127.0.0.1:0",
+		TLS: cert.Config(), RelayIP: net.IPv4(127, 0, 0, 1), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	now := time.Now()
-	for _, network := range []string{"udp", "tcp"} {
-		addr := s.UDPAddr()
-		if network == "tcp" {
-			addr = s.TCPAddr()
-		}
+	for network, addr := range map[string]string{"udp": s.UDPAddr(), "tcp": s.TCPAddr(), "tls": s.TLSAddr()} {
 		t.Run(network, func(t *testing.T) {
-			if err := allocate(t, network, addr, Mint(secret, "viewer", time.Minute, now)); err != nil {
+			if err := allocate(t, network, addr, Mint(secret, "viewer", time.Minute, now), roots); err != nil {
 				t.Fatalf("allocation with a valid credential: %v", err)
 			}
-			if err := allocate(t, network, addr, Mint(secret, "viewer", -time.Second, now)); err == nil {
+			if err := allocate(t, network, addr, Mint(secret, "viewer", -time.Second, now), roots); err == nil {
 				t.Fatal("allocation with an expired credential succeeded")
 			}
-			if err := allocate(t, network, addr, Mint("wrong-secret", "viewer", time.Minute, now)); err == nil {
+			if err := allocate(t, network, addr, Mint("wrong-secret", "viewer", time.Minute, now), roots); err == nil {
 				t.Fatal("allocation with a credential of another secret succeeded")
 			}
 		})
