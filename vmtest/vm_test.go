@@ -33,6 +33,10 @@ type result struct {
 	HeardDBFS    float64 `json:"heardDBFS"`
 	HeardSamples int     `json:"heardSamples"`
 	Attempts     int     `json:"attempts"`
+	// the camera unplugged mid-call
+	UnplugGapMs          int64 `json:"unplugGapMs"`
+	FramesAfterUnplug    int   `json:"framesAfterUnplug"`
+	KeyframesAfterUnplug int   `json:"keyframesAfterUnplug"`
 }
 
 func section(console, name string) string {
@@ -124,6 +128,16 @@ func TestVM(t *testing.T) {
 	if math.Abs(r.HeardHz-r.SentToneHz) > 10 || math.Abs(r.HeardDBFS-want) > 4 {
 		t.Errorf("heard %.1f Hz at %.1f dBFS, want %.0f Hz at %.1f dBFS", r.HeardHz, r.HeardDBFS, r.SentToneHz, want)
 	}
+	// The camera unplugged mid-call (vivid's Disconnect control): the agent reopens it and the
+	// picture returns, starting with a keyframe, on the same track.
+	if r.UnplugGapMs < 500 || r.FramesAfterUnplug < 10 || r.KeyframesAfterUnplug < 1 {
+		t.Errorf("camera unplug: longest gap %d ms, then %d frames (%d keyframes); want a gap, then 10 frames starting with a keyframe",
+			r.UnplugGapMs, r.FramesAfterUnplug, r.KeyframesAfterUnplug)
+	}
+	if !strings.Contains(text, `msg="camera failed; reopening"`) {
+		t.Errorf("the agent's log does not show the camera failing and being reopened")
+	}
+	t.Logf("camera unplugged mid-call: video stood still %d ms, then %d frames (%d keyframes)", r.UnplugGapMs, r.FramesAfterUnplug, r.KeyframesAfterUnplug)
 	if r.Attempts > 1 {
 		t.Logf("NOTE: the call needed %d attempts (the emulated CPU stalled; see the console log)", r.Attempts)
 	}

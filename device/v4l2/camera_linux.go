@@ -49,7 +49,7 @@ func Open(path string, o Options) (*Camera, error) {
 	if _, err := isCapture(path); err != nil {
 		return nil, err
 	}
-	cam, err := webcam.Open(path)
+	cam, err := openWebcam(path)
 	if err != nil {
 		return nil, fmt.Errorf("v4l2: open %s: %w", path, err)
 	}

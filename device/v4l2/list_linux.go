@@ -93,7 +93,7 @@ func Query(path string) (Info, error) {
 		return Info{}, err
 	}
 	info := Info{Path: path, Name: cstr(c.Card[:]), Driver: cstr(c.Driver[:]), Bus: cstr(c.BusInfo[:])}
-	cam, err := webcam.Open(path)
+	cam, err := openWebcam(path)
 	if err != nil {
 		return info, fmt.Errorf("v4l2: open %s: %w", path, err)
 	}

@@ -51,6 +51,11 @@ type Result struct {
 	AudioPackets  int     `json:"audioPackets"`
 	DeviceStateOK bool    `json:"deviceStateOK"`
 	Attempts      int     `json:"attempts"`
+	// The camera unplugged mid-call (vivid's Disconnect control): the longest gap in the
+	// video, and the frames and keyframes after it.
+	UnplugGapMs          int64 `json:"unplugGapMs"`
+	FramesAfterUnplug    int   `json:"framesAfterUnplug"`
+	KeyframesAfterUnplug int   `json:"keyframesAfterUnplug"`
 }
 
 func main() {
@@ -67,11 +72,12 @@ func main() {
 	tone := flag.Float64("tone", 1000, "tone to publish (Hz)")
 	watch := flag.Duration("watch", 8*time.Second, "how long to receive")
 	timeout := flag.Duration("timeout", 120*time.Second, "overall limit")
+	unplug := flag.Bool("unplug", false, "after the call works, unplug vivid's camera and wait for the picture to return")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	r := Result{SentToneHz: *tone}
-	if err := run(ctx, *hub, *broker, *id, *watch, &r); err != nil {
+	if err := run(ctx, *hub, *broker, *id, *watch, *unplug, &r); err != nil {
 		r.Error = err.Error()
 	} else {
 		r.OK = true
@@ -166,7 +172,7 @@ func mqttCommand(ctx context.Context, broker, id, cmdID, action, channel string)
 	}
 }
 
-func run(ctx context.Context, hub, broker, id string, watch time.Duration, r *Result) error {
+func run(ctx context.Context, hub, broker, id string, watch time.Duration, unplug bool, r *Result) error {
 	const channel, me = "vmtest", uint32(777)
 	if err := waitDevice(ctx, hub, id); err != nil {
 		return err
@@ -197,7 +203,11 @@ func run(ctx context.Context, hub, broker, id string, watch time.Duration, r *Re
 	// call. A stall is not what the test is about, so the call is tried up to three times.
 	var err2 error
 	for r.Attempts = 1; r.Attempts <= 3; r.Attempts++ {
-		if err2 = call(ctx, c, broker, id, channel, watch, r); err2 == nil {
+		var video *webrtc.TrackRemote
+		if video, err2 = call(ctx, c, broker, id, channel, watch, r); err2 == nil {
+			if unplug {
+				return hotUnplug(ctx, video, r)
+			}
 			return nil
 		}
 		logf("attempt %d: %v", r.Attempts, err2)
@@ -209,33 +219,34 @@ func run(ctx context.Context, hub, broker, id string, watch time.Duration, r *Re
 	return err2
 }
 
-// call has the device join, receives its video for watch and waits for the tone.
-func call(ctx context.Context, c *rtc.Client, broker, id, channel string, watch time.Duration, r *Result) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// call has the device join, receives its video for watch and waits for the tone. It returns
+// the device's video track.
+func call(ctx context.Context, c *rtc.Client, broker, id, channel string, watch time.Duration, r *Result) (*webrtc.TrackRemote, error) {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel() // the audio reader
 	start := time.Now()
 	dev, err := mqttCommand(ctx, broker, id, fmt.Sprintf("vmtest-join-%d", r.Attempts), "join", channel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.JoinMillis = time.Since(start).Milliseconds()
 	r.DeviceStateOK = true
 	logf("device joined as %d in %d ms", dev, r.JoinMillis)
 	if err := waitPublished(ctx, c, dev); err != nil {
-		return err
+		return nil, err
 	}
 	vt, err := c.Subscribe(ctx, dev, rtc.KindVideo)
 	if err != nil {
-		return fmt.Errorf("subscribe video: %w", err)
+		return nil, fmt.Errorf("subscribe video: %w", err)
 	}
 	at, err := c.Subscribe(ctx, dev, rtc.KindAudio)
 	if err != nil {
-		return fmt.Errorf("subscribe audio: %w", err)
+		return nil, fmt.Errorf("subscribe audio: %w", err)
 	}
 	r.AudioPackets, r.Frames, r.Keyframes, r.Bytes, r.Gaps = 0, 0, 0, 0, 0
-	heard := collectAudio(ctx, at, &r.AudioPackets)
+	heard := collectAudio(actx, at, &r.AudioPackets)
 	if err := countVideo(ctx, vt, start, watch, r); err != nil {
-		return err
+		return nil, err
 	}
 	// The tone goes probe → hub → device speaker → snd-aloop → device microphone → hub →
 	// probe; on an emulated CPU the first second of it may be late, so wait for it.
@@ -248,11 +259,11 @@ func call(ctx context.Context, c *rtc.Client, broker, id, channel string, watch 
 			r.HeardHz = audio.DominantFrequency(tail, device.SampleRate)
 			r.HeardDBFS = audio.DBFS(tail)
 			if math.Abs(r.HeardHz-r.SentToneHz) < 10 && r.HeardDBFS > -30 {
-				return nil
+				return vt, nil
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("did not hear the tone back: %d samples, last second at %.1f Hz, %.1f dBFS", len(pcm), r.HeardHz, r.HeardDBFS)
+			return nil, fmt.Errorf("did not hear the tone back: %d samples, last second at %.1f Hz, %.1f dBFS", len(pcm), r.HeardHz, r.HeardDBFS)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
