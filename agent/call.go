@@ -47,6 +47,7 @@ type call struct {
 	mic   device.Microphone
 	spk   device.Speaker
 	mixer *audio.Mixer
+	duck  *audio.Ducker // nil: full duplex (micDuckDB 0)
 	video *webrtc.TrackLocalStaticSample
 	audio *webrtc.TrackLocalStaticSample
 
@@ -63,6 +64,9 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 	c := &call{a: a, p: p, ctx: cctx, cancel: cancel, mixer: audio.NewMixer(audio.MixerLogger(a.log)),
 		log: a.log.With("channel", p.channel, "uid", p.uid), users: map[uint32]bool{},
 		listening: map[uint32]context.CancelFunc{}}
+	if a.cfg.MicDuckDB > 0 {
+		c.duck = audio.NewDucker(a.cfg.MicDuckDB, a.cfg.MicDuckHold)
+	}
 	if err := c.openDevices(); err != nil {
 		c.stop()
 		return nil, err
@@ -226,7 +230,11 @@ func (c *call) start(client *rtc.Client) {
 	c.mu.Unlock()
 	c.publishState()
 	if c.spk != nil { // speaker "null": nobody is listened to
-		c.goRun(func() { c.mixer.Run(c.ctx, c.spk) })
+		spk := c.spk
+		if c.duck != nil {
+			spk = heardSpeaker{Speaker: spk, duck: c.duck}
+		}
+		c.goRun(func() { c.mixer.Run(c.ctx, spk) })
 	}
 	c.goRun(c.supervise)
 	c.goRun(c.reportStats) // stats.go
@@ -289,6 +297,9 @@ func (c *call) pumpAudio() {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if c.duck != nil {
+			c.duck.Apply(pcm)
+		}
 		payload, err := encode(pcm, buf[:0])
 		if err != nil {
 			c.log.Debug("audio encode", "err", err)
@@ -518,4 +529,15 @@ func (c *call) stop() {
 			closer.Close()
 		}
 	}
+}
+
+// heardSpeaker lets the ducker hear what the speaker plays.
+type heardSpeaker struct {
+	device.Speaker
+	duck *audio.Ducker
+}
+
+func (h heardSpeaker) WriteFrame(pcm []int16) error {
+	h.duck.Heard(pcm)
+	return h.Speaker.WriteFrame(pcm)
 }

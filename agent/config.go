@@ -67,6 +67,11 @@ type Config struct {
 	AudioCodec string `yaml:"audioCodec"`
 	// ToneHz is the frequency of the synthetic microphone.
 	ToneHz float64 `yaml:"toneHz"`
+	// MicDuckDB attenuates the microphone by this many dB while a remote voice plays on the
+	// speaker and for MicDuckHold after: a simple echo suppressor for a device whose
+	// microphone hears its speaker (half duplex). 0: off, full duplex.
+	MicDuckDB   float64       `yaml:"micDuckDB"`
+	MicDuckHold time.Duration `yaml:"micDuckHold"`
 	// StateDir holds files the agent writes (the speaker WAV on machines without sound);
 	// empty: $STATE_DIRECTORY (systemd), else ~/.local/state/camagent (see Derive).
 	StateDir string `yaml:"stateDir"`
@@ -104,6 +109,7 @@ func Defaults() Config {
 		AudioCodec:  "opus",
 		GOP:         2 * time.Second,
 		ToneHz:      440,
+		MicDuckHold: 300 * time.Millisecond,
 		StateDir:    defaultStateDir(),
 		JoinTimeout: 15 * time.Second,
 		LogLevel:    "info",
@@ -195,6 +201,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Bitrate < 0 || c.GOP < 0 {
 		errs = append(errs, fmt.Errorf("bitrate/gop: %d, %s must not be negative", c.Bitrate, c.GOP))
+	}
+	if c.MicDuckDB < 0 || c.MicDuckDB > 60 || c.MicDuckHold < 0 || c.MicDuckHold > 5*time.Second {
+		errs = append(errs, fmt.Errorf("micDuckDB/micDuckHold: %g dB, %s (0 to 60 dB, 0 to 5 s)", c.MicDuckDB, c.MicDuckHold))
 	}
 	if c.JoinTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("joinTimeout: %s must be positive", c.JoinTimeout))
