@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,8 @@ type ClientOptions struct {
 	RequestTimeout time.Duration
 	// GatherTimeout bounds the wait for ICE candidates before an offer or answer is sent
 	// (3 s): a TURN server that a firewall hides (UDP dropped) takes pion ~25 s to give up on,
-	// while the other transports' candidates are there in milliseconds.
+	// while the other transports' candidates are there in milliseconds. Once a relay
+	// candidate is there the wait ends half a second later anyway.
 	GatherTimeout time.Duration
 	// RestartAfter is how long a peer connection's ICE may stay disconnected before the
 	// client restarts ICE over the signalling socket (1 s; a failed connection restarts at
@@ -73,6 +75,9 @@ type Client struct {
 	pubMu    sync.Mutex // one publish negotiation at a time (Publish, ICE restarts)
 	restarts atomic.Uint64
 	kick     chan string // a connection the hub says lost its media path
+	// hubRestart is when the hub last sent an ICE-restart offer (unix nanoseconds): the hub
+	// noticed a dead subscribe path first, so the client need not ask.
+	hubRestart atomic.Int64
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
@@ -220,6 +225,7 @@ func (c *Client) answerOffer(m *Message) error {
 	}
 	c.mu.Unlock()
 	if len(m.ICEServers) > 0 { // an ICE restart: gather with the fresh credentials
+		c.hubRestart.Store(time.Now().UnixNano())
 		c.setICEServers(m.ICEServers)
 		if pc != nil {
 			if err := c.refreshConfiguration(pc); err != nil {
@@ -248,16 +254,45 @@ func (c *Client) answerOffer(m *Message) error {
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return fmt.Errorf("rtc: set answer: %w", err)
 	}
-	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
-	defer gatherTimer.Stop()
-	select {
-	case <-gathered:
-	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
-		c.log.Warn("ICE gathering incomplete; answering with the candidates gathered so far", "after", c.opts.GatherTimeout)
-	case <-c.ctx.Done():
-		return c.ctx.Err()
+	if err := c.gather(c.ctx, pc, gathered); err != nil {
+		return err
 	}
 	return c.write(&Message{Type: TypeAnswer, SDP: pc.LocalDescription().SDP})
+}
+
+// relayGrace is how long gathering may go on once a relay candidate is there.
+const relayGrace = 500 * time.Millisecond
+
+// gather waits until ICE gathering is complete (done), but not for long: a TURN transport
+// that a firewall silently drops (UDP to 3478) takes pion about 25 s to give up on, while
+// the others are there in milliseconds. So it also returns relayGrace after the first relay
+// candidate (the path of last resort is in hand), or at GatherTimeout with what there is.
+func (c *Client) gather(ctx context.Context, pc *webrtc.PeerConnection, done <-chan struct{}) error {
+	timeout := time.NewTimer(c.opts.GatherTimeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var relayAt time.Time
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-timeout.C:
+			c.log.Warn("ICE gathering incomplete; going on with the candidates gathered so far", "after", c.opts.GatherTimeout)
+			return nil
+		case now := <-tick.C:
+			if relayAt.IsZero() {
+				if d := pc.LocalDescription(); d != nil && strings.Contains(d.SDP, " typ relay") {
+					relayAt = now
+				}
+			} else if now.Sub(relayAt) >= relayGrace {
+				c.log.Info("ICE gathering: going on with a relay candidate, not waiting for the rest", "after", relayGrace)
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (c *Client) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
@@ -457,14 +492,8 @@ func (c *Client) negotiatePublish(ctx context.Context, pc *webrtc.PeerConnection
 	if err := pc.SetLocalDescription(offer); err != nil {
 		return fmt.Errorf("rtc: set offer: %w", err)
 	}
-	gatherTimer := time.NewTimer(c.opts.GatherTimeout)
-	defer gatherTimer.Stop()
-	select {
-	case <-gathered:
-	case <-gatherTimer.C: // a relay that does not answer: go with the candidates there are
-		c.log.Warn("ICE gathering incomplete; offering the candidates gathered so far", "after", c.opts.GatherTimeout)
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := c.gather(ctx, pc, gathered); err != nil {
+		return err
 	}
 	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: pc.LocalDescription().SDP})
 	if err != nil {
@@ -550,6 +579,12 @@ func (c *Client) watchPaths() {
 			}
 			w.lastRestart = now
 			w.retry = min(max(2*w.retry, restartRetryMin), restartRetryMax)
+			if which == ConnSubscribe && time.Unix(0, c.hubRestart.Load()).After(w.lostAt.Add(-time.Second)) && w.retry == restartRetryMin {
+				// The hub is restarting this connection already; asking again would reset
+				// a path it may just have found. Retry later if that one does not work.
+				c.log.Info("the hub is restarting ICE", "connection", which)
+				continue
+			}
 			if err := c.restartICE(which); err != nil && c.ctx.Err() == nil {
 				c.log.Warn("ICE restart failed", "connection", which, "err", err, "retry in", w.retry)
 			}

@@ -133,14 +133,21 @@ func afterCut(ctx context.Context, c *rtc.Client, in *bufio.Reader, frames <-cha
 	}
 	res.TotalSecs = time.Since(cut).Seconds()
 	res.ICERestarts = c.ICERestarts()
-	if pc := c.PublishConnection(); pc != nil {
-		for _, s := range pc.GetSenders() {
-			if s.Track() != nil {
-				res.Audio = selected(s.Transport())
+	// Media may arrive (the hub resending what was lost, answering NACKs) a moment before this
+	// side's ICE has settled on a pair: wait for both connections to name theirs.
+	for settle := time.Now(); time.Since(settle) < 5*time.Second; time.Sleep(100 * time.Millisecond) {
+		if pc := c.PublishConnection(); pc != nil {
+			for _, s := range pc.GetSenders() {
+				if s.Track() != nil {
+					res.Audio = selected(s.Transport())
+				}
 			}
 		}
+		res.Video = selected(subscribeTransport(c))
+		if res.Audio != "" && res.Video != "" {
+			break
+		}
 	}
-	res.Video = selected(subscribeTransport(c))
 	return res
 }
 

@@ -150,11 +150,18 @@
     throw new CamagentRTCError('INVALID_PARAMS', 'play() needs an element or an element id');
   }
 
+  // Once a relay candidate is there, gathering may go on this long before the SDP is sent: a
+  // TURN transport a firewall silently drops (UDP to 3478) would otherwise hold every
+  // negotiation for the whole timeout, while the relay over TCP or TLS is already in hand.
+  const RELAY_GRACE_MS = 500;
+
   function waitIceGatheringComplete(pc, timeoutMs) {
     if (pc.iceGatheringState === 'complete') return Promise.resolve();
     return new Promise((resolve) => {
+      let relayTimer = null;
       const done = () => {
         clearTimeout(timer);
+        clearTimeout(relayTimer);
         pc.removeEventListener('icegatheringstatechange', onState);
         pc.removeEventListener('icecandidate', onCandidate);
         resolve();
@@ -164,7 +171,11 @@
       };
       // A null candidate also marks the end of gathering (some browsers signal only this way).
       const onCandidate = (e) => {
-        if (!e.candidate) done();
+        if (!e.candidate) {
+          done();
+        } else if (!relayTimer && / typ relay /.test(e.candidate.candidate)) {
+          relayTimer = setTimeout(done, RELAY_GRACE_MS);
+        }
       };
       const timer = setTimeout(() => {
         log.warn('ICE gathering did not complete in time; sending the candidates gathered so far');
