@@ -89,8 +89,8 @@ func (c *Config) Derive() {
 }
 
 // ResolveSecrets reads the secrets given as files or systemd credentials (credDir is
-// $CREDENTIALS_DIRECTORY, empty when there is none): the MQTT password, token API keys and
-// App certificates.
+// $CREDENTIALS_DIRECTORY, empty when there is none): the MQTT password, token API keys, App
+// certificates and the TURN secret.
 func (c *Config) ResolveSecrets(credDir string) error {
 	var errs []error
 	pw, err := config.Secret("mqttPassword", c.MQTTPassword, c.MQTTPasswordFile, "mqttPassword", credDir)
@@ -111,6 +111,11 @@ func (c *Config) ResolveSecrets(credDir string) error {
 			errs = append(errs, err)
 			a.Certificate = cert
 		}
+	}
+	if t := &c.Network.TURN; t.Secret == "" && t.SecretFile == "" && credDir != "" {
+		secret, err := config.Secret("network.turn.secret", "", "", "turnSecret", credDir)
+		errs = append(errs, err)
+		t.Secret = secret
 	}
 	return errors.Join(errs...)
 }
