@@ -12,6 +12,7 @@ import (
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
+	"github.com/pion/webrtc/v4"
 )
 
 // restartUser is a client whose media path the test can cut.
@@ -184,5 +185,36 @@ func TestNoICERestartIsLost(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("the talker whose path died was never removed")
 		}
+	}
+}
+
+// TestRestartThrottled: a client may not loop on restart requests (each costs the hub a
+// gathering and an offer): a second one for the same connection within a second is refused.
+func TestRestartThrottled(t *testing.T) {
+	svc, _ := newTestService(t)
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	s := newSession(svc, nil, "test")
+	s.pub, s.claims = pc, &token.Claims{AppID: "demo"}
+	m := &rtc.Message{Type: rtc.TypeRestart, Connection: rtc.ConnPublish}
+	if _, err := s.restart(m); err != nil {
+		t.Fatalf("first restart: %v", err)
+	}
+	_, err = s.restart(m)
+	if pe, ok := err.(*rtc.Error); !ok || pe.Code != rtc.CodeInvalidParams {
+		t.Fatalf("second restart at once: %v, want %s", err, rtc.CodeInvalidParams)
+	}
+	s.mu.Lock()
+	s.lastRestart[rtc.ConnPublish] = time.Now().Add(-restartMinGap)
+	s.mu.Unlock()
+	if _, err := s.restart(m); err != nil {
+		t.Fatalf("a restart a second later: %v", err)
 	}
 }

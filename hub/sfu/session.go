@@ -27,6 +27,8 @@ const (
 	// restartAfter is how long a peer connection may stay disconnected (no packets for 3 s
 	// before that) before the hub restarts its ICE; a failed one restarts at once.
 	restartAfter = 2 * time.Second
+	// restartMinGap is the least time between two restart requests for one connection.
+	restartMinGap = time.Second
 )
 
 type subKey struct {
@@ -68,6 +70,8 @@ type session struct {
 	dirty          bool
 	iceRestart     bool // the next subscribe offer restarts ICE
 	restartSent    bool // the offer awaiting its answer restarts ICE
+
+	lastRestart map[string]time.Time // connection → the client's last restart request (under mu)
 }
 
 func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
@@ -816,9 +820,20 @@ func (s *session) restart(m *rtc.Message) (*rtc.Message, error) {
 	if m.Connection == rtc.ConnSubscribe {
 		pc = s.sub
 	}
+	now := time.Now()
+	tooSoon := pc != nil && now.Sub(s.lastRestart[m.Connection]) < restartMinGap
+	if pc != nil && !tooSoon {
+		if s.lastRestart == nil {
+			s.lastRestart = map[string]time.Time{}
+		}
+		s.lastRestart[m.Connection] = now
+	}
 	s.mu.Unlock()
 	if pc == nil {
 		return nil, rtc.Errorf(rtc.CodeInvalidParams, "restart: no %s connection", m.Connection)
+	}
+	if tooSoon { // each restart costs a gathering and an offer: a client may not loop on them
+		return nil, rtc.Errorf(rtc.CodeInvalidParams, "restart: at most one per %s per connection", restartMinGap)
 	}
 	s.log.Info("ICE restart requested", "connection", m.Connection, "state", pc.ConnectionState().String())
 	if m.Connection == rtc.ConnPublish {

@@ -85,6 +85,7 @@ func TestGarbageSignalling(t *testing.T) {
 		{`{"type":"publish","id":2,"sdp":"v=0"}`, rtc.CodeNotJoined},
 		{`{"type":"subscribe","id":3,"uid":1,"kind":"video"}`, rtc.CodeNotJoined},
 		{`{"type":"answer","sdp":"v=0"}`, rtc.CodeNotJoined},
+		{`{"type":"restart","id":8,"connection":"publish"}`, rtc.CodeNotJoined},
 		{`{"type":"join","id":4,"appId":"demo","channel":"room","uid":2}`, rtc.CodeTokenMissing},
 		{`{"type":"join","id":5,"appId":"nope","channel":"room","uid":2,"token":"x"}`, rtc.CodeAppUnknown},
 		{`{"type":"join","id":6,"appId":"demo","channel":"room","uid":2,"token":"cam1.x.y"}`, rtc.CodeTokenInvalid},
@@ -107,6 +108,8 @@ func TestGarbageSignalling(t *testing.T) {
 		{`{"type":"subscribe","id":14,"uid":1,"kind":"video"}`, rtc.CodeNotPublished},
 		{`{"type":"unsubscribe","id":15,"uid":1,"kind":"video"}`, rtc.CodeNotPublished},
 		{`{"type":"renew","id":16,"token":"junk"}`, rtc.CodeTokenInvalid},
+		{`{"type":"restart","id":18,"connection":"subscribe"}`, rtc.CodeInvalidParams}, // no such connection
+		{`{"type":"restart","id":19,"connection":"sideways"}`, rtc.CodeInvalidParams},
 	} {
 		r := send(tc.msg)
 		if r.OK == nil || *r.OK || r.Error == nil || r.Error.Code != tc.code {
