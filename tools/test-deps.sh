@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need, when it is missing: Debian packages (Chromium, Mosquitto,
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
-# busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat) and
-# the browser tests' npm packages.
+# busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
+# coturn, the external TURN server the hub's credentials are checked against) and the browser
+# tests' npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ declare -A pkgs=(
   [/usr/bin/aplay]=alsa-utils
   [/usr/bin/qemu-arm-static]=qemu-user-static
   [/usr/bin/systemd-analyze]=systemd
+  [/usr/bin/turnserver]=coturn
   # make test-vm: the VM, its initramfs tools, and a static busybox for the VM's /init
   [/usr/bin/qemu-system-x86_64]=qemu-system-x86
   [/usr/bin/cpio]=cpio

@@ -105,17 +105,22 @@ func TestServerRefusesExpiredCredentials(t *testing.T) {
 	defer s.Close()
 	now := time.Now()
 	for network, addr := range map[string]string{"udp": s.UDPAddr(), "tcp": s.TCPAddr(), "tls": s.TLSAddr()} {
-		t.Run(network, func(t *testing.T) {
-			if err := allocate(t, network, addr, Mint(secret, "viewer", time.Minute, now), roots); err != nil {
-				t.Fatalf("allocation with a valid credential: %v", err)
-			}
-			if err := allocate(t, network, addr, Mint(secret, "viewer", -time.Second, now), roots); err == nil {
-				t.Fatal("allocation with an expired credential succeeded")
-			}
-			if err := allocate(t, network, addr, Mint("wrong-secret", "viewer", time.Minute, now), roots); err == nil {
-				t.Fatal("allocation with a credential of another secret succeeded")
-			}
-		})
+		t.Run(network, func(t *testing.T) { checkCredentials(t, secret, network, addr, roots, now) })
+	}
+}
+
+// checkCredentials: a credential minted with secret gets an allocation from the server at
+// addr; an expired one, or another secret's, does not.
+func checkCredentials(t *testing.T, secret, network, addr string, roots *x509.CertPool, now time.Time) {
+	t.Helper()
+	if err := allocate(t, network, addr, Mint(secret, "viewer", time.Minute, now), roots); err != nil {
+		t.Fatalf("allocation with a valid credential: %v", err)
+	}
+	if err := allocate(t, network, addr, Mint(secret, "viewer", -time.Second, now), roots); err == nil {
+		t.Fatal("allocation with an expired credential succeeded")
+	}
+	if err := allocate(t, network, addr, Mint("another-secret-0123456789", "viewer", time.Minute, now), roots); err == nil {
+		t.Fatal("allocation with a credential of another secret succeeded")
 	}
 }
 
