@@ -2,7 +2,6 @@ package agent
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -234,16 +233,9 @@ func HubTLS(caFile string) (*tls.Config, error) {
 	if caFile == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(caFile)
+	pool, err := config.RootsWithFile("hubCA", caFile)
 	if err != nil {
-		return nil, fmt.Errorf("hubCA: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("hubCA: %s holds no PEM certificate", caFile)
+		return nil, err
 	}
 	return &tls.Config{RootCAs: pool}, nil
 }

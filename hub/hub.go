@@ -145,7 +145,11 @@ func (h *Hub) Run(ctx context.Context) error {
 				return fmt.Errorf("hub: listen on %s (HTTP redirect): %w", a, err)
 			}
 			_, port, _ := net.SplitHostPort(h.addr)
-			rsrv := &http.Server{Handler: redirectHandler(port), ReadHeaderTimeout: 10 * time.Second}
+			handler := redirectHandler(port)
+			if netw.acme != nil {
+				handler = netw.acme.HTTPHandler(handler) // and HTTP-01 challenges
+			}
+			rsrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -13,12 +14,14 @@ import (
 	"github.com/camagent/camagent/hub/turn"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // network holds what the "network" section starts: media muxes, the TURN server, TLS.
 type network struct {
 	closers []func() error
 	tls     *tls.Config
+	acme    *autocert.Manager // nil without network.acme
 	secret  string
 	turn    *turn.Server
 }
@@ -73,6 +76,18 @@ func (h *Hub) startNetwork(o *rtc.APIOptions) (_ *network, err error) {
 		log.Info("TLS certificate", "selfSigned", c.SelfSigned, "generated", c.Generated, "sha256", c.Fingerprint,
 			"file", c.CertPath, "hosts", c.Hosts, "notAfter", c.NotAfter.UTC().Format(time.RFC3339))
 		n.tls = c.Config()
+		if a := nc.ACME; a.Enabled() {
+			if n.acme, err = acmeManager(a, h.cfg.StateDir); err != nil {
+				return nil, fmt.Errorf("hub: %w", err)
+			}
+			n.tls = acmeTLS(n.acme, a.Domains, n.tls)
+			dir := a.Directory
+			if dir == "" {
+				dir = autocert.DefaultACMEDirectory
+			}
+			log.Info("TLS certificates from ACME, on first use", "domains", a.Domains, "directory", dir,
+				"cache", filepath.Join(h.cfg.StateDir, "acme"))
+		}
 	}
 	if !nc.TURN.Enabled() {
 		return n, nil

@@ -26,8 +26,10 @@ type Config struct {
 	// localhost, the host name, the machine's addresses and PublicIPs.
 	Hosts []string `yaml:"hosts"`
 	// HTTPRedirectListen is an address (e.g. ":80") that answers plain HTTP with a redirect to
-	// the HTTPS address (empty: none).
+	// the HTTPS address (empty: none), and ACME's HTTP-01 challenges.
 	HTTPRedirectListen string `yaml:"httpRedirectListen"`
+	// ACME gets the certificate for public names from an ACME CA (Let's Encrypt).
+	ACME ACME `yaml:"acme"`
 	// PublicIPs are announced to clients as the hub's media addresses (1:1 NAT: a VPS or a
 	// home router forwarding UDPPort and TCPPort to the hub).
 	PublicIPs []string `yaml:"publicIPs"`
@@ -69,6 +71,26 @@ type TURN struct {
 	CredentialTTL time.Duration `yaml:"credentialTTL"`
 }
 
+// ACME: certificates for Domains from an ACME CA, renewed before they expire and kept in the
+// state directory (acme/). The CA checks that the hub holds a name with a TLS-ALPN-01
+// challenge on the HTTPS port (the CA connects to port 443 of the name) or an HTTP-01
+// challenge on HTTPRedirectListen (port 80). Clients reaching the hub by another name or an
+// address get the self-signed certificate.
+type ACME struct {
+	// Domains are the public names whose DNS points at the hub; empty: no ACME.
+	Domains []string `yaml:"domains"`
+	// Email is the account's contact for the CA's notices (optional).
+	Email string `yaml:"email"`
+	// Directory is the CA's ACME directory URL (empty: Let's Encrypt's).
+	Directory string `yaml:"directory"`
+	// DirectoryCAFile is a PEM file of roots to trust for Directory besides the system's (a
+	// private CA).
+	DirectoryCAFile string `yaml:"directoryCAFile"`
+}
+
+// Enabled reports whether certificates come from ACME.
+func (a ACME) Enabled() bool { return len(a.Domains) > 0 }
+
 // Default TURN ports (RFC 8656).
 const (
 	DefaultTURNPort = 3478
@@ -108,7 +130,7 @@ func (c Config) UseTLS(listen string) bool {
 	case "off":
 		return false
 	}
-	if c.TLSCert != "" {
+	if c.TLSCert != "" || c.ACME.Enabled() {
 		return true
 	}
 	host, _, _ := net.SplitHostPort(listen)
@@ -129,6 +151,22 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tlsCert", "tlsCert and tlsKey go together")
+	}
+	if a := c.ACME; a.Enabled() {
+		if c.TLSCert != "" {
+			bad("acme.domains", "a certificate comes from ACME or from tlsCert/tlsKey: keep one")
+		}
+		if c.TLS == "off" {
+			bad("acme.domains", "ACME needs tls: auto or on")
+		}
+		for _, d := range a.Domains {
+			if d == "" || net.ParseIP(d) != nil || strings.ContainsAny(d, "*:/ ") || !strings.Contains(d, ".") {
+				bad("acme.domains", "%q is not a DNS name (ACME certifies names, not addresses or wildcards)", d)
+			}
+		}
+		if a.Directory != "" && !strings.HasPrefix(a.Directory, "https://") {
+			bad("acme.directory", "%q is not an https:// URL", a.Directory)
+		}
 	}
 	if c.HTTPRedirectListen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPRedirectListen); err != nil {

@@ -61,6 +61,12 @@ func TestValidate(t *testing.T) {
 		"short ttl":      {Config{TURN: TURN{CredentialTTL: time.Second}}, "credentialTTL"},
 		"short secret":   {Config{TURN: TURN{Secret: "abc"}}, "16 characters"},
 		"negative ports": {Config{TCPPort: -1}, "network.tcpPort"},
+		"acme":           {Config{ACME: ACME{Domains: []string{"cam.example.org"}, Email: "me@example.org"}}, ""},
+		"acme and cert":  {Config{TLSCert: "c.pem", TLSKey: "k.pem", ACME: ACME{Domains: []string{"cam.example.org"}}}, "keep one"},
+		"acme tls off":   {Config{TLS: "off", ACME: ACME{Domains: []string{"cam.example.org"}}}, "tls: auto or on"},
+		"acme address":   {Config{ACME: ACME{Domains: []string{"198.51.100.7"}}}, "not a DNS name"},
+		"acme wildcard":  {Config{ACME: ACME{Domains: []string{"*.example.org"}}}, "not a DNS name"},
+		"acme directory": {Config{ACME: ACME{Domains: []string{"cam.example.org"}, Directory: "http://ca"}}, "https://"},
 	} {
 		err := tc.c.Validate()
 		switch {
