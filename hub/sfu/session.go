@@ -432,8 +432,9 @@ func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error
 		return nil, rtc.Errorf(rtc.CodeInternal, "create peer connection: %v", err)
 	}
 	var (
-		lost       atomic.Bool // the media path died since it was last connected
-		restarting atomic.Bool // and its ICE restart has begun
+		lost       atomic.Bool   // the media path died since it was last connected
+		restarting atomic.Bool   // and its ICE restart has begun
+		losses     atomic.Uint64 // restarts begun: a deadline belongs to one of them
 	)
 	// pathLost runs when the media path stays disconnected for restartAfter, or fails. The
 	// client may still be there (its signalling socket is what tells): ICE restarts over the
@@ -445,6 +446,7 @@ func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error
 		if !restarting.CompareAndSwap(false, true) {
 			return
 		}
+		loss := losses.Add(1)
 		wait := s.svc.opts.ICERestartWait
 		s.log.Warn("media path lost; restarting ICE", "connection", which, "state", pc.ConnectionState().String(), "wait", wait)
 		if which == rtc.ConnSubscribe {
@@ -455,8 +457,8 @@ func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error
 			s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventRestartICE, Connection: rtc.ConnPublish})
 		}
 		s.after(wait, func() {
-			if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
-				return
+			if losses.Load() != loss || pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+				return // back, or lost again later: that loss has its own deadline
 			}
 			s.log.Warn("media path not restored; user lost", "connection", which, "state", pc.ConnectionState().String())
 			s.setLeaveReason("timeout")
