@@ -147,8 +147,17 @@ func TestRetainedAndWill(t *testing.T) {
 			return c, err
 		})
 	})
+	// An early subscriber: once it has the live message, the broker is done with the publish.
+	// (mochi acknowledges a publish before fanning it out; a subscriber that arrives in between
+	// gets it twice, retained and live, and in about 2 % of such runs then misses the next
+	// message: a race inside mochi that this test is not about.)
+	early, earlyMsgs := client(t, addr, "early", nil)
+	subscribe(t, early, "camagent/+/status")
 	if err := wait(dev.Publish("camagent/d1/status", 1, true, "online")); err != nil {
 		t.Fatal(err)
+	}
+	for next(t, earlyMsgs) != (message{"camagent/d1/status", "online", false}) {
+		// the retained copy: mochi may also hand the early subscriber the stored message
 	}
 
 	// A late subscriber gets the retained message.
