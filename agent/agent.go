@@ -95,10 +95,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	hubHTTP, err := HubHTTPClient(cfg.HubCA, 0) // requests carry their own deadlines
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
+	hubHTTP := hubHTTPClient(hubTLS, 0) // requests carry their own deadlines
 	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api, counters: counters,
 		hubTLS: hubTLS, hubHTTP: hubHTTP,
 		ctl: cfg.ControlConfig, state: control.State{State: "idle", Since: time.Now().UTC()}}

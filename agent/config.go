@@ -246,7 +246,12 @@ func HubHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return hubHTTPClient(cfg, timeout), nil
+}
+
+// hubHTTPClient is an HTTP client whose TLS is cfg (nil: the defaults).
+func hubHTTPClient(cfg *tls.Config, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
-	return &http.Client{Transport: tr, Timeout: timeout}, nil
+	return &http.Client{Transport: tr, Timeout: timeout}
 }
