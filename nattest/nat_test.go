@@ -98,6 +98,16 @@ func (l *lab) build() {
 	}
 }
 
+// dropAllUDP, on the viewer's router, is a path dying mid-call: the router forgets its
+// mappings and passes no UDP any more, in either direction.
+var dropAllUDP = []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
+
+// filter inserts an iptables rule ("-I", chain, …) on the viewer's router until t ends.
+func (l *lab) filter(t *testing.T, rule []string) {
+	l.in("rview", append([]string{"iptables"}, rule...)...)
+	t.Cleanup(func() { l.in("rview", append([]string{"iptables", "-D"}, rule[1:]...)...) })
+}
+
 // start runs a binary inside a namespace until the test ends; its output goes to a log file.
 func (l *lab) start(ns, name string, env []string, args ...string) *exec.Cmd {
 	l.t.Helper()
@@ -231,9 +241,7 @@ hubCA: %s
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			for _, r := range sc.rules {
-				l.in("rview", append([]string{"iptables"}, r...)...)
-				del := append([]string{"iptables", "-D"}, r[1:]...)
-				t.Cleanup(func() { l.in("rview", del...) })
+				l.filter(t, r)
 			}
 			res, _ := viewer(t, l, trust, "nat-"+sc.name, speaker, nil, sc.args...)
 			t.Logf("%s: %d frames, first after %d ms, join %d ms, video over %s, audio over %s, ICE servers %v",
@@ -255,12 +263,7 @@ hubCA: %s
 	// session. The viewer's tone at the device's speaker, checked after the cut, shows that
 	// its publish connection came back too.
 	t.Run("path-dies", func(t *testing.T) {
-		// Both directions: the router forgets its mappings and passes no UDP any more.
-		rule := []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
-		cut := func() {
-			l.in("rview", append([]string{"iptables"}, rule...)...)
-			t.Cleanup(func() { l.in("rview", append([]string{"iptables", "-D"}, rule[1:]...)...) })
-		}
+		cut := func() { l.filter(t, dropAllUDP) }
 		before, after := viewer(t, l, trust, "nat-path-dies", speaker, cut, "-after-cut", "30")
 		t.Logf("before the cut: video over %s, audio over %s; after: %d frames, first %d ms after the cut, %d ICE restarts, video over %s, audio over %s",
 			before.Video, before.Audio, after.Frames, after.FirstMS, after.ICERestarts, after.Video, after.Audio)
@@ -332,9 +335,7 @@ func chromium(t *testing.T, l *lab, speaker string) {
 	}
 
 	// The viewer's network stops passing UDP, both ways, mid-call.
-	rule := []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
-	l.in("rview", append([]string{"iptables"}, rule...)...)
-	defer l.in("rview", append([]string{"iptables", "-D"}, rule[1:]...)...)
+	l.filter(t, dropAllUDP)
 	samples, _, _, _ := wav.ReadFile(speaker)
 	t.Logf("UDP cut at %s", time.Now().UTC().Format("15:04:05.000"))
 	io.WriteString(stdin, "cut\n")
