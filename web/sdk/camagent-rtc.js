@@ -1013,11 +1013,16 @@
 
     // ----- ICE restarts
 
+    // The current peer connection for 'publish' or 'subscribe' (null before it exists).
+    _connection(which) {
+      return which === 'publish' ? this._pubPC : this._subPC;
+    }
+
     // Follows one peer connection's ICE state. A path that stays disconnected, or fails, while
     // the signalling socket lives is restarted (docs/protocol.md, "restart"); the page hears
     // media-reconnect-start and, once media flows again, media-reconnect-end.
     _watchPath(pc, which) {
-      if (pc !== (which === 'publish' ? this._pubPC : this._subPC)) return;
+      if (pc !== this._connection(which)) return;
       const path = this._paths[which] || (this._paths[which] = { lostAt: 0, timer: null, tries: 0 });
       const st = pc.iceConnectionState;
       if (st === 'connected' || st === 'completed') {
@@ -1046,7 +1051,7 @@
     // The hub lost the media path of one of our connections, though ours may look fine (a
     // browser notices a dead path late; when only the uplink died, media still arrives).
     _onRestartRequest(which) {
-      const pc = which === 'publish' ? this._pubPC : this._subPC;
+      const pc = this._connection(which);
       if (!pc || pc.signalingState === 'closed') return;
       const path = this._paths[which] || (this._paths[which] = { lostAt: 0, timer: null, tries: 0 });
       if (path.tries > 0) return; // already restarting
@@ -1061,7 +1066,7 @@
 
     async _restartIce(pc, which, force) {
       const path = this._paths[which];
-      if (!path || pc !== (which === 'publish' ? this._pubPC : this._subPC)) return;
+      if (!path || pc !== this._connection(which)) return;
       path.timer = null;
       const st = pc.iceConnectionState;
       if (pc.signalingState === 'closed') return;
