@@ -287,11 +287,31 @@ func waitPublished(ctx context.Context, c *rtc.Client, uid uint32) error {
 	return nil
 }
 
+// assembler joins H.264 RTP packets (RFC 6184) into access units.
+type assembler struct {
+	depack codecs.H264Packet
+	cur    []byte
+}
+
+// push adds a packet and, with the marker bit, returns the access unit it completes. A
+// packet that does not depacketize is skipped, marker and all.
+func (a *assembler) push(pkt *rtp.Packet) (au []byte, done bool) {
+	payload, err := a.depack.Unmarshal(pkt.Payload)
+	if err != nil {
+		return nil, false
+	}
+	a.cur = append(a.cur, payload...)
+	if !pkt.Marker {
+		return nil, false
+	}
+	au, a.cur = a.cur, nil
+	return au, true
+}
+
 // countVideo reassembles access units for watch and counts them.
 func countVideo(ctx context.Context, track *webrtc.TrackRemote, start time.Time, watch time.Duration, r *Result) error {
 	var (
-		depack codecs.H264Packet
-		cur    []byte
+		frames assembler
 		last   uint16
 		first  = true
 		t0     time.Time
@@ -314,22 +334,16 @@ func countVideo(ctx context.Context, track *webrtc.TrackRemote, start time.Time,
 			r.Gaps++
 		}
 		first, last = false, pkt.SequenceNumber
-		payload, err := depack.Unmarshal(pkt.Payload)
-		if err != nil {
-			continue
-		}
-		cur = append(cur, payload...)
-		if pkt.Marker {
+		if au, done := frames.push(pkt); done {
 			if t0.IsZero() {
 				t0 = time.Now()
 				r.FirstFrameMs = time.Since(start).Milliseconds()
 			}
 			r.Frames++
-			r.Bytes += len(cur)
-			if h264.IsKeyframe(cur) {
+			r.Bytes += len(au)
+			if h264.IsKeyframe(au) {
 				r.Keyframes++
 			}
-			cur = nil
 		}
 	}
 }

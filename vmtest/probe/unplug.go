@@ -8,7 +8,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/sys/unix"
 
@@ -71,25 +70,18 @@ const stoppedMs = 250
 func hotUnplug(ctx context.Context, track *webrtc.TrackRemote, r *Result) error {
 	frames := make(chan bool, 256) // one per frame: is it a keyframe
 	go func() {
-		var (
-			depack codecs.H264Packet
-			cur    []byte
-		)
+		var aus assembler
 		for ctx.Err() == nil {
 			track.SetReadDeadline(time.Now().Add(time.Second))
 			pkt, _, err := track.ReadRTP()
 			if err != nil {
 				continue
 			}
-			if payload, err := depack.Unmarshal(pkt.Payload); err == nil {
-				cur = append(cur, payload...)
-			}
-			if pkt.Marker {
+			if au, done := aus.push(pkt); done {
 				select {
-				case frames <- h264.IsKeyframe(cur):
+				case frames <- h264.IsKeyframe(au):
 				default:
 				}
-				cur = nil
 			}
 		}
 	}()
