@@ -104,8 +104,11 @@ func (h *Hub) startNetwork(o *rtc.APIOptions) (_ *network, err error) {
 			return nil, fmt.Errorf("hub: turn: no non-loopback IPv4 address for relays; set network.turn.relayIP")
 		}
 		udp, tcp, tlsPort := nc.TURN.Ports()
+		// Relays reach the hub's own media port(s) only: a client needs nothing else.
 		opts := turn.Options{Secret: n.secret, RelayIP: relay, Logger: h.log,
-			RelayPortMin: uint16(nc.TURN.RelayPortMin), RelayPortMax: uint16(nc.TURN.RelayPortMax)}
+			RelayPortMin: uint16(nc.TURN.RelayPortMin), RelayPortMax: uint16(nc.TURN.RelayPortMax),
+			MediaIPs: mediaIPs(nc.PublicIPs, o.LoopbackOnly), MediaPort: nc.UDPPort,
+			UserQuota: nc.TURN.UserQuota, TotalQuota: nc.TURN.TotalQuota}
 		if udp != 0 {
 			opts.UDPAddr = ":" + strconv.Itoa(udp)
 		}
@@ -120,7 +123,7 @@ func (h *Hub) startNetwork(o *rtc.APIOptions) (_ *network, err error) {
 		}
 		n.closers = append(n.closers, n.turn.Close)
 		log.Info("TURN server listening", "udp", n.turn.UDPAddr(), "tcp", n.turn.TCPAddr(), "tls", n.turn.TLSAddr(),
-			"relayIP", relay.String())
+			"relayIP", relay.String(), "peers", "the hub's media addresses", "mediaPort", nc.UDPPort)
 	}
 	return n, nil
 }
@@ -143,14 +146,41 @@ func (h *Hub) certificateHosts() []string {
 	return slices.Compact(hosts)
 }
 
-// iceServers returns the servers a user gets in its join reply, with a fresh credential.
-func (h *Hub) iceServers(n *network) func(host, appID string, uid uint32) []rtc.ICEServer {
+// mediaIPs returns the addresses the hub's ICE candidates are on: publicIPs and the machine's
+// interface addresses (its loopback addresses instead when media is loopback-only).
+func mediaIPs(public []string, loopbackOnly bool) func() []net.IP {
+	var fixed []net.IP
+	for _, s := range public {
+		if ip := net.ParseIP(s); ip != nil {
+			fixed = append(fixed, ip)
+		}
+	}
+	return func() []net.IP {
+		ips := slices.Clone(fixed)
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.IsLoopback() == loopbackOnly && !n.IP.IsLinkLocalUnicast() {
+				ips = append(ips, n.IP)
+			}
+		}
+		return ips
+	}
+}
+
+// iceServers returns the servers a user gets in its join reply, with a fresh credential that
+// expires after credentialTTL but not after the user's token (expires; zero: no token limit).
+func (h *Hub) iceServers(n *network) func(host, appID string, uid uint32, expires time.Time) []rtc.ICEServer {
 	nc := h.cfg.Network
 	if !nc.TURN.Enabled() {
 		return nil
 	}
-	return func(reqHost, _ string, uid uint32) []rtc.ICEServer {
-		c := turn.Mint(n.secret, strconv.FormatUint(uint64(uid), 10), nc.TURN.TTL(), time.Now())
+	return func(reqHost, _ string, uid uint32, expires time.Time) []rtc.ICEServer {
+		now := time.Now()
+		ttl := nc.TURN.TTL()
+		if !expires.IsZero() {
+			ttl = min(ttl, expires.Sub(now))
+		}
+		c := turn.Mint(n.secret, strconv.FormatUint(uint64(uid), 10), ttl, now)
 		urls := slices.Clone(nc.TURN.URLs)
 		if n.turn != nil {
 			host := nc.TURN.Host

@@ -23,8 +23,9 @@ type Options struct {
 	// Now is the clock (tests may move it); time.Now when nil.
 	Now func() time.Time
 	// ICEServers, when set, returns the STUN/TURN servers (with fresh credentials) a joining
-	// user gets in the join reply; host is the Host the client reached the hub at.
-	ICEServers func(host, appID string, uid uint32) []rtc.ICEServer
+	// user gets in the join reply; host is the Host the client reached the hub at, expires
+	// the user's token expiry (a TURN credential should not outlive it).
+	ICEServers func(host, appID string, uid uint32, expires time.Time) []rtc.ICEServer
 	// WillExpireBefore is how long before a token's expiry the user is warned (30 s).
 	WillExpireBefore time.Duration
 	// ReconnectGrace is how long a user whose connection broke (no goodbye) keeps its place

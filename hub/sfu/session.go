@@ -874,9 +874,9 @@ func (s *session) iceServers() []rtc.ICEServer {
 		return nil
 	}
 	s.mu.Lock()
-	app, uid := s.claims.AppID, s.uid
+	app, uid, exp := s.claims.AppID, s.uid, s.claims.Expiry()
 	s.mu.Unlock()
-	return f(s.host, app, uid)
+	return f(s.host, app, uid, exp)
 }
 
 func (s *session) answer(m *rtc.Message) error {

@@ -27,6 +27,15 @@ type Options struct {
 	RelayIP net.IP
 	// RelayPortMin/Max bound the relay ports (0: any ephemeral port).
 	RelayPortMin, RelayPortMax uint16
+	// MediaIPs returns the hub's media addresses, the only peers relays may reach (required;
+	// called again at most every few seconds, so interface addresses may change).
+	MediaIPs func() []net.IP
+	// MediaPort is the hub's one media UDP port: relays reach only it. 0 (the hub uses an
+	// ephemeral port per connection): any port of MediaIPs.
+	MediaPort int
+	// UserQuota and TotalQuota bound the live allocations per credential (username) and in
+	// all (0: DefaultUserQuota, DefaultTotalQuota).
+	UserQuota, TotalQuota int
 	// Now is the clock credentials are checked against (time.Now when nil).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -38,6 +47,12 @@ type Server struct {
 	udp      net.PacketConn
 	tcp, tls net.Listener
 	log      *slog.Logger
+
+	peers *peerFilter
+	quota *quota
+	users users
+	count counters
+	limit *limiter
 }
 
 // Listen opens the configured listeners and starts serving; Close stops.
@@ -48,6 +63,9 @@ func Listen(o Options) (*Server, error) {
 	if o.RelayIP == nil {
 		return nil, errors.New("turn: no relay address")
 	}
+	if o.MediaIPs == nil {
+		return nil, errors.New("turn: no media addresses to relay to")
+	}
 	if o.Realm == "" {
 		o.Realm = "camagent"
 	}
@@ -57,12 +75,24 @@ func Listen(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{log: o.Logger.With("component", "turn")}
-	var gen pturn.RelayAddressGenerator = &pturn.RelayAddressGeneratorStatic{RelayAddress: o.RelayIP, Address: "0.0.0.0"}
+	if o.UserQuota <= 0 {
+		o.UserQuota = DefaultUserQuota
+	}
+	if o.TotalQuota <= 0 {
+		o.TotalQuota = DefaultTotalQuota
+	}
+	s := &Server{log: o.Logger.With("component", "turn"),
+		peers: &peerFilter{ips: o.MediaIPs, port: o.MediaPort, now: o.Now},
+		quota: &quota{perUser: o.UserQuota, total: o.TotalQuota, users: map[string]int{}},
+		users: users{m: map[string]string{}},
+		limit: &limiter{every: time.Second, now: o.Now},
+	}
+	var inner pturn.RelayAddressGenerator = &pturn.RelayAddressGeneratorStatic{RelayAddress: o.RelayIP, Address: "0.0.0.0"}
 	if o.RelayPortMin != 0 || o.RelayPortMax != 0 {
-		gen = &pturn.RelayAddressGeneratorPortRange{RelayAddress: o.RelayIP, Address: "0.0.0.0",
+		inner = &pturn.RelayAddressGeneratorPortRange{RelayAddress: o.RelayIP, Address: "0.0.0.0",
 			MinPort: o.RelayPortMin, MaxPort: o.RelayPortMax}
 	}
+	gen := relayGenerator{RelayAddressGenerator: inner, s: s}
 	cfg := pturn.ServerConfig{
 		Realm:         o.Realm,
 		LoggerFactory: loggerFactory{s.log},
@@ -72,14 +102,32 @@ func Listen(o Options) (*Server, error) {
 				err = fmt.Errorf("%w at %s", ErrExpired, exp.UTC().Format(time.RFC3339))
 			}
 			if err != nil {
-				s.log.Warn("TURN request refused", "user", ra.Username, "remote", ra.SrcAddr.String(), "err", err)
+				s.count.auth.Add(1)
+				s.warn("TURN request refused", "user", ra.Username, "remote", ra.SrcAddr.String(), "err", err)
 				return "", nil, false
 			}
 			// The message integrity check (done by pion with this key) proves the password.
 			return ra.Username, pturn.GenerateAuthKey(ra.Username, ra.Realm, Password(o.Secret, ra.Username)), true
 		},
+		QuotaHandler: func(user, _ string, _ net.Addr) bool {
+			if s.quota.ok(user) {
+				return true
+			}
+			s.refuseQuota(user)
+			return false
+		},
+		EventHandler: pturn.EventHandler{
+			OnAuth: func(src, _ net.Addr, _, user, _, method string, ok bool) {
+				if !ok { // the password did not match
+					s.count.auth.Add(1)
+					s.warn("TURN request refused: wrong password", "user", user, "remote", src.String(), "method", method)
+				}
+			},
+			OnAllocationCreated: func(src, _ net.Addr, _, user, _ string, _ net.Addr, _ int) { s.users.set(src, user) },
+			OnAllocationDeleted: func(src, _ net.Addr, _, _, _ string) { s.users.del(src) },
+		},
 	}
-	perm := func(_ net.Addr, peer net.IP) bool { return AllowedPeer(peer) }
+	perm := s.permit
 	var err error
 	fail := func(e error) (*Server, error) {
 		s.closeListeners()
@@ -113,13 +161,6 @@ func Listen(o Options) (*Server, error) {
 		return fail(fmt.Errorf("turn: %w", err))
 	}
 	return s, nil
-}
-
-// AllowedPeer reports whether a relay may send to ip: never to loopback, link-local,
-// multicast or unspecified addresses (the relay must not become a way into the hub's host).
-func AllowedPeer(ip net.IP) bool {
-	return !(ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() ||
-		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast())
 }
 
 // UDPAddr, TCPAddr and TLSAddr are the bound listen addresses ("" when off).
