@@ -79,6 +79,13 @@ const (
 	quiesce        = 250              // ms to let paho finish on Disconnect
 	minBackoff     = 500 * time.Millisecond
 	maxBackoff     = 30 * time.Second
+
+	// Log lines about refused commands: 5 at once, then 4 a second; about
+	// commands run: 20 at once, then 10 a second. The rest are counted.
+	refusedLogBurst = 5
+	refusedLogEvery = 250 * time.Millisecond
+	commandLogBurst = 20
+	commandLogEvery = 100 * time.Millisecond
 )
 
 // Client is a device's connection to the broker. Create it with New, then
@@ -97,6 +104,10 @@ type Client struct {
 	running atomic.Bool
 	conn    atomic.Bool // connected and announced
 	replies *replyCache
+	// refusedLog and commandLog bound the log lines a flood of commands
+	// writes (loglimit.go): refusals, and commands run.
+	refusedLog *logLimit
+	commandLog *logLimit
 
 	// stateMu orders state publishes: the latest state is always the last
 	// one handed to paho, whether by PublishState or by a reconnect.
@@ -159,6 +170,9 @@ func New(opts Options) (*Client, error) {
 		lost:    make(chan error, 1),
 		ready:   make(chan struct{}),
 		replies: newReplyCache(replyCacheLen),
+
+		refusedLog: newLogLimit(refusedLogBurst, refusedLogEvery),
+		commandLog: newLogLimit(commandLogBurst, commandLogEvery),
 	}
 
 	po := paho.NewClientOptions().
@@ -376,8 +390,6 @@ func wait(ctx context.Context, tok paho.Token) error {
 	return nil
 }
 
-// onMessage queues a command for the worker. paho calls it in order and it
-// must not block, so a full queue is answered "busy".
 // onUnrouted takes messages paho has no subscription handler for yet: the
 // commands a persistent session held while the device was away.
 func (c *Client) onUnrouted(pc paho.Client, m paho.Message) {
@@ -388,8 +400,17 @@ func (c *Client) onUnrouted(pc paho.Client, m paho.Message) {
 	c.onMessage(pc, m)
 }
 
+// onMessage queues a command for the worker. paho calls it in order and it
+// must not block, so a full queue is answered "busy". A payload over
+// MaxCommandSize is answered at once and never queued or parsed: the queue
+// holds only commands of a bounded size.
 func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	payload := m.Payload()
+	if len(payload) > MaxCommandSize {
+		c.refusedLog.log(c.log, slog.LevelWarn, "oversized command refused", "bytes", len(payload), "limit", MaxCommandSize)
+		c.reply(context.Background(), Reply{Error: errTooLarge(len(payload)).Error(), State: c.latest()}, false)
+		return
+	}
 	select {
 	case c.queue <- payload:
 		return
@@ -398,12 +419,12 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 	cmd, _ := ParseCommand(payload)
 	if cmd.ID != "" {
 		if r, ok := c.replies.get(cmd.ID); ok {
-			c.log.Info("duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
+			c.commandLog.log(c.log, slog.LevelInfo, "duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
 			c.reply(context.Background(), r, false)
 			return
 		}
 	}
-	c.log.Warn("command queue full, replying busy", "id", cmd.ID, "action", cmd.Action)
+	c.refusedLog.log(c.log, slog.LevelWarn, "command queue full, replying busy", "id", cmd.ID, "action", cmd.Action)
 	c.reply(context.Background(), Reply{ID: cmd.ID, Error: "busy", State: c.latest()}, false)
 }
 
@@ -433,31 +454,31 @@ func (c *Client) work(ctx context.Context) {
 func (c *Client) execute(ctx context.Context, payload []byte) {
 	cmd, err := ParseCommand(payload)
 	if err != nil {
-		c.log.Warn("malformed command", "id", cmd.ID, "bytes", len(payload), "err", err)
+		c.refusedLog.log(c.log, slog.LevelWarn, "malformed command", "id", cmd.ID, "bytes", len(payload), "err", err)
 		c.reply(ctx, Reply{ID: cmd.ID, Error: err.Error(), State: c.latest()}, true)
 		return
 	}
 	if !c.authorized(cmd) {
-		c.log.Warn("unauthorized command", "id", cmd.ID, "action", cmd.Action)
+		c.refusedLog.log(c.log, slog.LevelWarn, "unauthorized command", "id", cmd.ID, "action", cmd.Action)
 		c.reply(ctx, Reply{ID: cmd.ID, Error: ErrUnauthorized, State: c.latest()}, true)
 		return
 	}
 	if cmd.ID != "" {
 		if r, ok := c.replies.get(cmd.ID); ok {
-			c.log.Info("duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
+			c.commandLog.log(c.log, slog.LevelInfo, "duplicate command, replying again", "id", cmd.ID, "action", cmd.Action)
 			c.reply(ctx, r, true)
 			return
 		}
 	}
-	c.log.Info("command", "id", cmd.ID, "action", cmd.Action, "channel", cmd.Channel)
+	c.commandLog.log(c.log, slog.LevelInfo, "command", "id", cmd.ID, "action", cmd.Action, "channel", cmd.Channel)
 	start := time.Now()
 	st, err := c.call(ctx, cmd)
 	r := Reply{ID: cmd.ID, OK: err == nil, State: &st}
 	if err != nil {
 		r.Error = err.Error()
-		c.log.Warn("command failed", "id", cmd.ID, "action", cmd.Action, "err", err, "took", time.Since(start).Round(time.Millisecond))
+		c.refusedLog.log(c.log, slog.LevelWarn, "command failed", "id", cmd.ID, "action", cmd.Action, "err", err, "took", time.Since(start).Round(time.Millisecond))
 	} else {
-		c.log.Info("command done", "id", cmd.ID, "action", cmd.Action, "state", st.State, "took", time.Since(start).Round(time.Millisecond))
+		c.commandLog.log(c.log, slog.LevelInfo, "command done", "id", cmd.ID, "action", cmd.Action, "state", st.State, "took", time.Since(start).Round(time.Millisecond))
 	}
 	if cmd.ID != "" {
 		c.replies.put(cmd.ID, r)

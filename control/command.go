@@ -121,9 +121,14 @@ type Stats struct {
 // it could be read, so that the reply can name it.
 func ParseCommand(payload []byte) (Command, error) {
 	if len(payload) > MaxCommandSize {
-		return Command{}, fmt.Errorf("command is %d bytes, more than the %d allowed", len(payload), MaxCommandSize)
+		return Command{}, errTooLarge(len(payload))
 	}
 	return parseCommand(payload)
+}
+
+// errTooLarge is the refusal of a payload of n bytes, over MaxCommandSize.
+func errTooLarge(n int) error {
+	return fmt.Errorf("command is %d bytes, more than the %d allowed", n, MaxCommandSize)
 }
 
 // parseCommand is ParseCommand without the size limit.

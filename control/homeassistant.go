@@ -31,6 +31,10 @@ type Discovery struct {
 	Payload []byte
 }
 
+// HANode is the node id of a device's Home Assistant discovery topics
+// (<prefix>/<component>/<node>/<object>/config): the broker's ACLs use it.
+func HANode(id string) string { return haNode(id) }
+
 // haNode makes a device id usable as a discovery node id and in unique ids
 // ([a-zA-Z0-9_-] only).
 func haNode(id string) string {
