@@ -67,8 +67,13 @@ type TURN struct {
 	Secret     string `yaml:"secret"`
 	SecretFile string `yaml:"secretFile"`
 	// CredentialTTL is how long the credentials handed to a client are valid (0: 12h; a
-	// credential only needs to outlive the allocation's start, relays refresh with it).
+	// credential only needs to outlive the allocation's start, relays refresh with it). A
+	// credential never outlives the token of the user it is handed to.
 	CredentialTTL time.Duration `yaml:"credentialTTL"`
+	// UserQuota and TotalQuota bound the embedded server's live allocations per credential
+	// and in all (0: 8 and 512). A viewer needs one or two.
+	UserQuota  int `yaml:"userQuota"`
+	TotalQuota int `yaml:"totalQuota"`
 }
 
 // ACME: certificates for Domains from an ACME CA, renewed before they expire and kept in the
@@ -219,6 +224,12 @@ func (c Config) Validate() error {
 	}
 	if t.CredentialTTL < 0 || (t.CredentialTTL != 0 && t.CredentialTTL < time.Minute) {
 		bad("turn.credentialTTL", "%s (at least 1m)", t.CredentialTTL)
+	}
+	if t.UserQuota < 0 {
+		bad("turn.userQuota", "%d (0: the default, 8)", t.UserQuota)
+	}
+	if t.TotalQuota < 0 {
+		bad("turn.totalQuota", "%d (0: the default, 512)", t.TotalQuota)
 	}
 	if t.Secret != "" && len(t.Secret) < 16 {
 		bad("turn.secret", "must be at least 16 characters")
