@@ -130,7 +130,7 @@ func next(t *testing.T, msgs chan message) message {
 }
 
 func TestRetainedAndWill(t *testing.T) {
-	b := start(t, Options{})
+	b := start(t, Options{AllowAnonymous: true})
 	addr := "tcp://" + b.Addr()
 	if !strings.HasPrefix(b.Addr(), "127.0.0.1:") || strings.HasSuffix(b.Addr(), ":0") {
 		t.Fatalf("Addr() = %q, want the bound loopback address", b.Addr())
@@ -208,7 +208,7 @@ func TestUsers(t *testing.T) {
 }
 
 func TestWebSocket(t *testing.T) {
-	b := start(t, Options{WSAddr: "127.0.0.1:0"})
+	b := start(t, Options{WSAddr: "127.0.0.1:0", AllowAnonymous: true})
 	if b.WSAddr() == "" || strings.HasSuffix(b.WSAddr(), ":0") {
 		t.Fatalf("WSAddr() = %q", b.WSAddr())
 	}
@@ -247,7 +247,7 @@ func TestListenError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	b, err := New(Options{TCPAddr: ln.Addr().String()})
+	b, err := New(Options{TCPAddr: ln.Addr().String(), AllowAnonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestNoLeak(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for i := range 3 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			b := start(t, Options{WSAddr: "127.0.0.1:0"})
+			b := start(t, Options{WSAddr: "127.0.0.1:0", AllowAnonymous: true})
 			c, _ := client(t, "tcp://"+b.Addr(), "a", nil)
 			w, _ := client(t, "ws://"+b.WSAddr(), "b", nil)
 			subscribe(t, c, "x")

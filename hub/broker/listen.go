@@ -60,14 +60,15 @@ func (t *tracker) closeAll() {
 type tcpListener struct {
 	id    string
 	ln    net.Listener
+	b     *Broker
 	log   *slog.Logger
 	track tracker
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func newTCPListener(id string, ln net.Listener) *tcpListener {
-	return &tcpListener{id: id, ln: ln}
+func newTCPListener(id string, ln net.Listener, b *Broker) *tcpListener {
+	return &tcpListener{id: id, ln: limitListener{Listener: ln, b: b}, b: b}
 }
 
 func (l *tcpListener) ID() string                  { return l.id }
@@ -86,7 +87,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 		}
 		go func() {
 			defer l.track.done(c)
-			if err := establish(l.id, c); err != nil {
+			if err := l.b.serve(l.id, establish, c); err != nil {
 				l.log.Debug("client connection ended", "remote", c.RemoteAddr().String(), "err", err)
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 type wsListener struct {
 	id  string
 	ln  net.Listener
+	b   *Broker
 	srv *http.Server
 	log *slog.Logger
 
@@ -28,17 +30,24 @@ type wsListener struct {
 
 var _ listeners.Listener = (*wsListener)(nil)
 
-func newWSListener(id string, ln net.Listener) *wsListener {
-	l := &wsListener{id: id, ln: ln}
+func newWSListener(id string, ln net.Listener, b *Broker) *wsListener {
+	l := &wsListener{id: id, ln: limitListener{Listener: ln, b: b}, b: b}
 	up := &websocket.Upgrader{
 		Subprotocols: []string{"mqtt"},
-		// Pages served by the hub on another port connect here; the broker
-		// authenticates clients itself.
+		// The handler has checked the Origin already.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	l.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// A browser says where the page came from: any web page the owner
+			// opens could otherwise talk MQTT from the owner's machine.
+			if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, b.opts.AllowedOrigins) {
+				b.stats.refusedOrigin.Add(1)
+				b.preAuthLog("refused an MQTT WebSocket: Origin not allowed", "origin", printable(origin), "remote", r.RemoteAddr)
+				http.Error(w, "broker: Origin not allowed", http.StatusForbidden)
+				return
+			}
 			ws, err := up.Upgrade(w, r, nil)
 			if err != nil {
 				return // Upgrade has answered the request.
@@ -48,7 +57,7 @@ func newWSListener(id string, ln net.Listener) *wsListener {
 				return
 			}
 			defer l.track.done(conn)
-			if err := l.establish(l.id, conn); err != nil {
+			if err := b.serve(l.id, l.establish, conn); err != nil {
 				l.log.Debug("websocket client ended", "remote", r.RemoteAddr, "err", err)
 			}
 		}),
@@ -79,6 +88,17 @@ func (l *wsListener) Close(closeClients listeners.CloseFn) {
 	_ = l.srv.Close()
 	closeClients(l.id)
 	l.track.closeAll()
+}
+
+// originAllowed reports whether origin is one of allowed (compared without
+// regard to case, as scheme and host are).
+func originAllowed(origin string, allowed []string) bool {
+	for _, a := range allowed {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // wsConn carries an MQTT byte stream in binary WebSocket messages.
