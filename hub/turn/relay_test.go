@@ -101,12 +101,18 @@ func listenUDP(t *testing.T, o Options) (*Server, *syncBuffer) {
 // client is a pion TURN client of s over UDP with credential c.
 func client(t *testing.T, s *Server, c Credential) *pturn.Client {
 	t.Helper()
+	return clientOf(t, s.UDPAddr(), c)
+}
+
+// clientOf is a pion TURN client of the server at addr over UDP with credential c.
+func clientOf(t *testing.T, addr string, c Credential) *pturn.Client {
+	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	cl, err := pturn.NewClient(&pturn.ClientConfig{TURNServerAddr: s.UDPAddr(), STUNServerAddr: s.UDPAddr(),
+	cl, err := pturn.NewClient(&pturn.ClientConfig{TURNServerAddr: addr, STUNServerAddr: addr,
 		Conn: pc, Username: c.Username, Password: c.Password, Realm: "camagent", RTO: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
