@@ -175,12 +175,7 @@ func (h *Hub) iceServers(n *network) func(host, appID string, uid uint32, expire
 		return nil
 	}
 	return func(reqHost, _ string, uid uint32, expires time.Time) []rtc.ICEServer {
-		now := time.Now()
-		ttl := nc.TURN.TTL()
-		if !expires.IsZero() {
-			ttl = min(ttl, expires.Sub(now))
-		}
-		c := turn.Mint(n.secret, strconv.FormatUint(uint64(uid), 10), ttl, now)
+		c := turn.MintUntil(n.secret, strconv.FormatUint(uint64(uid), 10), nc.TURN.TTL(), expires, time.Now())
 		urls := slices.Clone(nc.TURN.URLs)
 		if n.turn != nil {
 			host := nc.TURN.Host

@@ -42,6 +42,15 @@ func Mint(secret, name string, ttl time.Duration, now time.Time) Credential {
 	return Credential{Username: user, Password: Password(secret, user), Expires: exp}
 }
 
+// MintUntil is Mint with the expiry capped at until (zero: no cap): the credential a user gets
+// must not outlive the token it was handed out for.
+func MintUntil(secret, name string, ttl time.Duration, until, now time.Time) Credential {
+	if !until.IsZero() {
+		ttl = min(ttl, until.Sub(now))
+	}
+	return Mint(secret, name, ttl, now)
+}
+
 // Password is the password that goes with username under secret.
 func Password(secret, username string) string {
 	m := hmac.New(sha1.New, []byte(secret))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,3 +127,33 @@ func checkCredentials(t *testing.T, secret, network, addr string, roots *x509.Ce
 
 // loopback is the media address of a hub in tests.
 func loopback() []net.IP { return []net.IP{net.IPv4(127, 0, 0, 1)} }
+
+// TestCredentialEndsWithToken: a user whose token expires in 60 s gets a credential that
+// expires within 60 s, which the server refuses once the token has expired.
+func TestCredentialEndsWithToken(t *testing.T) {
+	now := time.Now()
+	token := now.Add(60 * time.Second)
+	c := MintUntil(relaySecret, "viewer", 12*time.Hour, token, now)
+	if c.Expires.After(token) || c.Expires.Before(token.Add(-time.Second)) {
+		t.Fatalf("credential expires at %s, token at %s", c.Expires, token)
+	}
+	if exp, _ := Expiry(c.Username); !exp.Equal(c.Expires) {
+		t.Fatalf("username %q does not carry the expiry %s", c.Username, c.Expires)
+	}
+	if c := MintUntil(relaySecret, "viewer", time.Hour, time.Time{}, now); c.Expires.Before(now.Add(time.Hour - time.Second)) {
+		t.Errorf("without a token expiry the credential lives %s", c.Expires.Sub(now))
+	}
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	s, _ := listenUDP(t, Options{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if _, err := client(t, s, c).Allocate(); err != nil {
+		t.Fatalf("allocation before the token expires: %v", err)
+	}
+	clock.Store(token.UnixNano())
+	if _, err := client(t, s, c).Allocate(); err == nil {
+		t.Fatal("allocation with the credential of an expired token")
+	}
+	if st := s.Stats(); st.Allocations != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
