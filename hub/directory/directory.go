@@ -41,6 +41,13 @@ type Options struct {
 	// to build it from files); nil uses the system roots.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// MaxDevices bounds the directory (default 10000): a client that may publish states
+	// cannot grow the hub without end. Entries beyond it are refused and counted.
+	MaxDevices int
+	// MaxState bounds a state message (default 16 KiB); larger ones are ignored.
+	MaxState int
+	// OfflineTTL drops a device offline for longer than this (default 7 days).
+	OfflineTTL time.Duration
 }
 
 // Directory is the device list plus a command channel to each device.
@@ -51,7 +58,15 @@ type Directory struct {
 
 	mu      sync.Mutex
 	devices map[string]*Device
-	waiting map[string]chan json.RawMessage // request id → reply
+	waiting map[string]waiter // request id → who answers, and where
+	refused int               // states and statuses refused by the limits
+}
+
+// waiter is a command waiting for its reply: only the commanded device's reply topic may
+// answer it.
+type waiter struct {
+	device string
+	ch     chan json.RawMessage
 }
 
 // New returns a Directory; Run connects it.
@@ -65,8 +80,17 @@ func New(o Options) *Directory {
 	if o.ClientID == "" {
 		o.ClientID = "camhub-" + randomHex(4)
 	}
+	if o.MaxDevices <= 0 {
+		o.MaxDevices = 10000
+	}
+	if o.MaxState <= 0 {
+		o.MaxState = 16 << 10
+	}
+	if o.OfflineTTL <= 0 {
+		o.OfflineTTL = 7 * 24 * time.Hour
+	}
 	return &Directory{opts: o, log: o.Logger.With("component", "directory"),
-		devices: map[string]*Device{}, waiting: map[string]chan json.RawMessage{}}
+		devices: map[string]*Device{}, waiting: map[string]waiter{}}
 }
 
 func randomHex(n int) string {
@@ -105,10 +129,11 @@ func (d *Directory) Run(ctx context.Context) error {
 
 func (d *Directory) onMessage(_ mqtt.Client, m mqtt.Message) {
 	parts := strings.Split(m.Topic(), "/")
-	if len(parts) < 3 {
+	if len(parts) != strings.Count(d.opts.Prefix, "/")+3 {
 		return
 	}
 	id, kind := parts[len(parts)-2], parts[len(parts)-1]
+	payload := m.Payload()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch kind {
@@ -116,9 +141,11 @@ func (d *Directory) onMessage(_ mqtt.Client, m mqtt.Message) {
 		var r struct {
 			ID string `json:"id"`
 		}
-		if json.Unmarshal(m.Payload(), &r) == nil {
-			if ch := d.waiting[r.ID]; ch != nil {
-				ch <- append(json.RawMessage(nil), m.Payload()...)
+		if len(payload) <= d.opts.MaxState && json.Unmarshal(payload, &r) == nil {
+			// Only the commanded device answers: a reply on another device's topic is not
+			// taken for this one's (the broker's ACLs stop a device writing another's topic).
+			if w, ok := d.waiting[r.ID]; ok && w.device == id {
+				w.ch <- append(json.RawMessage(nil), payload...)
 				delete(d.waiting, r.ID)
 			}
 		}
@@ -129,24 +156,66 @@ func (d *Directory) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	dev := d.devices[id]
 	if dev == nil {
-		if len(m.Payload()) == 0 {
+		if len(payload) == 0 {
 			return // a cleared retained message for a device we never knew
+		}
+		d.expire()
+		if len(d.devices) >= d.opts.MaxDevices {
+			d.refuse("directory full", "device", id, "max", d.opts.MaxDevices)
+			return
 		}
 		dev = &Device{ID: id, Status: "unknown"}
 		d.devices[id] = dev
 	}
+	if len(payload) == 0 && kind == "status" {
+		delete(d.devices, id) // the retained status was cleared: the device is gone
+		return
+	}
 	dev.Seen = time.Now()
 	if kind == "status" {
-		dev.Status = strings.TrimSpace(string(m.Payload()))
-	} else if json.Valid(m.Payload()) {
-		dev.State = append(json.RawMessage(nil), m.Payload()...)
+		st := strings.TrimSpace(string(payload))
+		if st != "online" && st != "offline" {
+			d.refuse("status is neither online nor offline", "device", id)
+			return
+		}
+		dev.Status = st
+	} else if len(payload) > d.opts.MaxState {
+		d.refuse("state too large", "device", id, "bytes", len(payload), "max", d.opts.MaxState)
+	} else if json.Valid(payload) {
+		dev.State = append(json.RawMessage(nil), payload...)
 	}
+}
+
+// refuse counts a message the limits refused; logs the first few and every thousandth.
+func (d *Directory) refuse(msg string, attrs ...any) {
+	d.refused++
+	if d.refused <= 10 || d.refused%1000 == 0 {
+		d.log.Warn(msg, append(attrs, "refusedTotal", d.refused)...)
+	}
+}
+
+// expire drops devices offline for longer than OfflineTTL (d.mu held).
+func (d *Directory) expire() {
+	now := time.Now()
+	for id, dev := range d.devices {
+		if dev.Status != "online" && now.Sub(dev.Seen) > d.opts.OfflineTTL {
+			delete(d.devices, id)
+		}
+	}
+}
+
+// Refused is the number of states and statuses refused by the limits.
+func (d *Directory) Refused() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.refused
 }
 
 // Devices returns the directory sorted by id.
 func (d *Directory) Devices() []Device {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.expire()
 	out := make([]Device, 0, len(d.devices))
 	for _, dev := range d.devices {
 		out = append(out, *dev)
@@ -171,7 +240,7 @@ func (d *Directory) Command(ctx context.Context, id string, cmd map[string]any, 
 	}
 	ch := make(chan json.RawMessage, 1)
 	d.mu.Lock()
-	d.waiting[reqID] = ch
+	d.waiting[reqID] = waiter{device: id, ch: ch}
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
