@@ -85,10 +85,23 @@ const (
 	CodeAppUnknown        = "APP_UNKNOWN"
 	CodeNegotiation       = "NEGOTIATION_FAILED"
 	CodeInternal          = "INTERNAL"
+	// CodeUIDInUse: the uid is held by another session (or kept for its reconnect) and the
+	// token does not name it: only a token for exactly that uid takes a uid over.
+	CodeUIDInUse = "UID_IN_USE"
+	// CodeRateLimited: too many messages or requests; slow down (a flood closes the session).
+	CodeRateLimited = "RATE_LIMITED"
 )
 
-// MaxMessageBytes bounds one signalling message (an SDP with many candidates fits easily).
+// MaxMessageBytes bounds one signalling message, and is the hub's WebSocket read limit (a
+// larger frame closes the socket with 1009). The largest legitimate message is an SDP: a
+// publish offer with every candidate (about 6 KiB with a dozen), or an answer to a subscribe
+// offer, which grows by about 1 KiB per subscribed track (a session has at most
+// MaxSubscriptions).
 const MaxMessageBytes = 64 << 10
+
+// MaxSubscriptions bounds the tracks one session subscribes to, so that the answers to the
+// hub's offers stay well under MaxMessageBytes.
+const MaxSubscriptions = 32
 
 // Error is a typed protocol error: a stable code and a human message.
 type Error struct {

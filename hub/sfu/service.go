@@ -3,11 +3,14 @@ package sfu
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/camagent/camagent/hub/ratelog"
+	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
@@ -17,9 +20,16 @@ import (
 type Options struct {
 	// API is the process's webrtc.API (rtc.NewAPI).
 	API *webrtc.API
-	// Certificate returns the App certificate of an App ID; false for an unknown App.
+	// Certificate returns the current App certificate of an App ID; false for an unknown App.
 	Certificate func(appID string) (string, bool)
-	Logger      *slog.Logger
+	// Verify returns the certificate of an App ID with key id kid, the current one or a
+	// previous one still accepted while a rotation overlaps (kid "": the current one); false
+	// for an unknown App or key. Nil: only the current certificate, matched by kid.
+	Verify func(appID, kid string) (string, bool)
+	// ClientAddr names the client of a request for the per-address limit and logs (the
+	// caller resolves trusted proxies); nil: the host of r.RemoteAddr.
+	ClientAddr func(r *http.Request) string
+	Logger     *slog.Logger
 	// Now is the clock (tests may move it); time.Now when nil.
 	Now func() time.Time
 	// ICEServers, when set, returns the STUN/TURN servers (with fresh credentials) a joining
@@ -36,7 +46,36 @@ type Options struct {
 	// while the signalling socket lives) may take to come back through an ICE restart
 	// before the user counts as lost (20 s: browsers notice a dead path late).
 	ICERestartWait time.Duration
+
+	// JoinDeadline is how long a signalling socket may stay open without joining (10 s).
+	JoinDeadline time.Duration
+	// MaxPerAddress caps the signalling sockets of one client address (32); the next is
+	// refused with 429 before the WebSocket upgrade.
+	MaxPerAddress int
+	// MaxSessions caps the signalling sockets in total (2000); the next is refused with 503.
+	MaxSessions int
+	// MessageRate and MessageBurst limit a session's messages (20/s, burst 50); OpRate and
+	// OpBurst its join, publish, subscribe, unsubscribe, renew and restart requests (5/s,
+	// burst 20). A message over a limit is answered RATE_LIMITED; a session that keeps
+	// flooding (FloodLimit refusals more than the 5/s it is forgiven; 100) is closed.
+	MessageRate  float64
+	MessageBurst int
+	OpRate       float64
+	OpBurst      int
+	FloodLimit   int
 }
+
+// Defaults of the limits.
+const (
+	DefaultJoinDeadline  = 10 * time.Second
+	DefaultMaxPerAddress = 32
+	DefaultMaxSessions   = 2000
+	DefaultMessageRate   = 20
+	DefaultMessageBurst  = 50
+	DefaultOpRate        = 5
+	DefaultOpBurst       = 20
+	DefaultFloodLimit    = 100
+)
 
 // Stats are counters for /metrics.
 type Stats struct {
@@ -47,6 +86,21 @@ type Stats struct {
 	// ICERestarts counts ICE restarts, asked for by clients or started by the hub: media
 	// paths that died while the signalling socket lived.
 	ICERestarts uint64
+
+	// Noise, mostly unauthenticated: Refused above counts refused joins.
+	// RefusedConnections: sockets refused before the upgrade (per-address or total cap).
+	RefusedConnections uint64
+	// JoinTimeouts: sockets closed for not joining within JoinDeadline.
+	JoinTimeouts uint64
+	// BadMessages: messages that are not the protocol (garbage, too large, binary).
+	BadMessages uint64
+	// RateLimited: messages answered RATE_LIMITED; FloodClosed: sessions closed for flooding.
+	RateLimited, FloodClosed uint64
+	// RefusedMedia: offers refused for sending media the token does not allow, and tracks
+	// stopped for it (publish) or because a subscribe connection must not carry any.
+	RefusedMedia uint64
+	// LogsSuppressed: log lines about noise held back by the per-address log limit.
+	LogsSuppressed uint64
 }
 
 // Service runs the channels of every App.
@@ -58,13 +112,26 @@ type Service struct {
 	wg     sync.WaitGroup
 
 	upgrader websocket.Upgrader
+	// noise limits the log lines about refused and misbehaving clients, per client address.
+	noise *ratelog.Limiter
 
 	mu       sync.Mutex
 	channels map[channelKey]*channel
 
+	connMu  sync.Mutex
+	conns   int            // signalling sockets open
+	perAddr map[string]int // of them, per client address
+
 	forwardedPackets, forwardedBytes atomic.Uint64
 	joins, refused                   atomic.Uint64
 	iceRestarts                      atomic.Uint64
+	refusedConns, joinTimeouts       atomic.Uint64
+	badMessages, rateLimited         atomic.Uint64
+	floodClosed, refusedMedia        atomic.Uint64
+
+	// skipOfferPrecheck (tests only) leaves a publish offer's privileges to the check after
+	// SetRemoteDescription, to exercise it and the rollback.
+	skipOfferPrecheck bool
 }
 
 // New returns a running Service; Close ends every session.
@@ -84,6 +151,27 @@ func New(o Options) *Service {
 	if o.ReconnectGrace == 0 {
 		o.ReconnectGrace = 10 * time.Second
 	}
+	if o.Verify == nil && o.Certificate != nil {
+		current := o.Certificate
+		o.Verify = func(app, kid string) (string, bool) {
+			cert, ok := current(app)
+			if !ok {
+				return "", false
+			}
+			return token.Match(kid, cert)
+		}
+	}
+	if o.ClientAddr == nil {
+		o.ClientAddr = remoteHost
+	}
+	setDefault(&o.JoinDeadline, DefaultJoinDeadline)
+	setDefault(&o.MaxPerAddress, DefaultMaxPerAddress)
+	setDefault(&o.MaxSessions, DefaultMaxSessions)
+	setDefault(&o.MessageRate, DefaultMessageRate)
+	setDefault(&o.MessageBurst, DefaultMessageBurst)
+	setDefault(&o.OpRate, DefaultOpRate)
+	setDefault(&o.OpBurst, DefaultOpBurst)
+	setDefault(&o.FloodLimit, DefaultFloodLimit)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
 		opts:     o,
@@ -91,6 +179,9 @@ func New(o Options) *Service {
 		ctx:      ctx,
 		cancel:   cancel,
 		channels: map[channelKey]*channel{},
+		perAddr:  map[string]int{},
+		// A few lines a second per client address about its noise.
+		noise: ratelog.New(5, 250*time.Millisecond),
 		upgrader: websocket.Upgrader{
 			ReadBufferSize:  4096,
 			WriteBufferSize: 4096,
@@ -101,24 +192,79 @@ func New(o Options) *Service {
 	}
 }
 
-// ServeHTTP upgrades the request to the signalling WebSocket and serves one user.
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// ServeHTTP upgrades the request to the signalling WebSocket and serves one user. Sockets
+// over the per-address or total cap are refused before the upgrade.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	addr := s.opts.ClientAddr(r)
+	if status := s.admit(addr); status != 0 {
+		s.refusedConns.Add(1)
+		s.noisy(slog.LevelWarn, addr, "signalling connection refused", "status", status)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many signalling connections", status)
+		return
+	}
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.log.Debug("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.release(addr)
+		s.badMessages.Add(1)
+		s.noisy(slog.LevelDebug, addr, "websocket upgrade failed", "err", err)
 		return
 	}
 	if s.ctx.Err() != nil {
+		s.release(addr)
 		conn.Close()
 		return
 	}
-	sess := newSession(s, conn, r.RemoteAddr)
+	sess := newSession(s, conn, addr)
 	sess.host = r.Host
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.release(addr)
 		sess.run()
 	}()
+}
+
+// admit counts a new signalling socket from addr, or returns the HTTP status refusing it.
+func (s *Service) admit(addr string) int {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	switch {
+	case s.conns >= s.opts.MaxSessions:
+		return http.StatusServiceUnavailable
+	case s.perAddr[addr] >= s.opts.MaxPerAddress:
+		return http.StatusTooManyRequests
+	}
+	s.conns++
+	s.perAddr[addr]++
+	return 0
+}
+
+func (s *Service) release(addr string) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.conns--
+	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+		delete(s.perAddr, addr)
+	}
+}
+
+// noisy logs a line about a client's noise within the per-address log limit.
+func (s *Service) noisy(level slog.Level, addr, msg string, args ...any) {
+	s.noise.Log(s.log, level, addr, msg, append(args, "remote", addr)...)
 }
 
 // Close ends every session and waits for them.
@@ -143,6 +289,13 @@ func (s *Service) Stats() Stats {
 	st.Joins = s.joins.Load()
 	st.Refused = s.refused.Load()
 	st.ICERestarts = s.iceRestarts.Load()
+	st.RefusedConnections = s.refusedConns.Load()
+	st.JoinTimeouts = s.joinTimeouts.Load()
+	st.BadMessages = s.badMessages.Load()
+	st.RateLimited = s.rateLimited.Load()
+	st.FloodClosed = s.floodClosed.Load()
+	st.RefusedMedia = s.refusedMedia.Load()
+	st.LogsSuppressed = s.noise.Suppressed()
 	return st
 }
 
@@ -162,8 +315,10 @@ func (s *Service) ChannelUsers(app, name string) []uint32 {
 }
 
 // enter puts sess into the channel under uid and returns the channel and the session it
-// replaces (same uid), if any.
-func (s *Service) enter(key channelKey, uid uint32, sess *session) (*channel, *session) {
+// replaces (same uid), if any. A uid held by a session (live, or kept for its reconnect) is
+// taken over only when takeover is set (the token names that uid); otherwise enter refuses
+// with UID_IN_USE and changes nothing.
+func (s *Service) enter(key channelKey, uid uint32, sess *session, takeover bool) (*channel, *session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.channels[key]
@@ -172,10 +327,13 @@ func (s *Service) enter(key channelKey, uid uint32, sess *session) (*channel, *s
 		s.channels[key] = c
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	old := c.users[uid]
+	if old != nil && !takeover {
+		return nil, nil, rtc.Errorf(rtc.CodeUIDInUse, "uid %d is in use in this channel; only a token for uid %d may take it over", uid, uid)
+	}
 	c.users[uid] = sess
-	c.mu.Unlock()
-	return c, old
+	return c, old, nil
 }
 
 // exit removes sess from its channel (if it is still the one under its uid) and drops the

@@ -48,6 +48,7 @@ type subscription struct {
 type session struct {
 	svc    *Service
 	log    *slog.Logger
+	addr   string // the client address (per-address limits, rate-limited logs)
 	conn   *websocket.Conn
 	out    chan []byte
 	ctx    context.Context
@@ -72,14 +73,22 @@ type session struct {
 	restartSent    bool // the offer awaiting its answer restarts ICE
 
 	lastRestart map[string]time.Time // connection → the client's last restart request (under mu)
+
+	// read loop only: message and request rate limits, and the flood allowance
+	msgLimit, opLimit, floodLimit *bucket
 }
 
 func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
 	ctx, cancel := context.WithCancel(svc.ctx)
+	o := svc.opts
 	return &session{
-		svc:       svc,
-		log:       svc.log.With("remote", remote),
-		conn:      conn,
+		svc:        svc,
+		log:        svc.log.With("remote", remote),
+		addr:       remote,
+		msgLimit:   newBucket(o.MessageRate, o.MessageBurst),
+		opLimit:    newBucket(o.OpRate, o.OpBurst),
+		floodLimit: newBucket(5, o.FloodLimit),
+		conn:       conn,
 		out:       make(chan []byte, sendQueue),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -106,21 +115,45 @@ func (s *session) run() {
 		}
 		s.conn.Close()
 	}()
+	joinBy := time.AfterFunc(s.svc.opts.JoinDeadline, func() {
+		if s.channel() == nil && s.ctx.Err() == nil {
+			s.svc.joinTimeouts.Add(1)
+			s.svc.noisy(slog.LevelInfo, s.addr, "signalling socket closed: no join in time", "deadline", s.svc.opts.JoinDeadline)
+			s.cancel()
+		}
+	})
 	s.readLoop()
+	joinBy.Stop()
 	s.cancel()
 	<-writerDone
 	s.teardown()
 }
 
 func (s *session) readLoop() {
-	s.conn.SetReadLimit(1 << 20)
+	// A frame larger than the largest message ends the socket (close 1009) before it is read.
+	s.conn.SetReadLimit(rtc.MaxMessageBytes)
 	s.conn.SetReadDeadline(time.Now().Add(pongWait))
 	s.conn.SetPongHandler(func(string) error {
 		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
+	// Client pings count as messages; over the limit they get no pong.
+	s.conn.SetPingHandler(func(data string) error {
+		if !s.msgLimit.take(time.Now()) {
+			return nil
+		}
+		err := s.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	for {
 		typ, data, err := s.conn.ReadMessage()
 		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.svc.badMessages.Add(1)
+				s.svc.noisy(slog.LevelInfo, s.addr, "signalling message too large; socket closed", "uid", s.uidNow(), "limit", rtc.MaxMessageBytes)
+			}
 			if s.ctx.Err() == nil && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
 				s.log.Debug("signalling read ended", "err", err)
 				s.setLeaveReason("timeout")
@@ -128,24 +161,63 @@ func (s *session) readLoop() {
 			return
 		}
 		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		var (
+			m  *rtc.Message
+			pe *rtc.Error
+		)
 		if typ != websocket.TextMessage {
-			s.replyErr(0, rtc.Errorf(rtc.CodeBadMessage, "binary frames are not part of the protocol"))
+			pe = rtc.Errorf(rtc.CodeBadMessage, "binary frames are not part of the protocol")
+		} else if m, err = rtc.ParseMessage(data); err != nil {
+			pe = asProtoErr(err)
+		}
+		var id uint64
+		if m != nil {
+			id = m.ID
+		}
+		if limited, stop := s.limit(m); stop {
+			return
+		} else if limited {
 			continue
 		}
-		m, err := rtc.ParseMessage(data)
-		if err != nil {
-			var id uint64
-			if m != nil {
-				id = m.ID
-			}
-			s.log.Info("bad signalling message", "uid", s.uidNow(), "err", err)
-			s.replyErr(id, asProtoErr(err))
+		if pe != nil {
+			s.svc.badMessages.Add(1)
+			s.svc.noisy(slog.LevelInfo, s.addr, "bad signalling message", "uid", s.uidNow(), "err", pe)
+			s.replyErr(id, pe)
 			continue
 		}
 		if stop := s.handle(m); stop {
 			return
 		}
 	}
+}
+
+// limit applies the session's rate limits to a message (m nil: not even a message). A message
+// over a limit is answered RATE_LIMITED (limited); a session that keeps flooding past its
+// allowance is ended (stop).
+func (s *session) limit(m *rtc.Message) (limited, stop bool) {
+	now := time.Now()
+	ok := s.msgLimit.take(now)
+	if ok && m != nil && isOperation(m.Type) {
+		ok = s.opLimit.take(now)
+	}
+	if ok {
+		return false, false
+	}
+	s.svc.rateLimited.Add(1)
+	if !s.floodLimit.take(now) {
+		s.svc.floodClosed.Add(1)
+		s.svc.noisy(slog.LevelWarn, s.addr, "signalling flood; session closed", "uid", s.uidNow())
+		s.setLeaveReason("timeout")
+		return true, true
+	}
+	s.svc.noisy(slog.LevelInfo, s.addr, "signalling rate limited", "uid", s.uidNow())
+	var id uint64
+	if m != nil {
+		id = m.ID
+	}
+	s.replyErr(id, rtc.Errorf(rtc.CodeRateLimited, "too many messages: slow down (at most %g messages and %g requests a second)",
+		s.svc.opts.MessageRate, s.svc.opts.OpRate))
+	return true, false
 }
 
 func (s *session) writeLoop() {
@@ -256,7 +328,7 @@ func (s *session) handle(m *rtc.Message) (stop bool) {
 	}
 	if err != nil {
 		pe := asProtoErr(err)
-		s.log.Info("request refused", "type", m.Type, "uid", s.uidNow(), "code", pe.Code, "err", pe.Message)
+		s.svc.noise.Log(s.log, slog.LevelInfo, s.addr, "request refused", "type", m.Type, "uid", s.uidNow(), "code", pe.Code, "err", pe.Message)
 		s.replyErr(m.ID, pe)
 		return false
 	}
@@ -306,6 +378,7 @@ func tokenError(err error) *rtc.Error {
 		token.ReasonExpired:      rtc.CodeTokenExpired,
 		token.ReasonNotYetValid:  rtc.CodeTokenNotYetValid,
 		token.ReasonNoPrivilege:  rtc.CodeNoPrivilege,
+		token.ReasonTooLong:      rtc.CodeTokenInvalid,
 	}[te.Reason]
 	return &rtc.Error{Code: code, Message: te.Message}
 }
@@ -314,7 +387,7 @@ func (s *session) checkToken(text, app, ch string, uid uint32) (*token.Claims, e
 	if _, ok := s.svc.opts.Certificate(app); !ok {
 		return nil, rtc.Errorf(rtc.CodeAppUnknown, "unknown App ID %q", app)
 	}
-	claims, err := token.Parse(text, s.svc.opts.Certificate)
+	claims, err := token.Parse(text, s.svc.opts.Verify)
 	if err == nil {
 		err = claims.Check(app, ch, uid, "", s.svc.opts.Now())
 	}
@@ -335,11 +408,12 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 	}
 	// A join without uid takes the token's uid, or a free one when the token admits any.
 	if uid == 0 && m.Token != "" {
-		if c, err := token.Parse(m.Token, s.svc.opts.Certificate); err == nil && c.UID != 0 {
+		if c, err := token.Parse(m.Token, s.svc.opts.Verify); err == nil && c.UID != 0 {
 			uid = c.UID
 		}
 	}
-	if uid == 0 {
+	assigned := uid == 0
+	if assigned {
 		uid = s.svc.freeUID(key)
 	}
 	claims, err := s.checkToken(m.Token, m.AppID, m.Channel, uid)
@@ -347,13 +421,28 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.svc.refused.Add(1)
 		return nil, err
 	}
+	// Only a token naming the uid takes over a session holding it; a wildcard token gets a
+	// free uid or nothing (an assigned uid taken meanwhile: pick another).
+	enter := func(uid uint32) (*channel, *session, error) {
+		s.mu.Lock()
+		s.uid, s.claims = uid, claims // before the others can see the session
+		s.mu.Unlock()
+		return s.svc.enter(key, uid, s, claims.UID == uid)
+	}
+	c, old, err := enter(uid)
+	for tries := 0; err != nil && assigned && tries < 3; tries++ {
+		uid = s.svc.freeUID(key)
+		c, old, err = enter(uid)
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.uid, s.claims = 0, nil
+		s.mu.Unlock()
+		s.svc.refused.Add(1)
+		return nil, err
+	}
 	s.mu.Lock()
-	s.uid, s.claims = uid, claims
 	s.log = s.log.With("app", m.AppID, "channel", m.Channel, "uid", uid)
-	s.mu.Unlock()
-
-	c, old := s.svc.enter(key, uid, s)
-	s.mu.Lock()
 	s.ch = c
 	s.mu.Unlock()
 	// A session that already ended holds a place kept for a reconnect: take it over quietly,
@@ -380,21 +469,50 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 	return &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt, ICEServers: s.iceServers()}, nil
 }
 
+// renew replaces the session's token. The new token must be for the same App, channel and
+// uid as the one it joined with (a named uid stays that uid; a wildcard stays a wildcard). What
+// the new token no longer grants stops at once: tracks of a kind it may not publish are
+// unpublished, and without subscribe every subscription is dropped.
 func (s *session) renew(m *rtc.Message) (*rtc.Message, error) {
 	s.mu.Lock()
-	app, name, uid := s.ch.key.app, s.ch.key.name, s.uid
+	app, name, uid, old := s.ch.key.app, s.ch.key.name, s.uid, s.claims
 	s.mu.Unlock()
 	claims, err := s.checkToken(m.Token, app, name, uid)
 	if err != nil {
 		return nil, err
+	}
+	if claims.UID != old.UID {
+		return nil, rtc.Errorf(rtc.CodeTokenWrongUID, "renew: the token is for uid %d; this session joined with a token for uid %d", claims.UID, old.UID)
 	}
 	s.mu.Lock()
 	s.claims = claims
 	s.mu.Unlock()
 	s.armExpiry(claims)
 	s.log.Info("token renewed", "expires", claims.Expiry())
+	for kind, priv := range publishPrivilege {
+		if !claims.Grants(priv) {
+			if s.publishedTrack(kind) != nil {
+				s.log.Info("renewed token does not allow publishing; unpublishing", "kind", kind)
+			}
+			s.unpublishKind(kind)
+		}
+	}
+	if !claims.Grants(token.PrivSubscribe) {
+		s.mu.Lock()
+		keys := make([]subKey, 0, len(s.subs))
+		for k := range s.subs {
+			keys = append(keys, k)
+		}
+		s.mu.Unlock()
+		for _, k := range keys {
+			s.dropSubscription(k)
+		}
+	}
 	return &rtc.Message{ExpiresAt: claims.ExpiresAt}, nil
 }
+
+// publishPrivilege is the privilege publishing each media kind needs.
+var publishPrivilege = map[string]string{rtc.KindAudio: token.PrivPublishAudio, rtc.KindVideo: token.PrivPublishVideo}
 
 // armExpiry (re)starts the warning and expiry timers of the session's token.
 func (s *session) armExpiry(c *token.Claims) {
@@ -507,7 +625,10 @@ func (s *session) after(d time.Duration, f func()) {
 	s.mu.Unlock()
 }
 
-// sendKinds returns the media kinds an offer sends (m-lines that are sendonly or sendrecv).
+// sendKinds returns the media kinds an offer sends, read as pion reads it: an audio or video
+// m-line sends unless its first direction attribute (or else the session's first, else the
+// default sendrecv) is recvonly or inactive. Rejected (port 0) m-lines count too: pion does not
+// skip them.
 func sendKinds(offer string) (map[string]bool, error) {
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(offer); err != nil {
@@ -519,66 +640,139 @@ func sendKinds(offer string) (map[string]bool, error) {
 		if kind != rtc.KindAudio && kind != rtc.KindVideo {
 			continue
 		}
-		if md.MediaName.Port.Value == 0 {
-			continue // rejected m-line
+		dir := firstDirection(md.Attributes)
+		if dir == "" {
+			dir = firstDirection(d.Attributes)
 		}
-		dir := "sendrecv"
-		for _, a := range md.Attributes {
-			switch a.Key {
-			case "sendonly", "recvonly", "inactive", "sendrecv":
-				dir = a.Key
-			}
-		}
-		if dir == "sendonly" || dir == "sendrecv" {
+		if dir != "recvonly" && dir != "inactive" {
 			kinds[kind] = true
 		}
 	}
 	return kinds, nil
 }
 
+func firstDirection(attrs []sdp.Attribute) string {
+	for _, a := range attrs {
+		switch a.Key {
+		case "sendonly", "recvonly", "inactive", "sendrecv":
+			return a.Key
+		}
+	}
+	return ""
+}
+
+// receivingKinds returns the media kinds pc will receive as its descriptions stand: the
+// transceivers with a receiver whose direction receives (what pion starts receivers for).
+func receivingKinds(pc *webrtc.PeerConnection) map[string]bool {
+	kinds := map[string]bool{}
+	for _, t := range pc.GetTransceivers() {
+		if receives(t) {
+			kinds[t.Kind().String()] = true
+		}
+	}
+	return kinds
+}
+
+func receives(t *webrtc.RTPTransceiver) bool {
+	d := t.Direction()
+	return t.Receiver() != nil && (d == webrtc.RTPTransceiverDirectionRecvonly || d == webrtc.RTPTransceiverDirectionSendrecv)
+}
+
+// allowPublish checks that claims allow publishing every kind in kinds.
+func allowPublish(claims *token.Claims, kinds map[string]bool) error {
+	for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
+		if !kinds[kind] || claims.Grants(publishPrivilege[kind]) {
+			continue
+		}
+		if claims.UID == 0 && claims.Has(publishPrivilege[kind]) {
+			return rtc.Errorf(rtc.CodeNoPrivilege, "a wildcard-uid token does not allow publishing %s: use a token for the uid", kind)
+		}
+		return rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow publishing %s", kind)
+	}
+	return nil
+}
+
+// publish applies a publish offer and answers it. Privileges are checked on what pion will
+// receive once the offer is applied (its transceivers), after a first check of the SDP; an
+// offer refused or failing after it was applied is rolled back (a new connection is closed),
+// so the session's next publish starts from where it was.
 func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 	kinds, err := sendKinds(m.SDP)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	claims := s.claims
+	claims, pc := s.claims, s.pub
 	s.mu.Unlock()
-	if kinds[rtc.KindAudio] && !claims.Has(token.PrivPublishAudio) {
-		return nil, rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow publishing audio")
+	if !s.svc.skipOfferPrecheck {
+		if err := allowPublish(claims, kinds); err != nil {
+			s.svc.refusedMedia.Add(1)
+			return nil, err
+		}
 	}
-	if kinds[rtc.KindVideo] && !claims.Has(token.PrivPublishVideo) {
-		return nil, rtc.Errorf(rtc.CodeNoPrivilege, "token does not allow publishing video")
-	}
-	s.mu.Lock()
-	pc := s.pub
-	s.mu.Unlock()
-	if pc == nil {
+	fresh := pc == nil
+	if fresh {
 		if pc, err = s.newPeerConnection(rtc.ConnPublish); err != nil {
 			return nil, err
 		}
-		pc.OnTrack(s.onTrack)
-		s.mu.Lock()
-		s.pub = pc
-		s.mu.Unlock()
+		pc.OnTrack(func(remote *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, remote, r) })
+	}
+	// undo returns pc to before the offer: a new connection is dropped, an existing one rolls
+	// the offer back.
+	undo := func() {
+		if fresh {
+			pc.Close()
+			return
+		}
+		if pc.SignalingState() != webrtc.SignalingStateHaveRemoteOffer {
+			return
+		}
+		cur := pc.CurrentRemoteDescription()
+		if cur == nil {
+			return
+		}
+		// pion parses the SDP of a rollback too: give it the description in force.
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback, SDP: cur.SDP}); err != nil {
+			s.log.Warn("roll back a refused publish offer; closing the publish connection", "err", err)
+			s.mu.Lock()
+			if s.pub == pc {
+				s.pub = nil
+			}
+			s.mu.Unlock()
+			pc.Close()
+		}
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		undo()
 		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: apply offer: %v", err)
+	}
+	recv := receivingKinds(pc)
+	if err := allowPublish(claims, recv); err != nil {
+		s.svc.refusedMedia.Add(1)
+		undo()
+		return nil, err
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
+		undo()
 		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: create answer: %v", err)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
+		undo()
 		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: set answer: %v", err)
+	}
+	if fresh {
+		s.mu.Lock()
+		s.pub = pc
+		s.mu.Unlock()
 	}
 	if err := s.wait(gathered); err != nil {
 		return nil, err
 	}
-	// Kinds no longer sent are unpublished now; new ones are announced when media arrives.
+	// Kinds no longer received are unpublished now; new ones are announced when media arrives.
 	for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
-		if !kinds[kind] {
+		if !recv[kind] {
 			s.unpublishKind(kind)
 		}
 	}
@@ -596,13 +790,21 @@ func (s *session) wait(done <-chan struct{}) error {
 	}
 }
 
-// onTrack runs when a publisher's media arrives: the track becomes available to subscribers.
-func (s *session) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+// onTrack runs when a publisher's media arrives on its publish connection pc: the track becomes
+// available to subscribers, if the token allows publishing its kind (checked again here, after
+// the offer's check: a track the token does not allow is stopped, never forwarded).
+func (s *session) onTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	kind := remote.Kind().String()
 	s.mu.Lock()
-	ch, uid, pc := s.ch, s.uid, s.pub
+	ch, uid, claims := s.ch, s.uid, s.claims
 	s.mu.Unlock()
 	if ch == nil || s.ctx.Err() != nil {
+		return
+	}
+	if priv, ok := publishPrivilege[kind]; !ok || !claims.Grants(priv) {
+		s.svc.refusedMedia.Add(1)
+		s.svc.noisy(slog.LevelWarn, s.addr, "track the token does not allow; stopped", "uid", uid, "kind", kind)
+		receiver.Stop()
 		return
 	}
 	t, err := newTrack(s.svc, pc, remote, uid)
@@ -684,12 +886,21 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 	}
 	if existing != nil {
 		s.dropSubscription(key)
+	} else if s.subscriptions() >= rtc.MaxSubscriptions {
+		return nil, rtc.Errorf(rtc.CodeInvalidParams, "subscribe: at most %d subscriptions per session", rtc.MaxSubscriptions)
 	}
 	if pc == nil {
 		var err error
 		if pc, err = s.newPeerConnection(rtc.ConnSubscribe); err != nil {
 			return nil, err
 		}
+		// The subscribe connection only sends (its transceivers have no receivers); should a
+		// track ever arrive on it anyway, it is stopped, never forwarded.
+		pc.OnTrack(func(remote *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+			s.svc.refusedMedia.Add(1)
+			s.svc.noisy(slog.LevelWarn, s.addr, "media on a subscribe connection; stopped", "uid", s.uidNow(), "kind", remote.Kind().String())
+			r.Stop()
+		})
 		s.mu.Lock()
 		s.sub = pc
 		s.mu.Unlock()
@@ -713,6 +924,12 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 		return nil, err
 	}
 	return &rtc.Message{Mid: tr.Mid()}, nil
+}
+
+func (s *session) subscriptions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
 }
 
 // readRTCP drains a subscriber's RTCP for one track and relays keyframe requests.
@@ -896,6 +1113,17 @@ func (s *session) answer(m *rtc.Message) error {
 	s.negMu.Unlock()
 	if err != nil {
 		return rtc.Errorf(rtc.CodeNegotiation, "apply answer: %v", err)
+	}
+	// The subscribe connection never receives: an answer that says it sends (sendrecv where
+	// the hub offered sendonly) gets nothing applied for it, and any receiver is stopped.
+	if kinds, _ := sendKinds(m.SDP); len(kinds) > 0 {
+		s.svc.refusedMedia.Add(1)
+		s.svc.noisy(slog.LevelWarn, s.addr, "subscribe answer offers to send media; ignored", "uid", s.uidNow())
+	}
+	for _, t := range pc.GetTransceivers() {
+		if receives(t) {
+			t.Receiver().Stop()
+		}
 	}
 	if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
 		s.requestFreshKeyframes()

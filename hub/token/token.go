@@ -5,21 +5,37 @@
 //
 //	cam1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(certificate, "cam1."+claims))>
 //
-// uid 0 in a token is a wildcard: the token admits any uid (as in the cloud SDKs).
+// The claims carry a key id ("kid": the first 8 bytes of SHA-256 of the certificate, in hex)
+// so that an App certificate can be rotated with overlap: a verifier keeps the previous
+// certificates for a while and picks the one the token names. A token without a key id (made
+// before key ids existed) is checked against the App's current certificate.
+//
+// uid 0 in a token is a wildcard: the token admits any free uid (as in the cloud SDKs), but it
+// never allows publishing and never takes over a uid another session holds; Mint refuses to
+// make a wildcard token that publishes. No token is valid for more than MaxLifetime.
 package token
 
 import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 const prefix = "cam1."
+
+// MaxLifetime is the longest a token may be valid: Mint refuses longer, and Check refuses a
+// token that expires later than MaxLifetime from now (plus clockSkew), whoever signed it.
+const MaxLifetime = 24 * time.Hour
+
+// clockSkew is how far the signer's clock may run ahead of the verifier's.
+const clockSkew = 5 * time.Minute
 
 // Privileges a token may grant.
 const (
@@ -55,26 +71,58 @@ type Claims struct {
 	IssuedAt   int64    `json:"iat"`
 	NotBefore  int64    `json:"nbf,omitempty"`
 	ExpiresAt  int64    `json:"exp"`
+	// KeyID names the certificate that signed the token (KeyID of it); Sign sets it.
+	KeyID string `json:"kid,omitempty"`
 }
 
-// Has reports whether the claims grant privilege p.
-func (c *Claims) Has(p string) bool {
-	for _, q := range c.Privileges {
-		if q == p {
-			return true
+// KeyID returns the public key id of an App certificate: the first 8 bytes of its SHA-256, hex.
+// It names the certificate in tokens and logs without revealing it.
+func KeyID(certificate string) string {
+	sum := sha256.Sum256([]byte(certificate))
+	return hex.EncodeToString(sum[:8])
+}
+
+// Match returns the certificate among certificates (the current one first, then previous
+// ones still accepted) whose KeyID is kid; kid "" (a token from before key ids) matches the
+// current one. It is a ready-made body for a Parse lookup.
+func Match(kid string, certificates ...string) (string, bool) {
+	if len(certificates) == 0 {
+		return "", false
+	}
+	if kid == "" {
+		return certificates[0], certificates[0] != ""
+	}
+	for _, c := range certificates {
+		if c != "" && KeyID(c) == kid {
+			return c, true
 		}
 	}
-	return false
+	return "", false
 }
+
+// Has reports whether the claims list privilege p.
+func (c *Claims) Has(p string) bool { return slices.Contains(c.Privileges, p) }
+
+// Grants reports whether the claims allow privilege p as used: listed, and for publishing
+// bound to a named uid (a wildcard-uid token never publishes).
+func (c *Claims) Grants(p string) bool {
+	if publishes(p) && c.UID == 0 {
+		return false
+	}
+	return c.Has(p)
+}
+
+func publishes(p string) bool { return p == PrivPublishAudio || p == PrivPublishVideo }
 
 // Expiry is the token's expiry time.
 func (c *Claims) Expiry() time.Time { return time.Unix(c.ExpiresAt, 0) }
 
-// Sign returns the token text for claims, signed with certificate.
+// Sign returns the token text for claims, signed with certificate; it sets the claims' KeyID.
 func Sign(c Claims, certificate string) (string, error) {
 	if certificate == "" {
 		return "", errors.New("token: empty app certificate")
 	}
+	c.KeyID = KeyID(certificate)
 	body, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("token: encode claims: %w", err)
@@ -103,6 +151,8 @@ const (
 	ReasonExpired
 	ReasonNotYetValid
 	ReasonNoPrivilege
+	// ReasonTooLong: the token is valid for longer than MaxLifetime from now.
+	ReasonTooLong
 )
 
 // Error is a refused token.
@@ -117,9 +167,10 @@ func refuse(r Reason, format string, args ...any) *Error {
 	return &Error{Reason: r, Message: fmt.Sprintf(format, args...)}
 }
 
-// Parse checks the form and signature of text and returns its claims. certificates looks up the
-// App certificate of an App ID (false: unknown App).
-func Parse(text string, certificates func(appID string) (string, bool)) (*Claims, error) {
+// Parse checks the form and signature of text and returns its claims. certificates looks up
+// the certificate of an App ID with key id kid (kid "": the App's current certificate; false:
+// unknown App or key id). Match does the lookup among an App's certificates.
+func Parse(text string, certificates func(appID, kid string) (string, bool)) (*Claims, error) {
 	if text == "" {
 		return nil, refuse(ReasonMissing, "no token given")
 	}
@@ -143,9 +194,17 @@ func Parse(text string, certificates func(appID string) (string, bool)) (*Claims
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, refuse(ReasonMalformed, "token claims are not valid JSON")
 	}
-	cert, ok := certificates(c.AppID)
+	cert, ok := certificates(c.AppID, c.KeyID)
+	if !ok && c.KeyID != "" {
+		if _, known := certificates(c.AppID, ""); known {
+			return nil, refuse(ReasonBadSignature, "signed with an unknown key (kid %q) of App %q: retired or never issued", c.KeyID, c.AppID)
+		}
+	}
 	if !ok {
 		return nil, refuse(ReasonUnknownApp, "unknown App ID %q", c.AppID)
+	}
+	if c.KeyID != "" && KeyID(cert) != c.KeyID {
+		return nil, refuse(ReasonBadSignature, "bad signature (kid %q is not this App's certificate)", c.KeyID)
 	}
 	if !hmac.Equal(sig, mac(cert, payload)) {
 		return nil, refuse(ReasonBadSignature, "bad signature (not signed with this App's certificate)")
@@ -167,25 +226,56 @@ func (c *Claims) Check(appID, channel string, uid uint32, priv string, now time.
 		return refuse(ReasonNotYetValid, "token is not valid before %s", time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
 	case now.Unix() >= c.ExpiresAt:
 		return refuse(ReasonExpired, "token expired at %s", c.Expiry().UTC().Format(time.RFC3339))
+	case c.ExpiresAt > now.Add(MaxLifetime+clockSkew).Unix():
+		return refuse(ReasonTooLong, "token is valid until %s, more than %s from now", c.Expiry().UTC().Format(time.RFC3339), MaxLifetime)
 	case !c.Has(PrivJoin):
 		return refuse(ReasonNoPrivilege, "token does not grant join")
+	case priv != "" && publishes(priv) && c.UID == 0 && c.Has(priv):
+		return refuse(ReasonNoPrivilege, "a wildcard-uid token cannot %s: mint one for the uid", priv)
 	case priv != "" && !c.Has(priv):
 		return refuse(ReasonNoPrivilege, "token does not grant %s", priv)
 	}
 	return nil
 }
 
-// Mint is a convenience: claims for a role, valid from now for ttl, signed.
+// Mint is a convenience: claims for a role, valid from now for ttl (at most MaxLifetime),
+// signed. A role that publishes needs a named uid (not 0).
 func Mint(appID, certificate, channel string, uid uint32, role string, ttl time.Duration, now time.Time) (string, *Claims, error) {
 	privs, err := PrivilegesFor(role)
 	if err != nil {
 		return "", nil, err
 	}
+	return MintPrivileges(appID, certificate, channel, uid, privs, ttl, now)
+}
+
+// MintPrivileges signs claims with exactly privs (which must include PrivJoin), valid from
+// now for ttl (at most MaxLifetime). Publishing privileges need a named uid (not 0).
+func MintPrivileges(appID, certificate, channel string, uid uint32, privs []string, ttl time.Duration, now time.Time) (string, *Claims, error) {
 	if ttl <= 0 {
 		return "", nil, fmt.Errorf("token: expiry must be positive, got %s", ttl)
 	}
-	c := Claims{AppID: appID, Channel: channel, UID: uid, Privileges: privs,
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix()}
+	if ttl > MaxLifetime {
+		return "", nil, fmt.Errorf("token: lifetime %s exceeds the maximum of %s", ttl, MaxLifetime)
+	}
+	var set []string
+	for _, p := range privs {
+		switch p {
+		case PrivJoin, PrivPublishAudio, PrivPublishVideo, PrivSubscribe:
+		default:
+			return "", nil, fmt.Errorf("token: unknown privilege %q", p)
+		}
+		if publishes(p) && uid == 0 {
+			return "", nil, fmt.Errorf("token: %s needs a named uid, not the wildcard 0", p)
+		}
+		if !slices.Contains(set, p) {
+			set = append(set, p)
+		}
+	}
+	if !slices.Contains(set, PrivJoin) {
+		return "", nil, errors.New("token: privileges must include join")
+	}
+	c := Claims{AppID: appID, Channel: channel, UID: uid, Privileges: set,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), KeyID: KeyID(certificate)}
 	t, err := Sign(c, certificate)
 	return t, &c, err
 }

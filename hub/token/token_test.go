@@ -1,20 +1,26 @@
 package token
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 )
 
-const cert = "0123456789abcdef0123456789abcdef"
+const (
+	cert = "0123456789abcdef0123456789abcdef"
+	// previous is demo's certificate before the last rotation, still accepted.
+	previous = "the-previous-certificate-32chars"
+)
 
-func certs(app string) (string, bool) {
+func certs(app, kid string) (string, bool) {
 	switch app {
 	case "demo":
-		return cert, true
+		return Match(kid, cert, previous)
 	case "other":
-		return "another-certificate-of-32-chars!", true
+		return Match(kid, "another-certificate-of-32-chars!")
 	}
 	return "", false
 }
@@ -68,6 +74,19 @@ func TestTokenRefusals(t *testing.T) {
 		{"no join", sign(with(func(c *Claims) { c.Privileges = []string{PrivSubscribe} }), cert), "demo", "porch", 7, "", ReasonNoPrivilege},
 		{"tampered", tampered, "demo", "garage", 7, "", ReasonBadSignature},
 		{"other certificate", sign(base, "a-different-certificate-32-chars"), "demo", "porch", 7, "", ReasonBadSignature},
+		{"previous certificate", sign(base, previous), "demo", "porch", 7, PrivPublishAudio, 0},
+		{"no kid, current certificate", noKID(t, base, cert), "demo", "porch", 7, "", 0},
+		{"no kid, previous certificate", noKID(t, base, previous), "demo", "porch", 7, "", ReasonBadSignature},
+		{"kid of another certificate", withKID(t, base, cert, KeyID(previous)), "demo", "porch", 7, "", ReasonBadSignature},
+		{"unknown kid", withKID(t, base, cert, "0011223344556677"), "demo", "porch", 7, "", ReasonBadSignature},
+		{"wildcard publish", sign(with(func(c *Claims) { c.UID = 0 }), cert), "demo", "porch", 12345, PrivPublishVideo, ReasonNoPrivilege},
+		{"wildcard subscribe", sign(with(func(c *Claims) { c.UID = 0 }), cert), "demo", "porch", 12345, PrivSubscribe, 0},
+		{"ten years", sign(with(func(c *Claims) { c.ExpiresAt = now.Add(10 * 365 * 24 * time.Hour).Unix() }), cert), "demo", "porch", 7, "", ReasonTooLong},
+		{"a day", sign(with(func(c *Claims) { c.ExpiresAt = now.Add(MaxLifetime).Unix() }), cert), "demo", "porch", 7, "", 0},
+		{"issued in the future", sign(with(func(c *Claims) {
+			c.IssuedAt = now.Add(9 * 365 * 24 * time.Hour).Unix()
+			c.ExpiresAt = c.IssuedAt + 3600
+		}), cert), "demo", "porch", 7, "", ReasonTooLong},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +105,94 @@ func TestTokenRefusals(t *testing.T) {
 				t.Fatalf("reason %d (%v), want %d", te.Reason, err, tc.want)
 			}
 		})
+	}
+}
+
+// noKID signs c the old way, without a key id.
+func noKID(t *testing.T, c Claims, certificate string) string { return withKID(t, c, certificate, "") }
+
+// withKID signs c with certificate but claims key id kid.
+func withKID(t *testing.T, c Claims, certificate, kid string) string {
+	t.Helper()
+	c.KeyID = kid
+	body, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := prefix + base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(mac(certificate, payload))
+}
+
+func TestKeyID(t *testing.T) {
+	if k := KeyID(cert); len(k) != 16 || k == KeyID(previous) {
+		t.Fatalf("key ids %q %q", k, KeyID(previous))
+	}
+	tok, c, err := Mint("demo", previous, "porch", 7, RoleSubscriber, time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KeyID != KeyID(previous) {
+		t.Fatalf("minted kid %q, want %q", c.KeyID, KeyID(previous))
+	}
+	parsed, err := Parse(tok, certs)
+	if err != nil || parsed.KeyID != KeyID(previous) {
+		t.Fatalf("parse: %+v %v", parsed, err)
+	}
+	if strings.Contains(tok, previous) {
+		t.Fatal("the token contains the certificate")
+	}
+	if _, ok := Match("", ""); ok {
+		t.Fatal("an empty certificate matched")
+	}
+}
+
+func TestMintRefusals(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		uid   uint32
+		privs []string
+		ttl   time.Duration
+		ok    bool
+	}{
+		{"talk but not show", 7, []string{PrivJoin, PrivSubscribe, PrivPublishAudio}, time.Hour, true},
+		{"watch only, any uid", 0, []string{PrivJoin, PrivSubscribe}, time.Hour, true},
+		{"wildcard audio", 0, []string{PrivJoin, PrivPublishAudio}, time.Hour, false},
+		{"wildcard video", 0, []string{PrivJoin, PrivSubscribe, PrivPublishVideo}, time.Hour, false},
+		{"no join", 7, []string{PrivSubscribe}, time.Hour, false},
+		{"unknown privilege", 7, []string{PrivJoin, "admin"}, time.Hour, false},
+		{"too long", 7, []string{PrivJoin}, MaxLifetime + time.Second, false},
+		{"a day", 7, []string{PrivJoin}, MaxLifetime, true},
+		{"zero", 7, []string{PrivJoin}, 0, false},
+	} {
+		tok, c, err := MintPrivileges("demo", cert, "porch", tc.uid, tc.privs, tc.ttl, now)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v, want ok=%v", tc.name, err, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		if _, err := Parse(tok, certs); err != nil {
+			t.Errorf("%s: parse: %v", tc.name, err)
+		}
+		if tc.name == "talk but not show" && (!c.Grants(PrivPublishAudio) || c.Grants(PrivPublishVideo)) {
+			t.Errorf("%s: privileges %v", tc.name, c.Privileges)
+		}
+	}
+	if _, _, err := Mint("demo", cert, "porch", 0, RolePublisher, time.Hour, now); err == nil {
+		t.Error("a wildcard publisher token was minted")
+	}
+	if _, _, err := Mint("demo", cert, "porch", 0, RoleSubscriber, time.Hour, now); err != nil {
+		t.Errorf("a wildcard subscriber token: %v", err)
+	}
+	if _, _, err := Mint("demo", cert, "porch", 7, RolePublisher, 10*365*24*time.Hour, now); err == nil {
+		t.Error("a ten-year token was minted")
+	}
+	// Grants: a wildcard token (signed by hand, as an old backend might) never publishes.
+	c := Claims{UID: 0, Privileges: []string{PrivJoin, PrivPublishAudio, PrivSubscribe}}
+	if c.Grants(PrivPublishAudio) || !c.Grants(PrivSubscribe) || !c.Has(PrivPublishAudio) {
+		t.Error("Grants lets a wildcard publish")
 	}
 }
 
@@ -110,10 +217,17 @@ func FuzzParse(f *testing.F) {
 	f.Add(good)
 	f.Add("cam1..")
 	f.Add("cam1.e30.")
+	f.Add(noKIDForFuzz())
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := Parse(s, certs)
 		if err == nil && c == nil {
 			t.Fatal("nil claims without error")
 		}
 	})
+}
+
+func noKIDForFuzz() string {
+	body, _ := json.Marshal(Claims{AppID: "demo", Channel: "porch", UID: 7, Privileges: []string{PrivJoin}, ExpiresAt: 1})
+	payload := prefix + base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(mac(cert, payload))
 }
