@@ -13,7 +13,8 @@ import (
 // than the user's token, and after credentialTTL when the token lives longer.
 func TestICEServersCredentialEndsWithToken(t *testing.T) {
 	const secret = "network-test-secret-0123456789"
-	h := &Hub{cfg: Config{Network: netconf.Config{TURN: netconf.TURN{Embedded: true, CredentialTTL: time.Hour}}}}
+	h := &Hub{cfg: Config{Network: netconf.Config{TURN: netconf.TURN{
+		URLs: []string{"turn:turn.example.org:3478?transport=udp"}, CredentialTTL: time.Hour}}}}
 	servers := h.iceServers(&network{secret: secret})
 	for name, tc := range map[string]struct {
 		token time.Duration
