@@ -55,7 +55,7 @@ func (e *embedded) Addr() string { return e.addr }
 
 func (e *embedded) Start(t *testing.T) {
 	t.Helper()
-	b, err := broker.New(broker.Options{TCPAddr: e.addr, Logger: testLogger(t, nil)})
+	b, err := broker.New(broker.Options{TCPAddr: e.addr, AllowAnonymous: true, Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
