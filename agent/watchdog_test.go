@@ -45,6 +45,7 @@ func TestWatchdogUnderNotifySocket(t *testing.T) {
 
 	log := slog.New(slog.DiscardHandler)
 	hcfg := hub.Defaults()
+	hcfg.Demo = true // loopback trust: the agent and the test clients have no credentials
 	hcfg.Listen, hcfg.MQTTListen, hcfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "hub")
 	h, err := hub.New(hcfg, log)
 	if err != nil {

@@ -43,6 +43,7 @@ type inProcess struct {
 // microphone and a WAV speaker in dir. stop ends the agent, then the hub.
 func startInProcess(ctx context.Context, dir string, log *slog.Logger) (*inProcess, error) {
 	hcfg := hub.Defaults()
+	hcfg.Demo = true // loopback trust: the agent and the test clients have no credentials
 	hcfg.Listen, hcfg.MQTTListen = "127.0.0.1:0", "127.0.0.1:0"
 	hcfg.StateDir = filepath.Join(dir, "hub")
 	h, err := hub.New(hcfg, log)

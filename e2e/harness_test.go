@@ -56,6 +56,7 @@ func startSystemWith(t *testing.T, tune func(*agent.Config)) *system {
 	dir := t.TempDir()
 	log := testLogger(t)
 	hcfg := hub.Defaults()
+	hcfg.Demo = true // loopback trust: the agent and the test clients have no credentials
 	hcfg.Listen = "127.0.0.1:0"
 	hcfg.MQTTListen = "127.0.0.1:0"
 	hcfg.StateDir = filepath.Join(dir, "hub")

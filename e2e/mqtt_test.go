@@ -196,6 +196,7 @@ func stateIs(topic string, ok func(control.State) bool) func(mqMsg) bool {
 func startHubOn(t *testing.T, brokerURL string) *hub.Hub {
 	t.Helper()
 	hcfg := hub.Defaults()
+	hcfg.Demo = true // loopback trust: the agent and the test clients have no credentials
 	hcfg.Listen = "127.0.0.1:0"
 	hcfg.MQTT = brokerURL
 	hcfg.StateDir = filepath.Join(t.TempDir(), "hub")

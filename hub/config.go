@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,10 @@ type App struct {
 	// CertificateFile reads the certificate from a file. Without either, the systemd
 	// credential "appCertificate-<id>" is used when there is one (see ResolveSecrets).
 	CertificateFile string `yaml:"certificateFile"`
+	// PreviousCertificates still verify tokens (each names its certificate by a key id), so a
+	// certificate can be rotated with overlap: move the old one here, set a new one, and drop
+	// the old one once its tokens have expired (24 h at most).
+	PreviousCertificates []string `yaml:"previousCertificates"`
 }
 
 // Config is the hub's configuration (camhub.yaml); Defaults gives the embedded defaults.
@@ -48,13 +53,24 @@ type Config struct {
 	// StateDir keeps generated secrets; empty: $STATE_DIRECTORY (systemd), else
 	// ~/.local/state/camhub (see Derive).
 	StateDir string `yaml:"stateDir"`
-	// TokenAPIOpenOnLoopback lets clients on loopback mint tokens without credentials.
-	TokenAPIOpenOnLoopback bool `yaml:"tokenAPIOpenOnLoopback"`
-	// TokenAPIKeys are bearer keys that may mint tokens from anywhere (devices, backends).
-	TokenAPIKeys []string `yaml:"tokenAPIKeys"`
-	// TokenAPIKeysFile adds keys from a file, one per line; without it, the systemd
-	// credential "tokenAPIKeys" is read when there is one.
-	TokenAPIKeysFile string `yaml:"tokenAPIKeysFile"`
+	// Demo trusts clients on loopback (no login, anonymous MQTT on loopback): make run and
+	// tests only. A demo hub refuses to listen beyond loopback. Otherwise every request and
+	// every MQTT client authenticates (docs/security.md).
+	Demo bool `yaml:"demo"`
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies in front of the hub
+	// whose X-Forwarded-For / Forwarded headers name the real client; from anyone else those
+	// headers are ignored for addresses and refuse demo trust.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// AllowedOrigins are web origins (https://app.example.com) besides the hub's own whose
+	// pages may call the API and open signalling and MQTT WebSockets.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// AllowedHosts are host names the hub answers to besides IP addresses, localhost, this
+	// machine's name, network.hosts and network.acme.domains (a DNS-rebinding defence).
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// MetricsListen serves /metrics without credentials on its own address (a loopback
+	// address for a local Prometheus); on the main listener /metrics needs an admin or a key
+	// with the metrics action. Empty: off.
+	MetricsListen string `yaml:"metricsListen"`
 	// ICELoopbackOnly limits media to loopback addresses; "auto" means: when Listen is loopback.
 	ICELoopbackOnly string `yaml:"iceLoopbackOnly"`
 	// LogLevel is debug, info, warn or error; LogLevels sets it per component
@@ -65,18 +81,18 @@ type Config struct {
 	Network netconf.Config `yaml:"network"`
 }
 
-// Defaults are the embedded defaults: everything on loopback, App ID "demo".
+// Defaults are the embedded defaults: everything on loopback, App ID "demo", not in demo
+// mode (people log in; make run adds --demo).
 func Defaults() Config {
 	return Config{
-		Listen:                 "127.0.0.1:8080",
-		MQTT:                   "embedded",
-		MQTTListen:             "127.0.0.1:1883",
-		MQTTPrefix:             "camagent",
-		Apps:                   []App{{ID: "demo"}},
-		StateDir:               defaultStateDir(),
-		TokenAPIOpenOnLoopback: true,
-		ICELoopbackOnly:        "auto",
-		LogLevel:               "info",
+		Listen:          "127.0.0.1:8080",
+		MQTT:            "embedded",
+		MQTTListen:      "127.0.0.1:1883",
+		MQTTPrefix:      "camagent",
+		Apps:            []App{{ID: "demo"}},
+		StateDir:        defaultStateDir(),
+		ICELoopbackOnly: "auto",
+		LogLevel:        "info",
 	}
 }
 
@@ -89,21 +105,13 @@ func (c *Config) Derive() {
 }
 
 // ResolveSecrets reads the secrets given as files or systemd credentials (credDir is
-// $CREDENTIALS_DIRECTORY, empty when there is none): the MQTT password, token API keys, App
+// $CREDENTIALS_DIRECTORY, empty when there is none): the MQTT password, App
 // certificates and the TURN secret.
 func (c *Config) ResolveSecrets(credDir string) error {
 	var errs []error
 	pw, err := config.Secret("mqttPassword", c.MQTTPassword, c.MQTTPasswordFile, "mqttPassword", credDir)
 	errs = append(errs, err)
 	c.MQTTPassword, c.MQTTPasswordFile = pw, ""
-	keys, err := config.Secret("tokenAPIKeys", "", c.TokenAPIKeysFile, "tokenAPIKeys", credDir)
-	errs = append(errs, err)
-	for _, k := range strings.Split(keys, "\n") {
-		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, "#") {
-			c.TokenAPIKeys = append(c.TokenAPIKeys, k)
-		}
-	}
-	c.TokenAPIKeysFile = ""
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if a.Certificate == "" && a.CertificateFile == "" && credDir != "" {
@@ -154,6 +162,7 @@ func (c *Config) Validate() error {
 		}
 		seen[a.ID] = true
 	}
+	errs = append(errs, c.validateTrust()...)
 	switch c.ICELoopbackOnly {
 	case "auto", "true", "false":
 	default:
@@ -221,4 +230,78 @@ func stateCertificate(dir, app string) (string, error) {
 		return "", fmt.Errorf("app %s: store certificate: %w", app, err)
 	}
 	return cert, nil
+}
+
+// isLoopbackAddr reports whether a listen address (host:port) binds loopback only.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validateTrust checks what the trust model needs: a demo hub stays on loopback; a hub that
+// serves people beyond loopback does so over TLS (or behind a TLS proxy it names).
+func (c *Config) validateTrust() []error {
+	var errs []error
+	if c.Demo {
+		for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"mqttListen", c.MQTTListen}, {"mqttWSListen", c.MQTTWSListen}, {"metricsListen", c.MetricsListen}} {
+			if l.addr != "" && (l.key == "listen" || c.MQTT == "embedded" || l.key == "metricsListen") && !isLoopbackAddr(l.addr) {
+				errs = append(errs, fmt.Errorf("%s: %q is beyond loopback, and demo mode trusts every loopback client without authentication: "+
+					"turn demo off (people then log in: camhub user add admin --admin) or listen on 127.0.0.1", l.key, l.addr))
+			}
+		}
+	} else if !isLoopbackAddr(c.Listen) && !c.Network.UseTLS(c.Listen) && len(c.TrustedProxies) == 0 {
+		errs = append(errs, fmt.Errorf("listen: %q is beyond loopback without TLS (network.tls: off), so passwords and session cookies would cross the network in clear: "+
+			"set network.tls to auto or on, or put a TLS reverse proxy on this machine and list it in trustedProxies", c.Listen))
+	}
+	if c.MetricsListen != "" && !isLoopbackAddr(c.MetricsListen) {
+		errs = append(errs, fmt.Errorf("metricsListen: %q must be a loopback address (it serves /metrics without credentials)", c.MetricsListen))
+	}
+	if _, err := parseCIDRs(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("trustedProxies: %w", err))
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {
+			errs = append(errs, fmt.Errorf("allowedOrigins: %q is not an origin such as https://app.example.com", o))
+		}
+	}
+	for i, a := range c.Apps {
+		for _, p := range a.PreviousCertificates {
+			if len(p) < 16 {
+				errs = append(errs, fmt.Errorf("apps[%d].previousCertificates: a certificate has at least 16 characters", i))
+			}
+		}
+	}
+	return errs
+}
+
+// parseCIDRs parses IPs and CIDRs.
+func parseCIDRs(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range list {
+		if !strings.Contains(s, "/") {
+			ip := net.ParseIP(s)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", s)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -5,21 +5,23 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/directory"
 	"github.com/camagent/camagent/hub/sfu"
-	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/web"
 )
@@ -35,6 +37,19 @@ type Hub struct {
 	addr   string
 	scheme string
 	broker string
+
+	// Identities and the browser edge (identity.go, edge.go).
+	store     *auth.Store
+	sessions  *auth.Sessions
+	logins    loginLimiter
+	proxies   []*net.IPNet
+	hostNames []string
+	refusals  *noiseLog
+	mqttAuth  *mqttAuth
+	embedded  *broker.Broker
+	metricsAt string
+	revokeMu  sync.Mutex
+	known     map[string]bool // devices and keys at the last dropRevoked
 }
 
 // New prepares a hub from a validated configuration.
@@ -49,8 +64,27 @@ func New(cfg Config, log *slog.Logger) (*Hub, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Hub{cfg: cfg, log: log, certs: certs, ready: make(chan struct{})}, nil
+	store, err := auth.Open(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	proxies, _ := parseCIDRs(cfg.TrustedProxies) // checked by Validate
+	h := &Hub{cfg: cfg, log: log, certs: certs, ready: make(chan struct{}), store: store,
+		sessions: auth.NewSessions(store), proxies: proxies, hostNames: allowedHostNames(cfg),
+		refusals: newNoiseLog(log.With("component", "edge"))}
+	h.logins.fails = map[string][]time.Time{}
+	if !cfg.Demo && !store.HasUsers() {
+		log.Warn("no users yet: nobody can log in to the pages; create the first admin with `camhub user add admin --admin`",
+			"component", "hub", "identities", store.Path())
+	}
+	return h, nil
 }
+
+// Store is the hub's identities (people, devices, keys).
+func (h *Hub) Store() *auth.Store { return h.store }
+
+// MetricsAddr is the address of the metrics listener (metricsListen), after Ready.
+func (h *Hub) MetricsAddr() string { return h.metricsAt }
 
 // Ready is closed once the hub listens (Addr and BrokerURL are then set).
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
@@ -82,12 +116,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	errc := make(chan error, 4)
 
 	h.broker = h.cfg.MQTT
+	mqttUser, mqttPass := h.cfg.MQTTUsername, h.cfg.MQTTPassword
 	if h.cfg.MQTT == "embedded" {
-		users := map[string]string{}
-		if h.cfg.MQTTUsername != "" {
-			users[h.cfg.MQTTUsername] = h.cfg.MQTTPassword
-		}
-		b, err := broker.New(broker.Options{TCPAddr: h.cfg.MQTTListen, WSAddr: h.cfg.MQTTWSListen, Users: users, Logger: h.log})
+		h.mqttAuth = &mqttAuth{store: h.store, hubUser: hubMQTTUser, hubPass: randomSecret(), demo: h.cfg.Demo,
+			extraUser: h.cfg.MQTTUsername, extraPass: h.cfg.MQTTPassword, refusals: h.refusals}
+		mqttUser, mqttPass = h.mqttAuth.hubUser, h.mqttAuth.hubPass
+		b, err := broker.New(broker.Options{TCPAddr: h.cfg.MQTTListen, WSAddr: h.cfg.MQTTWSListen, Logger: h.log,
+			Auth: h.mqttAuth, AllowAnonymous: h.cfg.Demo, Prefix: h.cfg.MQTTPrefix, AllowedOrigins: h.cfg.AllowedOrigins})
 		if err != nil {
 			return fmt.Errorf("hub: embedded broker: %w", err)
 		}
@@ -106,11 +141,33 @@ func (h *Hub) Run(ctx context.Context) error {
 			return nil
 		}
 		h.broker = "tcp://" + b.Addr()
-		h.log.Info("embedded MQTT broker listening", "component", "hub", "addr", b.Addr())
+		h.embedded = b
+		// A revoked device or key loses its MQTT session at once, not at its next reconnect.
+		h.dropRevoked()
+		h.store.OnChange(h.dropRevoked)
+		h.log.Info("embedded MQTT broker listening", "component", "hub", "addr", b.Addr(), "demo", h.cfg.Demo)
 	}
 
+	// Changes made by the camhub CLI (a revoked device) take effect within a second.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := h.store.Refresh(); err != nil {
+					h.log.Warn("identities", "component", "auth", "err", err)
+				}
+			}
+		}
+	}()
+
 	h.dir = directory.New(directory.Options{Broker: h.broker, Prefix: h.cfg.MQTTPrefix,
-		Username: h.cfg.MQTTUsername, Password: h.cfg.MQTTPassword, Logger: h.log})
+		Username: mqttUser, Password: mqttPass, Logger: h.log})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -159,7 +216,28 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 	}
 	h.scheme = scheme
-	srv := &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second,
+	if h.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", h.cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("hub: listen on %s (metrics): %w", h.cfg.MetricsListen, err)
+		}
+		h.metricsAt = mln.Addr().String()
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /metrics", h.handleMetrics)
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msrv.Serve(mln)
+		}()
+		defer msrv.Close()
+	}
+	// Timeouts: a client gets 10 s for its headers and a minute for a body; idle keep-alives
+	// end after two minutes. No WriteTimeout: the signalling WebSocket is long-lived (it
+	// has its own deadlines).
+	srv := &http.Server{Handler: h.edge(h.routes()), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		// TLS handshake errors (a browser that has not accepted the self-signed certificate yet)
 		// are routine: debug level, not stderr.
 		ErrorLog: slog.NewLogLogger(h.log.With("component", "http").Handler(), slog.LevelDebug)}
@@ -170,8 +248,8 @@ func (h *Hub) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("hub: serve: %w", err)
 		}
 	}()
-	h.log.Info("hub listening", "component", "hub", "url", scheme+"://"+h.addr+"/", "mqtt", h.broker,
-		"apps", len(h.certs), "iceLoopbackOnly", h.cfg.loopbackOnlyICE())
+	h.log.Info("hub listening", "component", "hub", "url", scheme+"://"+h.addr+"/", "mqtt", redactURL(h.broker),
+		"apps", len(h.certs), "iceLoopbackOnly", h.cfg.loopbackOnlyICE(), "demo", h.cfg.Demo, "identities", h.store.Path())
 	close(h.ready)
 
 	select {
@@ -189,15 +267,36 @@ func (h *Hub) Run(ctx context.Context) error {
 func (h *Hub) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /rtc", h.sfu)
-	mux.HandleFunc("POST /api/token", h.handleToken)
-	mux.HandleFunc("GET /api/config", h.handleConfig)
-	mux.HandleFunc("GET /api/devices", h.handleDevices)
-	mux.HandleFunc("POST /api/devices/{id}/cmd", h.handleCommand)
+	mux.HandleFunc("POST /api/login", h.handleLogin)
+	mux.HandleFunc("POST /api/logout", h.authed(h.handleLogout))
+	mux.HandleFunc("GET /api/session", h.authed(h.handleSession))
+	mux.HandleFunc("POST /api/token", h.authed(h.handleToken))
+	mux.HandleFunc("GET /api/config", h.authed(h.handleConfig))
+	mux.HandleFunc("GET /api/devices", h.authed(h.handleDevices))
+	mux.HandleFunc("POST /api/devices/{id}/cmd", h.authed(h.handleCommand))
+	mux.HandleFunc("POST /api/devices/{id}/watch", h.authed(h.handleWatch))
+	mux.HandleFunc("POST /api/devices/{id}/unwatch", h.authed(h.handleUnwatch))
+	mux.HandleFunc("GET /api/admin/users", h.admin(h.handleUsers))
+	mux.HandleFunc("POST /api/admin/users", h.admin(h.handleAddUser))
+	mux.HandleFunc("PUT /api/admin/users/{name}", h.admin(h.handleSetUser))
+	mux.HandleFunc("DELETE /api/admin/users/{name}", h.admin(h.handleDeleteUser))
+	mux.HandleFunc("GET /api/admin/devices", h.admin(h.handleEnrolled))
+	mux.HandleFunc("POST /api/admin/devices", h.admin(h.handleEnrol))
+	mux.HandleFunc("DELETE /api/admin/devices/{id}", h.admin(h.handleUnenrol))
+	mux.HandleFunc("GET /api/admin/keys", h.admin(h.handleKeys))
+	mux.HandleFunc("POST /api/admin/keys", h.admin(h.handleAddKey))
+	mux.HandleFunc("DELETE /api/admin/keys/{id}", h.admin(h.handleDeleteKey))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /metrics", h.handleMetrics)
+	mux.HandleFunc("GET /metrics", h.authed(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+		if !p.CanMetrics() {
+			writeError(w, http.StatusForbidden, "FORBIDDEN", "/metrics needs an admin or a key with the metrics action (or use metricsListen)")
+			return
+		}
+		h.handleMetrics(w, r)
+	}))
 	mux.Handle("/", web.Handler())
 	return mux
 }
@@ -213,121 +312,8 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-func isLoopback(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// authorized reports whether a request may use the token service and device commands.
-func (h *Hub) authorized(r *http.Request) bool {
-	if h.cfg.TokenAPIOpenOnLoopback && isLoopback(r.RemoteAddr) {
-		return true
-	}
-	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || key == "" {
-		return false
-	}
-	for _, k := range h.cfg.TokenAPIKeys {
-		if k == key {
-			return true
-		}
-	}
-	return false
-}
-
-type tokenRequest struct {
-	AppID         string `json:"appId"`
-	Channel       string `json:"channel"`
-	UID           uint32 `json:"uid"`
-	Role          string `json:"role"`
-	ExpireSeconds int64  `json:"expireSeconds"`
-}
-
-// MaxTokenLifetime bounds what the token service mints.
-const MaxTokenLifetime = 24 * time.Hour
-
-func (h *Hub) handleToken(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
-		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "the token service needs a bearer key (tokenAPIKeys) from this address")
-		return
-	}
-	var req tokenRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, "body must be JSON {appId, channel, uid, role, expireSeconds}: "+err.Error())
-		return
-	}
-	if req.AppID == "" {
-		req.AppID = h.cfg.Apps[0].ID
-	}
-	cert, ok := h.certs[req.AppID]
-	if !ok {
-		writeError(w, http.StatusNotFound, rtc.CodeAppUnknown, fmt.Sprintf("unknown App ID %q", req.AppID))
-		return
-	}
-	if !rtc.ValidChannel(req.Channel) {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, "channel must be 1-64 printable ASCII characters")
-		return
-	}
-	ttl := time.Duration(req.ExpireSeconds) * time.Second
-	if req.ExpireSeconds == 0 {
-		ttl = time.Hour
-	}
-	if ttl <= 0 || ttl > MaxTokenLifetime {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, fmt.Sprintf("expireSeconds must be between 1 and %d", int(MaxTokenLifetime.Seconds())))
-		return
-	}
-	tok, claims, err := token.Mint(req.AppID, cert, req.Channel, req.UID, req.Role, ttl, time.Now())
-	if err != nil {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, err.Error())
-		return
-	}
-	h.log.Info("token minted", "component", "token", "app", req.AppID, "channel", req.Channel, "uid", req.UID,
-		"role", req.Role, "expires", claims.Expiry().UTC().Format(time.RFC3339), "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expiresAt": claims.ExpiresAt})
-}
-
-func (h *Hub) handleConfig(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"appId": h.cfg.Apps[0].ID})
-}
-
-func (h *Hub) handleDevices(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, h.dir.Devices())
-}
-
-func (h *Hub) handleCommand(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
-		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "device commands need a bearer key (tokenAPIKeys) from this address")
-		return
-	}
-	id := r.PathValue("id")
-	if id == "" || strings.ContainsAny(id, "+#/") {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, "bad device id")
-		return
-	}
-	var cmd map[string]any
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&cmd); err != nil || cmd == nil {
-		writeError(w, http.StatusBadRequest, rtc.CodeInvalidParams, "body must be a JSON command object")
-		return
-	}
-	reply, err := h.dir.Command(r.Context(), id, cmd, 15*time.Second)
-	if errors.Is(err, directory.ErrNoReply) {
-		writeError(w, http.StatusGatewayTimeout, "NO_REPLY", "device "+id+" did not reply in 15 s")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadGateway, "MQTT", err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(reply)
-}
-
 func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
+	defer h.writeRefusalMetrics(w)
 	st := h.sfu.Stats()
 	online := 0
 	for _, d := range h.dir.Devices() {
@@ -344,4 +330,54 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_forwarded_packets_total RTP packets received from publishers and forwarded.\n# TYPE camhub_forwarded_packets_total counter\ncamhub_forwarded_packets_total %d\n", st.ForwardedPackets)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
 	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)
+}
+
+// writeRefusalMetrics adds the counts of refused requests and logins by kind.
+func (h *Hub) writeRefusalMetrics(w http.ResponseWriter) {
+	kinds, counts := h.refusals.snapshot()
+	fmt.Fprintf(w, "# HELP camhub_refused_total Requests, logins and MQTT connections refused, by kind (unauthenticated noise and attacks).\n# TYPE camhub_refused_total counter\n")
+	for i, k := range kinds {
+		fmt.Fprintf(w, "camhub_refused_total{kind=%q} %d\n", k, counts[i])
+	}
+	fmt.Fprintf(w, "# HELP camhub_web_sessions Logged-in web sessions.\n# TYPE camhub_web_sessions gauge\ncamhub_web_sessions %d\n", h.sessions.Len())
+}
+
+// dropRevoked disconnects the MQTT clients of devices and keys deleted since the last call.
+func (h *Hub) dropRevoked() {
+	if h.embedded == nil {
+		return
+	}
+	now := map[string]bool{}
+	for _, d := range h.store.Devices() {
+		now["d:"+d.ID] = true
+	}
+	for _, k := range h.store.Keys() {
+		now["k:"+k.ID] = true
+	}
+	h.revokeMu.Lock()
+	before := h.known
+	h.known = now
+	h.revokeMu.Unlock()
+	for n := range before {
+		if !now[n] {
+			h.log.Info("credential revoked: dropping its MQTT sessions", "component", "auth", "identity", n)
+			h.embedded.Disconnect(n[2:])
+		}
+	}
+}
+
+// randomSecret is a fresh 256-bit secret, base64url.
+func randomSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// redactURL hides the password in a URL's userinfo, for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }

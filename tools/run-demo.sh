@@ -18,7 +18,7 @@ stop() {
 trap stop INT TERM EXIT
 
 # setsid: the children do not get the terminal's Ctrl-C themselves; stop() orders the shutdown.
-setsid "$bin/camhub" --state-dir "$state/hub" &
+setsid "$bin/camhub" --demo --state-dir "$state/hub" &
 hub=$!
 for _ in $(seq 1 100); do
   if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then break; fi

@@ -19,7 +19,7 @@ echo "VMTEST DEVICES END"
 echo "VMTEST LIST BEGIN"
 probe devices 2>&1
 echo "VMTEST LIST END"
-camhub --state-dir /tmp/hub --log-level warn > /tmp/hub.log 2>&1 &
+camhub --demo --state-dir /tmp/hub --log-level warn > /tmp/hub.log 2>&1 &
 camagent --config /etc/camagent.yaml --log-level debug > /tmp/agent.log 2>&1 &
 probe --id vm --timeout 300s --unplug > /tmp/probe.out 2> /tmp/probe.err
 echo "VMTEST PROBE DONE uptime=$(cut -d' ' -f1 /proc/uptime)"

@@ -32,12 +32,12 @@ func write(t *testing.T, path, s string) string {
 func TestConfigPipeline(t *testing.T) {
 	dir := t.TempDir()
 	file := write(t, filepath.Join(dir, "camagent.yaml"),
-		"mqtt: tcp://file:1883\nhub: http://file:8080\ncamera: null\nfps: 10\nmqttPasswordFile: "+
+		"mqtt: ssl://file:8883\nhub: https://file:8443\ncamera: null\nfps: 10\nmqttPasswordFile: "+
 			write(t, filepath.Join(dir, "pw"), "s3cret\n")+"\n")
 	creds := filepath.Join(dir, "creds")
 	os.Mkdir(creds, 0o700)
 	write(t, filepath.Join(creds, "hubKey"), "key-from-credential")
-	env := []string{"CAMAGENT_HUB=http://env:8080", "CAMAGENT_CAMERA=test", "CAMAGENT_FPS=15",
+	env := []string{"CAMAGENT_HUB=https://env:8443", "CAMAGENT_HUBS=https://hub2:8443,https://hub3", "CAMAGENT_CAMERA=test", "CAMAGENT_FPS=15",
 		"CAMAGENT_LOG_LEVELS=rtc=debug", "CREDENTIALS_DIRECTORY=" + creds, "CAMAGENT_STATE_DIR=" + dir}
 	var stderr bytes.Buffer
 	cfg, code := load("camagent", []string{"--config", file, "--camera", "v4l2:/dev/video7", "--id", "porch"}, env, &stderr)
@@ -45,8 +45,9 @@ func TestConfigPipeline(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	for what, c := range map[string][2]any{
-		"mqtt (file)":            {cfg.MQTT, "tcp://file:1883"},
-		"hub (env over file)":    {cfg.Hub, "http://env:8080"},
+		"mqtt (file)":            {cfg.MQTT, "ssl://file:8883"},
+		"hub (env over file)":    {cfg.Hub, "https://env:8443"},
+		"hubs (env)":             {strings.Join(cfg.Hubs, " "), "https://hub2:8443 https://hub3"},
 		"fps (env over file)":    {cfg.FPS, 15},
 		"camera (flag over all)": {cfg.Camera, "v4l2:/dev/video7"},
 		"id (flag)":              {cfg.ID, "porch"},
@@ -61,7 +62,7 @@ func TestConfigPipeline(t *testing.T) {
 	}
 	// $CAMAGENT_CONFIG names the file when --config does not.
 	cfg, code = load("camagent", nil, []string{"CAMAGENT_CONFIG=" + file, "CAMAGENT_STATE_DIR=" + dir}, &stderr)
-	if code >= 0 || cfg.MQTT != "tcp://file:1883" {
+	if code >= 0 || cfg.MQTT != "ssl://file:8883" {
 		t.Errorf("CAMAGENT_CONFIG: exit %d, mqtt %s", code, cfg.MQTT)
 	}
 	// Nothing given: the defaults, with the host name as the id.
@@ -86,6 +87,11 @@ func TestConfigErrors(t *testing.T) {
 		{"bad spec", "", nil, []string{"--camera", "usb"}, `camera "usb": unknown kind`},
 		{"bad level", "logLevel: loud\n", nil, nil, `logLevel: "loud"`},
 		{"two passwords", "mqttPassword: a\nmqttPasswordFile: /x\n", nil, nil, "both set"},
+		{"key over http", "hub: http://hub.lan:8080\nhubKey: k3y\n", nil, nil, "hub: http://hub.lan:8080 is plain http:// to another machine"},
+		{"password over tcp", "mqtt: tcp://broker.lan:1883\nmqttPassword: pw\n", nil, nil, "use ssl:// (or wss://) and set mqttCAFile"},
+		{"bad second hub", "", []string{"CAMAGENT_HUBS=https://hub2,hub3:8080"}, nil, `hubs[1]: "hub3:8080": not an http:// or https:// URL`},
+		{"not a device credential", "credentialFile: " + write(t, filepath.Join(dir, "cred"), "hunter2\n") + "\n", nil, nil,
+			"credentialFile: not a device credential"},
 	} {
 		path := write(t, filepath.Join(dir, "c.yaml"), c.yaml)
 		var stderr bytes.Buffer
@@ -110,6 +116,7 @@ func TestUnknownEnvWarns(t *testing.T) {
 func startHub(t *testing.T) *hub.Hub {
 	t.Helper()
 	cfg := hub.Defaults()
+	cfg.Demo = true // loopback trust: the agent and the test clients have no credentials
 	cfg.Listen, cfg.MQTTListen, cfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 	h, err := hub.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {

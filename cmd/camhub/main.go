@@ -25,12 +25,16 @@ import (
 const usage = `camhub — the camagent channel service
 
 Usage:
-  camhub [--config FILE] [--listen ADDR] [--mqtt URL|embedded] [--mqtt-listen ADDR] [--state-dir DIR] [--log-level LEVEL]
+  camhub [--config FILE] [--listen ADDR] [--mqtt URL|embedded] [--mqtt-listen ADDR] [--state-dir DIR] [--log-level LEVEL] [--demo]
   camhub token --app APP --channel NAME --uid N [--role publisher|subscriber] [--expire 1h] [--config FILE]
+  camhub user|device|key add|list|del …   people, enrolled devices, API keys (camhub user --help)
   camhub version
 
 With no configuration camhub runs on the embedded defaults: web, API and signalling on
-http://127.0.0.1:8080, an MQTT broker on 127.0.0.1:1883, App ID "demo". Settings come from the defaults, then the file (--config, or $CAMHUB_CONFIG),
+http://127.0.0.1:8080, an MQTT broker on 127.0.0.1:1883, App ID "demo". People log in to the
+pages (first run: camhub user add admin --admin) and devices connect with their credentials
+(camhub device add ID); --demo instead trusts every client on loopback (make run, tests) and
+refuses to listen beyond it. Settings come from the defaults, then the file (--config, or $CAMHUB_CONFIG),
 then CAMHUB_<KEY> environment variables (CAMHUB_LISTEN, CAMHUB_MQTT_PASSWORD_FILE…), then the
 flags (docs/configuration.md lists them all).
 
@@ -49,6 +53,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "token":
 			return runToken(args[1:], environ, stdout, stderr)
+		case "user", "device", "key":
+			return runIdentities(args[0], args[1:], environ, os.Stdin, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "camhub", version.String())
 			return 0
@@ -120,6 +126,7 @@ func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
 	fs.StringVar(&fl.MQTTListen, "mqtt-listen", "", "embedded broker listen address (default "+def.MQTTListen+")")
 	fs.StringVar(&fl.StateDir, "state-dir", "", "where generated secrets are kept (default $STATE_DIRECTORY, else ~/.local/state/camhub)")
 	fs.StringVar(&fl.LogLevel, "log-level", "", "log level: debug, info, warn, error (default "+def.LogLevel+")")
+	fs.BoolVar(&fl.Demo, "demo", false, "demo mode: trust clients on loopback without credentials (loopback only)")
 	cfg = def
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -154,6 +161,8 @@ func load(args, environ []string, stderr io.Writer) (cfg hub.Config, code int) {
 			cfg.StateDir = fl.StateDir
 		case "log-level":
 			cfg.LogLevel = fl.LogLevel
+		case "demo":
+			cfg.Demo = fl.Demo
 		}
 	})
 	cfg.Derive()
@@ -173,9 +182,9 @@ func runToken(args, environ []string, stdout, stderr io.Writer) int {
 	stateDir := fs.String("state-dir", "", "state directory holding generated App certificates")
 	app := fs.String("app", "", "App ID (default: the first App of the configuration)")
 	channel := fs.String("channel", "", "channel name (required)")
-	uid := fs.Uint("uid", 0, "user id (0: any uid)")
+	uid := fs.Uint("uid", 0, "user id (0: any uid, for subscriber tokens only)")
 	role := fs.String("role", token.RolePublisher, "publisher or subscriber")
-	expire := fs.Duration("expire", time.Hour, "lifetime of the token")
+	expire := fs.Duration("expire", time.Hour, "lifetime of the token (at most 24h)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -214,6 +223,14 @@ func runToken(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	if *uid > 0xffffffff {
 		fmt.Fprintln(stderr, "camhub token: --uid must fit in 32 bits")
+		return 2
+	}
+	if *expire <= 0 || *expire > hub.MaxTokenLifetime {
+		fmt.Fprintf(stderr, "camhub token: --expire must be between 1s and %s\n", hub.MaxTokenLifetime)
+		return 2
+	}
+	if *uid == 0 && *role != token.RoleSubscriber {
+		fmt.Fprintln(stderr, "camhub token: a token that publishes must name its uid (--uid N): uid 0 would admit anyone")
 		return 2
 	}
 	tok, _, err := token.Mint(*app, cert, *channel, uint32(*uid), *role, *expire, time.Now())

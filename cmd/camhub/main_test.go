@@ -17,20 +17,19 @@ import (
 func TestConfigPipeline(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "camhub.yaml")
-	os.WriteFile(file, []byte("listen: 127.0.0.1:9000\nmqttListen: 127.0.0.1:9001\ntokenAPIKeys: [k1]\nlogLevel: warn\n"), 0o600)
+	os.WriteFile(file, []byte("listen: 127.0.0.1:9000\nmqttListen: 127.0.0.1:9001\ntrustedProxies: [127.0.0.1]\nlogLevel: warn\n"), 0o600)
 	creds := filepath.Join(dir, "creds")
 	os.Mkdir(creds, 0o700)
-	os.WriteFile(filepath.Join(creds, "tokenAPIKeys"), []byte("k2\n# a comment\nk3\n"), 0o600)
 	os.WriteFile(filepath.Join(creds, "mqttPassword"), []byte("pw\n"), 0o600)
 	env := []string{"CAMHUB_MQTT_LISTEN=127.0.0.1:9002", "CAMHUB_LOG_LEVEL=debug", "CREDENTIALS_DIRECTORY=" + creds,
 		"CAMHUB_STATE_DIR=" + dir}
 	var stderr bytes.Buffer
-	cfg, code := load([]string{"--config", file, "--log-level", "error"}, env, &stderr)
+	cfg, code := load([]string{"--config", file, "--log-level", "error", "--demo"}, env, &stderr)
 	if code >= 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	if cfg.Listen != "127.0.0.1:9000" || cfg.MQTTListen != "127.0.0.1:9002" || cfg.LogLevel != "error" ||
-		strings.Join(cfg.TokenAPIKeys, ",") != "k1,k2,k3" || cfg.MQTTPassword != "pw" || cfg.StateDir != dir {
+		strings.Join(cfg.TrustedProxies, ",") != "127.0.0.1" || !cfg.Demo || cfg.MQTTPassword != "pw" || cfg.StateDir != dir {
 		t.Errorf("got %+v", cfg)
 	}
 	for _, c := range []struct {
@@ -40,7 +39,15 @@ func TestConfigPipeline(t *testing.T) {
 	}{
 		{"apps:\n  - id: demo\n    cert: x\n", nil, "line 3: field cert not found"},
 		{"listen: [1]\n", nil, "line 1: cannot unmarshal"},
-		{"", []string{"CAMHUB_TOKEN_API_OPEN_ON_LOOPBACK=sometimes"}, "CAMHUB_TOKEN_API_OPEN_ON_LOOPBACK"},
+		{"", []string{"CAMHUB_DEMO=sometimes"}, "CAMHUB_DEMO"},
+		{"tokenAPIOpenOnLoopback: true\n", nil, "field tokenAPIOpenOnLoopback not found"},
+		// Refusing to run insecurely: demo beyond loopback, plain HTTP beyond loopback.
+		{"demo: true\nlisten: 0.0.0.0:8080\n", nil, "demo mode trusts every loopback client"},
+		{"demo: true\nmqttListen: 0.0.0.0:1883\n", nil, "mqttListen"},
+		{"listen: 0.0.0.0:8080\nnetwork:\n  tls: \"off\"\n", nil, "without TLS"},
+		{"metricsListen: 0.0.0.0:9100\n", nil, "metricsListen"},
+		{"trustedProxies: [bogus]\n", nil, "trustedProxies"},
+		{"allowedOrigins: ['*']\n", nil, "allowedOrigins"},
 		{"iceLoopbackOnly: maybe\n", nil, `iceLoopbackOnly: "maybe"`},
 	} {
 		os.WriteFile(file, []byte(c.yaml), 0o600)
@@ -62,7 +69,7 @@ func TestTokenWithCredential(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	c, err := token.Parse(strings.TrimSpace(out.String()), func(app string) (string, bool) { return cert, app == "demo" })
+	c, err := token.Parse(strings.TrimSpace(out.String()), func(app, kid string) (string, bool) { return cert, app == "demo" })
 	if err != nil || c.Channel != "porch" {
 		t.Fatalf("token %q: %+v %v", out.String(), c, err)
 	}
