@@ -1,12 +1,19 @@
 // Package web holds the browser side of camagent, embedded in the hub's binary: the browser SDK
-// (sdk/camagent-rtc.js, the global CamagentRTC) and the two pages built on it, the device viewer
-// and the two-party quickstart call.
+// (sdk/camagent-rtc.js, the global CamagentRTC), the two pages built on it, the device viewer
+// and the two-party quickstart call, and the login and administration pages.
+//
+// Every page asks GET /api/session first (pages/session.js) and sends a visitor who is not
+// logged in to /login; every state-changing request carries a JSON body and the session's
+// X-CSRF-Token. The pages hold no inline script or style, so the hub's Content-Security-Policy
+// (default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none') admits them.
 //
 // Handler serves exactly these routes; the hub mounts it for them and serves /api, /rtc,
 // /healthz and /metrics itself:
 //
 //	/                       pages/index.html      the device list and viewer
 //	/quickstart             pages/quickstart.html the two-party call page
+//	/login                  pages/login.html      log in (POST /api/login)
+//	/admin                  pages/admin.html      people, devices and API keys (administrators)
 //	/sdk/camagent-rtc.js    sdk/camagent-rtc.js   the browser SDK
 //	/static/<file>          pages/<file>          the pages' scripts and styles
 //
@@ -33,7 +40,7 @@ var files embed.FS
 var FS fs.FS = files
 
 // Routes lists the paths Handler answers besides /static/…, for the hub's mux.
-var Routes = []string{"/", "/quickstart", "/sdk/camagent-rtc.js"}
+var Routes = []string{"/", "/quickstart", "/login", "/admin", "/sdk/camagent-rtc.js"}
 
 // StaticPrefix is the path under which Handler serves the pages' assets.
 const StaticPrefix = "/static/"
@@ -58,6 +65,8 @@ func Handler() http.Handler {
 	routes := map[string]string{
 		"/":                    "pages/index.html",
 		"/quickstart":          "pages/quickstart.html",
+		"/login":               "pages/login.html",
+		"/admin":               "pages/admin.html",
 		"/sdk/camagent-rtc.js": "sdk/camagent-rtc.js",
 	}
 	assets := make(map[string]*asset) // URL path → asset

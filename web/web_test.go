@@ -2,6 +2,8 @@ package web
 
 import (
 	"io"
+	"io/fs"
+	"regexp"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +19,9 @@ func TestHandlerRoutes(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", `src="/sdk/camagent-rtc.js"`},
 		{"/quickstart", "text/html; charset=utf-8", `src="/static/quickstart.js"`},
+		{"/login", "text/html; charset=utf-8", `src="/static/login.js"`},
+		{"/admin", "text/html; charset=utf-8", `src="/static/admin.js"`},
+		{"/static/session.js", "application/javascript; charset=utf-8", "/api/session"},
 		{"/sdk/camagent-rtc.js", "application/javascript; charset=utf-8", "CamagentRTC"},
 		{"/static/viewer.js", "application/javascript; charset=utf-8", "camagentViewer"},
 		{"/static/quickstart.js", "application/javascript; charset=utf-8", "createClient"},
@@ -49,7 +54,7 @@ func TestHandlerRoutes(t *testing.T) {
 func TestPageLinksResolve(t *testing.T) {
 	srv := httptest.NewServer(Handler())
 	defer srv.Close()
-	for _, page := range []string{"/", "/quickstart"} {
+	for _, page := range []string{"/", "/quickstart", "/login", "/admin"} {
 		res, err := http.Get(srv.URL + page)
 		if err != nil {
 			t.Fatal(err)
@@ -125,5 +130,78 @@ func TestHandlerRevalidates(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match: status %d, want 304", res.StatusCode)
+	}
+}
+
+// The hub sends default-src 'self'; script-src 'self'; style-src 'self': a page with an inline
+// script, an event-handler attribute or a style attribute would break under it.
+func TestPagesFitTheCSP(t *testing.T) {
+	inline := []struct {
+		what string
+		re   *regexp.Regexp
+	}{
+		// Every <script> has a src and nothing inside.
+		{"an inline script", regexp.MustCompile(`(?i)<script(\s[^>]*)?>[^<]+</script>|<script(\s+(type|defer|async)(="[^"]*")?)*\s*>`)},
+		{"an event-handler attribute", regexp.MustCompile(`(?i)<[a-z][^>]*\son[a-z]+\s*=`)},
+		{"a style attribute", regexp.MustCompile(`(?i)<[a-z][^>]*\sstyle\s*=`)},
+		{"a <style> element", regexp.MustCompile(`(?i)<style[\s>]`)},
+		{"a javascript: URL", regexp.MustCompile(`(?i)(href|src|action)\s*=\s*"javascript:`)},
+	}
+	scripts := []struct {
+		what string
+		re   *regexp.Regexp
+	}{
+		{"setAttribute('style')", regexp.MustCompile(`setAttribute\(\s*['"]style['"]`)},
+		{"eval or new Function", regexp.MustCompile(`\beval\(|new Function\(`)},
+		{"a string timer", regexp.MustCompile(`set(Timeout|Interval)\(\s*['"\x60]`)},
+		{"innerHTML with content", regexp.MustCompile(`innerHTML\s*=\s*[^'"\s]|innerHTML\s*=\s*['"][^'"]`)},
+	}
+	var pages, js int
+	err := fs.WalkDir(FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := fs.ReadFile(FS, name)
+		if err != nil {
+			return err
+		}
+		checks := scripts
+		switch {
+		case strings.HasSuffix(name, ".html"):
+			checks = inline
+			pages++
+		case strings.HasSuffix(name, ".js"):
+			js++
+		default:
+			return nil
+		}
+		for _, c := range checks {
+			if m := c.re.Find(body); m != nil {
+				t.Errorf("%s has %s, which the hub's CSP refuses: %q", name, c.what, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages < 4 || js < 5 {
+		t.Errorf("checked %d pages and %d scripts: the embedded tree lost files", pages, js)
+	}
+}
+
+// Every page loads session.js (the login redirect, the CSRF token) before its own script.
+func TestPagesLoadTheSession(t *testing.T) {
+	for _, name := range []string{"pages/index.html", "pages/quickstart.html", "pages/admin.html"} {
+		body, err := fs.ReadFile(FS, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(body)
+		i := strings.Index(s, `src="/static/session.js"`)
+		own := strings.LastIndex(s, `<script src="/static/`)
+		if i < 0 || i > own {
+			t.Errorf("%s does not load /static/session.js before its own script", name)
+		}
 	}
 }

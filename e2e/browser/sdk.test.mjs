@@ -4,7 +4,7 @@
 // side of the protocol (reply codes, timeouts, mid mapping in both reply orders, H.264
 // preference, no renegotiation on mute, events) independently of the hub; the other test files
 // check the same pages against a real hub and device.
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +15,18 @@ const WEB = fileURLToPath(new URL('../../web/', import.meta.url));
 const MOCK_HUB = fileURLToPath(new URL('./mockhub.js', import.meta.url));
 
 // The routes of web.Handler (web/web.go).
-const PAGES = { '/': 'pages/index.html', '/quickstart': 'pages/quickstart.html', '/sdk/camagent-rtc.js': 'sdk/camagent-rtc.js' };
+const PAGES = {
+  '/': 'pages/index.html',
+  '/quickstart': 'pages/quickstart.html',
+  '/login': 'pages/login.html',
+  '/admin': 'pages/admin.html',
+  '/sdk/camagent-rtc.js': 'sdk/camagent-rtc.js',
+};
 const TYPES = { html: 'text/html', js: 'application/javascript', css: 'text/css' };
+// The hub's policy (hub/): the pages must work under it.
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'";
+// A demo-mode hub's session: loopback is trusted, nobody logs in.
+const DEMO_SESSION = { user: 'demo', admin: true, demo: true, csrf: 'csrf-demo', permissions: { '*': ['view', 'talk', 'command', 'admin'] } };
 
 let chromium;
 before(async () => {
@@ -25,14 +35,29 @@ before(async () => {
 after(async () => {
   await chromium?.close();
 });
+// Each test's pages end with it: a page left open keeps its camera, calls and polling going.
+const contexts = [];
+afterEach(async () => {
+  await Promise.all(contexts.splice(0).map((c) => c.close().catch(() => {})));
+});
+
+const jsonError = (status, code, message) => ({ status, body: { error: { code, message } } });
 
 /**
- * Opens `path` with the mock hub installed. `api` answers /api/*: {devices: [...], cmd(id, body)
- * → reply, token(body) → token}. Returns {page, errors, requests}.
+ * Opens `path` with the mock hub installed. `api` answers /api/*: {devices: [...],
+ * session() → session or {status, body}, login(body), watch(id, body, page) → answer,
+ * unwatch(id, body), cmd(id, body, page) → reply, token(body) → token, admin(method, path, body)}.
+ * Each answer may be {status, body} for an error. Returns {page, errors, requests, csp}:
+ * requests has {method, path, body, headers}, csp the pages' CSP violations.
  */
 async function open(path, api = {}) {
   const { page, context, errors } = await openPage(chromium.browser, `mock ${path}`);
+  contexts.push(context);
   const requests = [];
+  const csp = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) csp.push(m.text());
+  });
   await context.addInitScript({ path: MOCK_HUB });
   await context.route(`${ORIGIN}/**`, async (route) => {
     const req = route.request();
@@ -41,11 +66,21 @@ async function open(path, api = {}) {
     if (file) {
       const body = await readFile(WEB + file).catch(() => null);
       if (!body) return route.fulfill({ status: 404, body: 'not found' });
-      return route.fulfill({ status: 200, contentType: TYPES[file.split('.').pop()], body });
+      const ext = file.split('.').pop();
+      const headers = ext === 'html' ? { 'Content-Security-Policy': CSP } : {};
+      return route.fulfill({ status: 200, contentType: TYPES[ext], headers, body });
     }
     const body = req.postData() ? JSON.parse(req.postData()) : null;
-    requests.push({ method: req.method(), path: url.pathname, body });
-    const json = (data, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(data) });
+    requests.push({ method: req.method(), path: url.pathname, body, headers: req.headers() });
+    const json = (data, status = 200) =>
+      data === null
+        ? route.fulfill({ status: 204 })
+        : route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(data) });
+    // {status, body} is an error answer; anything else is a 200 answer.
+    const answer = (out) => (out && out.status && out.body ? json(out.body, out.status) : json(out === undefined ? null : out));
+    if (url.pathname === '/api/session') return answer(api.session ? await api.session() : DEMO_SESSION);
+    if (url.pathname === '/api/login' && api.login) return answer(await api.login(body));
+    if (url.pathname === '/api/logout' && api.logout) return answer(await api.logout(body));
     if (url.pathname === '/api/config') return json({ appId: 'demo' });
     if (url.pathname === '/api/devices') return json(api.devices || []);
     if (url.pathname === '/api/token') {
@@ -55,13 +90,30 @@ async function open(path, api = {}) {
         return json({ error: e.message }, 403);
       }
     }
-    const cmd = url.pathname.match(/^\/api\/devices\/([^/]+)\/cmd$/);
-    if (cmd && api.cmd) return json(await api.cmd(decodeURIComponent(cmd[1]), body, page));
+    const dev = url.pathname.match(/^\/api\/devices\/([^/]+)\/(cmd|watch|unwatch)$/);
+    if (dev && api[dev[2]]) return answer(await api[dev[2]](decodeURIComponent(dev[1]), body, page));
+    if (url.pathname.startsWith('/api/admin/') && api.admin) return answer(await api.admin(req.method(), url.pathname, body));
     return route.fulfill({ status: 404, body: 'not found' });
   });
   await page.goto(ORIGIN + path);
-  return { page, errors, requests };
+  return { page, errors, requests, csp };
 }
+
+// A hub's answer to /watch: the device (uid 7) is in the channel, the viewer gets uid 4243.
+function watchAnswer(id, { expiresIn = 3600 } = {}) {
+  return {
+    appId: 'demo',
+    channel: `view-${id}`,
+    uid: 4243,
+    token: `tok-view-${id}-${Date.now()}`,
+    expiresAt: Math.floor(Date.now() / 1000) + expiresIn,
+    deviceUid: 7,
+    reply: { id: 'r1', ok: true, state: { state: 'joined', channel: `view-${id}`, uid: 7, users: [] } },
+  };
+}
+
+// The state-changing requests the page sent, without the GETs.
+const changes = (requests) => requests.filter((r) => r.method !== 'GET');
 
 // m=video's payload types in order of preference, with their codec names.
 function videoCodecs(sdp) {
@@ -361,33 +413,41 @@ describe('SDK against the mock hub', () => {
 
 describe('pages against the mock hub', () => {
   test('viewer: list, view, talk, stop', async () => {
-    const commands = [];
+    const watches = [];
+    const unwatches = [];
     const devices = [
-      { id: 'cam1', status: 'online', state: { state: 'idle' } },
-      { id: 'cam2', status: 'offline', state: { state: 'idle' } },
+      { id: 'cam1', status: 'online', state: { state: 'idle' }, permissions: ['view', 'talk'] },
+      { id: 'cam2', status: 'offline', state: { state: 'idle' }, permissions: ['view'] },
     ];
-    const { page, errors } = await open('/', {
+    const { page, errors, requests, csp } = await open('/', {
       devices,
-      // The device joins the channel and publishes before it replies, as a fast device may.
-      async cmd(id, body, page) {
-        commands.push({ id, ...body });
-        if (body.action === 'join') {
-          await page.evaluate(() => mockHub.addUser(7));
-          return { id: 'r1', ok: true, state: { state: 'joined', channel: body.channel, uid: 7, users: [] } };
-        }
-        return { id: 'r2', ok: true, state: { state: 'idle' } };
+      // The hub has the device join (it publishes) before it answers.
+      async watch(id, body, page) {
+        watches.push({ id, ...body });
+        await page.evaluate(() => mockHub.addUser(7));
+        return watchAnswer(id);
+      },
+      unwatch(id, body) {
+        unwatches.push({ id, ...body });
+        return { left: true };
       },
     });
     await page.waitForSelector('button[data-view="cam1"]:not([disabled])');
     assert.equal(await page.$eval('button[data-view="cam2"]', (b) => b.disabled), true, 'an offline device cannot be viewed');
     assert.equal(await page.$$eval('#devices tbody tr', (rows) => rows.length), 2);
+    assert.equal(await page.$eval('#session-user', (e) => e.textContent), 'demo mode (loopback is trusted)');
+    assert.equal(await page.$eval('#logout', (e) => e.hidden), true, 'nothing to log out of in demo mode');
+    assert.equal(await page.$eval('#admin-link', (e) => e.hidden), false, 'the demo user administers');
 
     await page.click('button[data-view="cam1"]');
     const frames = await page.evaluate(collectVideoFrames, { selector: '#remote-video video', frames: 15, timeoutMs: 15000 });
     assert.ok(frames.frames.length >= 15, frames.error);
     await page.waitForFunction(() => window.camagentViewer.remoteAudioTrack && document.querySelector('#remote-audio audio'));
-    assert.deepEqual(commands[0], { id: 'cam1', action: 'join', channel: 'view-cam1' });
-    assert.equal(await page.evaluate(() => window.camagentViewer.deviceUid), 7);
+    assert.deepEqual(watches, [{ id: 'cam1', talk: true }]);
+    const v = await page.evaluate(() => ({ ...window.camagentViewer, client: undefined }));
+    assert.deepEqual([v.deviceUid, v.uid, v.channel, v.appId], [7, 4243, 'view-cam1', 'demo']);
+    const join = await page.evaluate(() => mockHub.received.find((m) => m.type === 'join'));
+    assert.match(join.token, /^tok-view-cam1-/, 'the page joins with the token /watch returned');
 
     // Hold to talk: the first press publishes the microphone, later presses only unmute.
     await page.hover('#talk');
@@ -404,25 +464,256 @@ describe('pages against the mock hub', () => {
     assert.match(offers[0], /m=audio[^]*a=sendonly/);
 
     await page.click('#stop');
-    // "Stopped" is shown once the leave command has been answered.
+    // "Stopped" is shown once the hub has answered the unwatch.
     await page.waitForFunction(() => /Stopped/.test(document.querySelector('#status').textContent));
-    assert.deepEqual(commands[1], { id: 'cam1', action: 'leave' });
+    assert.deepEqual(unwatches, [{ id: 'cam1' }]);
     assert.equal(await page.$('#remote-video video'), null);
     assert.equal(await page.$eval('#error', (e) => e.hidden), true);
-    assert.match(await page.textContent('#status'), /Stopped/);
+    assert.match(await page.textContent('#status'), /Stopped: cam1 has left/);
+    // The browser left the channel before the unwatch, so the hub sees nobody else watching.
+    const sent = await page.evaluate(() => mockHub.received.map((m) => m.type));
+    assert.ok(sent.includes('leave'), `the page left the channel: ${sent}`);
+
+    // The page mints no token and sends no device command itself; every change carries JSON
+    // and the session's CSRF token.
+    assert.deepEqual(
+      changes(requests).map((r) => r.path),
+      ['/api/devices/cam1/watch', '/api/devices/cam1/unwatch']
+    );
+    for (const r of changes(requests)) {
+      assert.equal(r.headers['content-type'], 'application/json', r.path);
+      assert.equal(r.headers['x-csrf-token'], 'csrf-demo', r.path);
+    }
+    assert.ok(!requests.some((r) => /token=|tok-/.test(r.path)), 'no token in a URL');
+    assert.deepEqual(csp, [], 'CSP violations');
+    assert.deepEqual(errors, []);
+  });
+
+  test('viewer: view only — Talk is disabled and says why, nothing is published', async () => {
+    const watches = [];
+    const { page, errors, csp } = await open('/', {
+      devices: [{ id: 'cam1', status: 'online', state: { state: 'idle' }, permissions: ['view'] }],
+      session: () => ({ user: 'guest', admin: false, demo: false, csrf: 'c-guest', permissions: { cam1: ['view'] } }),
+      async watch(id, body, page) {
+        watches.push(body);
+        await page.evaluate(() => mockHub.addUser(7));
+        return watchAnswer(id);
+      },
+      unwatch: () => ({ left: true }),
+    });
+    await page.click('button[data-view="cam1"]');
+    await page.waitForFunction(() => window.camagentViewer.remoteVideoTrack);
+    assert.deepEqual(watches, [{ talk: false }], 'a viewer without talk asks for no talk');
+    const talk = await page.$eval('#talk', (b) => ({ disabled: b.disabled, title: b.title }));
+    assert.deepEqual(talk, { disabled: true, title: 'you may view but not talk' });
+    assert.equal(await page.$eval('#talk-why', (e) => e.hidden), false);
+    assert.equal(await page.$eval('#session-user', (e) => e.textContent), 'guest');
+    assert.equal(await page.$eval('#admin-link', (e) => e.hidden), true, 'no Admin link for a person who is not one');
+    // Neither the Space bar nor the viewer's own API opens the microphone.
+    await page.keyboard.down('Space');
+    await page.waitForTimeout(300);
+    await page.keyboard.up('Space');
+    await page.evaluate(() => window.camagentViewer.setTalking(true));
+    await page.waitForTimeout(300);
+    assert.deepEqual(await page.evaluate(() => [mockHub.publishOffers.length, window.camagentViewer.micTrack]), [0, null]);
+    assert.deepEqual(csp, []);
+    assert.deepEqual(errors, []);
+  });
+
+  test('viewer: the token is renewed through /watch', async () => {
+    let watches = 0;
+    const { page, errors } = await open('/', {
+      devices: [{ id: 'cam1', status: 'online', state: { state: 'idle' }, permissions: ['view', 'talk'] }],
+      async watch(id, body, page) {
+        watches++;
+        if (watches === 1) await page.evaluate(() => mockHub.addUser(7));
+        return { ...watchAnswer(id), token: `tok-renewed-${watches}` };
+      },
+      unwatch: () => ({ left: true }),
+    });
+    await page.click('button[data-view="cam1"]');
+    await page.waitForFunction(() => window.camagentViewer.remoteVideoTrack);
+    await page.evaluate(() => mockHub.event({ event: 'token-privilege-will-expire' }));
+    await page.waitForFunction(() => mockHub.received.some((m) => m.type === 'renew'));
+    const renew = await page.evaluate(() => mockHub.received.find((m) => m.type === 'renew'));
+    assert.equal(watches, 2);
+    assert.equal(renew.token, 'tok-renewed-2');
     assert.deepEqual(errors, []);
   });
 
   test('viewer: a device that refuses shows its error', async () => {
+    const unwatches = [];
     const { page } = await open('/', {
       devices: [{ id: 'cam1', status: 'online', state: { state: 'error', error: 'camera busy' } }],
-      cmd: async () => ({ id: 'r', ok: false, error: 'camera: open /dev/video0: device busy' }),
+      watch: (id) => ({ ...watchAnswer(id), token: undefined, reply: { id: 'r', ok: false, error: 'camera: open /dev/video0: device busy' } }),
+      unwatch: (id) => unwatches.push(id) && { left: true },
     });
     await page.click('button[data-view="cam1"]');
     await page.waitForSelector('#error:not([hidden])');
     assert.match(await page.textContent('#error'), /device busy/);
     assert.equal(await page.evaluate(() => window.camagentViewer.client), null);
     assert.match(await page.textContent('#devices'), /error — camera busy/);
+    assert.equal(await page.evaluate(() => mockHub.received.filter((m) => m.type === 'join').length), 0, 'no join without a token');
+  });
+
+  test('viewer: a refusal by the hub (403) shows its message', async () => {
+    const { page } = await open('/', {
+      devices: [{ id: 'cam1', status: 'online', state: { state: 'idle' }, permissions: ['view'] }],
+      watch: () => jsonError(403, 'FORBIDDEN', 'guest may not view cam1'),
+    });
+    await page.click('button[data-view="cam1"]');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.match(await page.textContent('#error'), /FORBIDDEN: .*guest may not view cam1/);
+    assert.equal(await page.evaluate(() => window.camagentViewer.client), null);
+  });
+
+  test('login: a visitor without a session logs in and comes back; Log out ends it', async () => {
+    let user = null;
+    const { page, errors, requests, csp } = await open('/quickstart?channel=room1', {
+      session: () => (user ? { user, admin: false, demo: false, csrf: 'c-ann', permissions: {} } : jsonError(401, 'UNAUTHORIZED', 'log in')),
+      login: (b) => {
+        if (b.password !== 'correct horse battery') return jsonError(401, 'UNAUTHORIZED', 'wrong user name or password');
+        user = b.user;
+        return { user, admin: false, csrf: 'c-ann' };
+      },
+      logout: () => {
+        user = null;
+        return null;
+      },
+    });
+    await page.waitForURL(`${ORIGIN}/login?next=${encodeURIComponent('/quickstart?channel=room1')}`);
+    await page.fill('#login-user', 'ann');
+    await page.fill('#login-password', 'wrong');
+    await page.click('#login');
+    await page.waitForSelector('#error:not([hidden])');
+    assert.equal(await page.textContent('#error'), 'wrong user name or password');
+    assert.equal(await page.$eval('#no-users', (e) => e.hidden), true);
+
+    await page.fill('#login-password', 'correct horse battery');
+    await page.click('#login');
+    await page.waitForURL(`${ORIGIN}/quickstart?channel=room1`);
+    await page.waitForFunction(() => document.querySelector('#session-user').textContent === 'ann');
+    assert.equal(await page.$eval('#logout', (e) => e.hidden), false);
+    assert.equal(await page.$eval('#admin-link', (e) => e.hidden), true);
+    const logins = requests.filter((r) => r.path === '/api/login');
+    assert.deepEqual(logins.map((r) => r.body), [
+      { user: 'ann', password: 'wrong' },
+      { user: 'ann', password: 'correct horse battery' },
+    ]);
+    assert.equal(logins[0].headers['content-type'], 'application/json');
+
+    await page.click('#logout');
+    await page.waitForURL(`${ORIGIN}/login`);
+    const out = requests.find((r) => r.path === '/api/logout');
+    assert.equal(out.headers['x-csrf-token'], 'c-ann');
+    assert.equal(out.method, 'POST');
+    assert.deepEqual(csp, []);
+    assert.deepEqual(errors, []);
+  });
+
+  test('login: a hub without users says how to create the first admin; next= stays on this hub', async () => {
+    const { page, csp } = await open('/login?next=//evil.example/x', {
+      session: () => jsonError(401, 'UNAUTHORIZED', 'log in'),
+      login: () => jsonError(401, 'NO_USERS', 'no users yet: run camhub user add admin --admin on the hub'),
+    });
+    await page.fill('#login-user', 'admin');
+    await page.fill('#login-password', 'whatever12');
+    await page.click('#login');
+    await page.waitForSelector('#no-users:not([hidden])');
+    assert.match(await page.textContent('#no-users'), /camhub user add admin --admin/);
+    assert.match(await page.textContent('#error'), /no users yet/);
+    assert.deepEqual(csp, []);
+    // Logged in, a foreign next= leads home, not away.
+    const { page: p2 } = await open('/login?next=//evil.example/x');
+    await p2.waitForURL(`${ORIGIN}/`);
+  });
+
+  test('admin: people with per-device permissions, enrolment shows the credential once, API keys', async () => {
+    const users = [{ name: 'demo', admin: true, permissions: {} }];
+    const devices = [{ id: 'cam1', uid: 11, keyId: 'aaaa1111', created: '2026-12-01T10:00:00Z' }];
+    const keys = [];
+    const { page, errors, requests, csp } = await open('/admin', {
+      devices: [{ id: 'cam1', status: 'online' }, { id: 'cam9', status: 'offline' }],
+      admin(method, path, body) {
+        const m = `${method} ${path}`;
+        if (m === 'GET /api/admin/users') return users;
+        if (m === 'GET /api/admin/devices') return devices;
+        if (m === 'GET /api/admin/keys') return keys;
+        if (m === 'POST /api/admin/users') return users.push({ name: body.name, admin: body.admin, permissions: body.permissions }) && {};
+        if (m.startsWith('PUT /api/admin/users/')) return Object.assign(users.find((u) => u.name === path.split('/').pop()), body) && {};
+        if (m.startsWith('DELETE /api/admin/users/')) return users.splice(users.findIndex((u) => u.name === path.split('/').pop()), 1) && null;
+        if (m === 'POST /api/admin/devices') {
+          devices.push({ id: body.id, uid: 22, keyId: 'bbbb2222', created: '2026-12-02T10:00:00Z' });
+          return { id: body.id, uid: 22, keyId: 'bbbb2222', credential: 'cam_d_bbbb2222_secret' };
+        }
+        if (m.startsWith('DELETE /api/admin/devices/')) return devices.splice(devices.findIndex((d) => d.id === path.split('/').pop()), 1) && null;
+        if (m === 'POST /api/admin/keys') {
+          keys.push({ id: 'cccc3333', ...body, maxTTL: '1h0m0s' });
+          return { id: 'cccc3333', key: 'cam_k_cccc3333_secret' };
+        }
+        if (m.startsWith('DELETE /api/admin/keys/')) return keys.splice(0, 1) && null;
+        return jsonError(404, 'NOT_FOUND', m);
+      },
+    });
+    await page.waitForFunction(() => window.camagentAdmin.loaded);
+
+    // Enrol: the credential and the lines for camagent.yaml, once.
+    await page.fill('#device-id', 'porch');
+    await page.click('#device-add');
+    await page.waitForSelector('#device-enrolled:not([hidden])');
+    assert.equal(await page.textContent('#device-credential'), 'cam_d_bbbb2222_secret');
+    assert.match(await page.textContent('#device-config'), /^id: porch\nhub: http:\/\/localhost:18089\ncredentialFile: \/etc\/camagent\/credential/);
+    await page.click('#device-enrolled-done');
+    assert.equal(await page.textContent('#device-credential'), '', 'the credential leaves the page');
+    await page.waitForSelector('#enrolled tr[data-device="porch"]');
+
+    // A person: view on porch, everything but admin on all devices is not ticked.
+    await page.fill('#user-name', 'guest');
+    await page.fill('#user-password', 'guest-password-1');
+    await page.check('#user-perms input[data-perm-device="porch"][data-perm="view"]');
+    await page.check('#user-perms input[data-perm-device="cam9"][data-perm="talk"]');
+    await page.click('#user-save');
+    await page.waitForSelector('#users tr[data-user="guest"]');
+    assert.match(await page.textContent('#users tr[data-user="guest"]'), /cam9: talk; porch: view/);
+
+    // Change it: the password stays when left empty.
+    await page.click('button[data-edit-user="guest"]');
+    assert.equal(await page.$eval('#user-perms input[data-perm-device="porch"][data-perm="view"]', (b) => b.checked), true);
+    await page.uncheck('#user-perms input[data-perm-device="cam9"][data-perm="talk"]');
+    await page.click('#user-save');
+    await page.waitForFunction(() => !/cam9/.test(document.querySelector('#users tr[data-user="guest"]').textContent));
+
+    // An API key for porch only.
+    await page.fill('#key-name', 'ha');
+    await page.check('#key-devices input[data-key-device="porch"]');
+    await page.check('#key-actions input[data-action="command"]');
+    await page.fill('#key-ttl', '10m');
+    await page.click('#key-add');
+    await page.waitForSelector('#key-created:not([hidden])');
+    assert.equal(await page.textContent('#key-secret'), 'cam_k_cccc3333_secret');
+    await page.waitForSelector('#keys tr[data-key="cccc3333"]');
+
+    // Deleting asks twice.
+    await page.click('button[data-delete-user="guest"]');
+    assert.ok(users.some((u) => u.name === 'guest'), 'one click deletes nothing');
+    await page.click('button[data-delete-user="guest"]');
+    await page.waitForFunction(() => !document.querySelector('#users tr[data-user="guest"]'));
+    assert.equal(await page.$eval('button[data-delete-user="demo"]', (b) => b.disabled), true, 'one cannot delete oneself');
+
+    const sent = changes(requests).map((r) => [r.method, r.path, r.body]);
+    assert.deepEqual(sent, [
+      ['POST', '/api/admin/devices', { id: 'porch' }],
+      ['POST', '/api/admin/users', { name: 'guest', password: 'guest-password-1', admin: false, permissions: { porch: ['view'], cam9: ['talk'] } }],
+      ['PUT', '/api/admin/users/guest', { admin: false, permissions: { porch: ['view'] } }],
+      ['POST', '/api/admin/keys', { name: 'ha', devices: ['porch'], actions: ['command'], apps: ['demo'], channels: ['*'], maxTTL: '10m', mqtt: false }],
+      ['DELETE', '/api/admin/users/guest', null],
+    ]);
+    for (const r of changes(requests)) {
+      assert.equal(r.headers['x-csrf-token'], 'csrf-demo', r.path);
+      assert.equal(r.headers['content-type'], 'application/json', r.path);
+    }
+    assert.deepEqual(csp, []);
+    assert.deepEqual(errors, []);
   });
 
   test('quickstart: join, see the remote user, leave', async () => {

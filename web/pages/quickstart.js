@@ -2,7 +2,9 @@
 // reads, so code written for those ports by changing little more than the global's name.
 //
 // Fill in the App ID and a channel (the App ID comes from the hub), leave the token empty to get
-// one from this hub's token service, and press JOIN in two browser tabs.
+// one from this hub's token service, and press JOIN in two browser tabs. The token service mints
+// for administrators (and in demo mode); other people watch devices from the viewer, or paste a
+// token their backend minted.
 // The form can be prefilled from the query string: /quickstart?appid=demo&channel=test&uid=7
 //
 // For tests: #join, #leave, #local-player, #player-<uid> per remote user, and
@@ -60,8 +62,14 @@ function record(event, fields) {
   events.push(Object.assign({ event, at: Date.now() }, fields));
 }
 
-// Prefill: App ID from the hub's config, anything else from the query string.
+// Prefill: App ID from the hub's config, anything else from the query string. session.js sends a
+// visitor who is not logged in to the login page first.
 async function init() {
+  try {
+    await window.camagentSession.ready;
+  } catch (e) {
+    showError(`Cannot read the session: ${e.message}`);
+  }
   const params = new URLSearchParams(location.search);
   for (const name of ['appid', 'channel', 'token', 'uid']) {
     if (params.get(name)) $('#' + name).value = params.get(name);
@@ -121,6 +129,7 @@ async function join() {
       channel: options.channel,
       uid: options.uid,
       role: 'publisher',
+      headers: window.camagentSession.csrfHeaders(),
     });
   }
 
@@ -216,6 +225,7 @@ async function handleTokenWillExpire() {
       channel: options.channel,
       uid: options.uid,
       role: 'publisher',
+      headers: window.camagentSession.csrfHeaders(),
     });
     await client.renewToken(options.token);
   } catch (err) {

@@ -1,6 +1,9 @@
-// The device viewer served at /: lists the devices the hub knows (from their MQTT state), and
-// watches one: the browser joins a channel, asks the device to join it too, subscribes to the
-// device's camera and microphone, and can talk back (hold to talk).
+// The device viewer served at /: lists the devices the user may view (from their MQTT state), and
+// watches one: POST /api/devices/<id>/watch has the hub command the device into the channel
+// view-<id> and mint this browser a token (talk included only when the user may talk to the
+// device); the page joins with it, subscribes to the device's camera and microphone, and can talk
+// back (hold to talk). Stop is POST /api/devices/<id>/unwatch: the hub tells the device to leave
+// once nobody else watches. The page never mints a token or commands a device itself.
 //
 // Stable hooks for tests and scripts: #devices (table), button[data-view="<id>"], #talk, #stop,
 // #remote-video video, #status, #error, and window.camagentViewer (the live state below).
@@ -16,9 +19,10 @@
     appId: null,
     client: null,
     deviceId: null,
-    deviceUid: null, // the device's uid in the channel, from its reply to the join command
+    deviceUid: null, // the device's uid in the channel, from the hub's answer to /watch
     channel: null,
-    uid: null,
+    uid: null, // this browser's uid, chosen by the hub
+    canTalk: false, // the user has the talk permission on the device being watched
     micTrack: null,
     remoteVideoTrack: null,
     remoteAudioTrack: null,
@@ -32,7 +36,7 @@
   };
   window.camagentViewer = viewer;
 
-  let deviceKnown = false; // the device's join reply has arrived (deviceUid may still be null)
+  let deviceKnown = false; // the hub's answer to /watch has arrived (deviceUid may still be null)
   let talkWanted = false;
   let micPending = null;
   let statsTimer = null;
@@ -53,53 +57,23 @@
     el.textContent = err.code ? `${err.code}: ${err.message}` : String(err.message || err);
   }
 
-  // Uids the hub never hands out to devices in practice (devices get small ones), random so two
-  // viewers of one device do not collide.
-  function randomUID() {
-    return 100000 + Math.floor(Math.random() * 2000000000);
+  const session = window.camagentSession;
+  const devicePath = (id, what) => `/api/devices/${encodeURIComponent(id)}/${what}`;
+
+  // Has the hub bring the device into its channel and mint this browser's token; calling it again
+  // renews the token. Resolves with {appId, channel, uid, token, expiresAt, deviceUid, reply}.
+  async function watch(deviceId, talk) {
+    const w = await session.api('POST', devicePath(deviceId, 'watch'), { talk });
+    if (w && w.reply && w.reply.ok === false) {
+      throw new Error(`${deviceId} refused to join: ${w.reply.error || 'no reason given'}`);
+    }
+    if (!w || typeof w.token !== 'string' || !w.channel) throw new Error(`the hub's answer to watch ${deviceId} has no token`);
+    return w;
   }
 
-  // Channel names are 1–64 printable ASCII characters.
-  function channelFor(deviceId) {
-    return ('view-' + deviceId).replace(/[^\x20-\x7e]/g, '_').slice(0, 64);
-  }
-
-  async function fetchJSON(url, init) {
-    const res = await fetch(url, init);
-    const text = await res.text();
-    let data;
-    try {
-      data = JSON.parse(text);
-    } catch (e) {
-      data = null;
-    }
-    if (!res.ok && !(data && typeof data.ok === 'boolean')) {
-      const detail = (data && (data.error || data.message)) || text.trim() || res.statusText;
-      throw new Error(`${url} answered ${res.status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-    }
-    return data;
-  }
-
-  // Sends an MQTT command through the hub; resolves with the device's reply {id, ok, error, state}.
-  async function command(deviceId, cmd, init = {}) {
-    const res = await fetch(`/api/devices/${encodeURIComponent(deviceId)}/cmd`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(cmd),
-      ...init,
-    });
-    if (res.status === 504) throw new Error(`${deviceId} did not answer the ${cmd.action} command (timeout)`);
-    const text = await res.text();
-    let reply = null;
-    try {
-      reply = JSON.parse(text);
-    } catch (e) {
-      /* reported below */
-    }
-    if (!reply || typeof reply.ok !== 'boolean') {
-      throw new Error(`${cmd.action} command: hub answered ${res.status}: ${text.trim() || res.statusText}`);
-    }
-    return reply;
+  // Resolves with {left}: whether the hub told the device to leave (nobody else watches).
+  function unwatch(deviceId, init) {
+    return session.api('POST', devicePath(deviceId, 'unwatch'), {}, init);
   }
 
   // ----- device list
@@ -152,7 +126,7 @@
 
   async function poll() {
     try {
-      const list = await fetchJSON('/api/devices');
+      const list = await session.api('GET', '/api/devices');
       viewer.devices = Array.isArray(list) ? list : [];
       renderDevices(viewer.devices);
       $('#devices-status').textContent = viewer.devices.length
@@ -177,12 +151,13 @@
   async function view(deviceId) {
     if (viewer.client) await stop();
     showError(null);
-    const channel = channelFor(deviceId);
+    const entry = viewer.devices.find((d) => d.id === deviceId);
     Object.assign(viewer, {
       deviceId,
-      channel,
+      channel: null,
       deviceUid: null,
-      uid: randomUID(),
+      uid: null,
+      canTalk: session.may(deviceId, 'talk', entry),
       remoteVideoTrack: null,
       remoteAudioTrack: null,
       firstFrameMs: null,
@@ -191,6 +166,7 @@
     viewStartedAt = performance.now();
     $('#viewer').hidden = false;
     $('#viewing').textContent = deviceId;
+    showTalkPermission();
     renderDevices(viewer.devices);
 
     const client = CamagentRTC.createClient({ mode: 'rtc', codec: 'h264' });
@@ -223,43 +199,55 @@
         cleanUp();
       }
     });
+    // The hub renews by minting again for the same watch.
     client.on('token-privilege-will-expire', async () => {
+      record('token-privilege-will-expire', null);
       try {
-        const token = await CamagentRTC.fetchToken({ appId: viewer.appId, channel, uid: viewer.uid, role: 'publisher' });
-        await client.renewToken(token);
+        const w = await watch(deviceId, viewer.canTalk);
+        if (viewer.client !== client) return;
+        await client.renewToken(w.token);
       } catch (e) {
-        showError(e);
+        if (viewer.client === client) showError(e);
       }
     });
 
     try {
-      setStatus(`Joining ${channel}…`);
-      const token = await CamagentRTC.fetchToken({ appId: viewer.appId, channel, uid: viewer.uid, role: 'publisher' });
-      await client.join(viewer.appId, channel, token, viewer.uid);
+      setStatus(`Asking ${deviceId} to join…`);
+      const w = await watch(deviceId, viewer.canTalk);
       if (viewer.client !== client) return;
-      setStatus(`Asking ${deviceId} to join ${channel}…`);
-      const reply = await command(deviceId, { action: 'join', channel });
-      if (viewer.client !== client) return;
-      if (!reply.ok) throw new Error(`${deviceId} refused to join: ${reply.error || 'no reason given'}`);
-      const uid = reply.state && reply.state.uid;
-      viewer.deviceUid = typeof uid === 'number' ? uid : null;
+      const uid = typeof w.deviceUid === 'number' ? w.deviceUid : w.reply && w.reply.state && w.reply.state.uid;
+      Object.assign(viewer, {
+        appId: w.appId,
+        channel: w.channel,
+        uid: w.uid,
+        deviceUid: typeof uid === 'number' ? uid : null,
+      });
       deviceKnown = true;
-      $('#talk').disabled = false;
+      setStatus(`Joining ${w.channel}…`);
+      // The users already in the channel (the device) are announced once join resolves.
+      await client.join(w.appId, w.channel, w.token, w.uid);
+      if (viewer.client !== client) return;
+      $('#talk').disabled = !viewer.canTalk;
       setStatus(`Waiting for ${deviceId}'s camera…`);
-      // Whatever the device published before its reply arrived.
-      for (const user of client.remoteUsers) {
-        if (!isDevice(user)) continue;
-        if (user.hasVideo) onUserPublished(user, 'video');
-        if (user.hasAudio) onUserPublished(user, 'audio');
-      }
       statsTimer = setInterval(showStats, STATS_MS);
     } catch (e) {
       if (viewer.client !== client) return;
       showError(e);
       setStatus('Could not start viewing.');
+      const watched = deviceKnown;
       await client.leave().catch(() => {});
+      if (watched) unwatch(deviceId).catch(() => {});
       cleanUp();
     }
+  }
+
+  // Without the talk permission the button stays disabled and says why.
+  function showTalkPermission() {
+    const talk = $('#talk');
+    talk.title = viewer.canTalk ? '' : 'you may view but not talk';
+    talk.classList.toggle('forbidden', !viewer.canTalk);
+    $('#talk-why').hidden = viewer.canTalk;
+    $('#talk-hint').hidden = !viewer.canTalk;
   }
 
   async function onUserPublished(user, kind) {
@@ -319,7 +307,7 @@
     talkWanted = !!on;
     $('#talk').classList.toggle('active', talkWanted);
     const client = viewer.client;
-    if (!client || client.connectionState !== 'CONNECTED' || !deviceKnown) return;
+    if (!client || client.connectionState !== 'CONNECTED' || !deviceKnown || !viewer.canTalk) return;
     if (!viewer.micTrack) {
       if (!talkWanted) return;
       if (!micPending) {
@@ -386,32 +374,33 @@
 
   // ----- stopping
 
-  // Other viewers in the channel are still watching the device: leave it to them then (the
-  // device leaves by itself once the channel is empty).
-  function othersWatching() {
-    const client = viewer.client;
-    return !!client && client.remoteUsers.some((u) => deviceKnown && viewer.deviceUid !== null && u.uid !== viewer.deviceUid);
-  }
-
+  // The browser leaves the channel first, so that the hub, asked to unwatch, sees whether anyone
+  // else is still watching the device (then the device stays in the channel for them).
   async function stop() {
     const client = viewer.client;
     const deviceId = viewer.deviceId;
     if (!client) return;
     setStatus(`Stopping ${deviceId}…`);
     talkWanted = false;
-    const tellDevice = deviceKnown && !othersWatching();
+    const watched = deviceKnown;
     viewer.client = null; // late events from this client are ignored from here on
-    const [cmd] = await Promise.allSettled([
-      tellDevice ? command(deviceId, { action: 'leave' }) : Promise.resolve(null),
-      client.leave(),
-    ]);
-    cleanUp();
-    if (cmd.status === 'rejected') {
-      showError(cmd.reason);
-    } else if (cmd.value && !cmd.value.ok) {
-      showError(`${deviceId} could not leave: ${cmd.value.error || 'no reason given'}`);
+    await client.leave().catch(() => {});
+    let answer = null;
+    let failure = null;
+    if (watched) {
+      try {
+        answer = await unwatch(deviceId);
+      } catch (e) {
+        failure = e;
+      }
     }
-    setStatus(tellDevice ? `Stopped: ${deviceId} has left the channel.` : `Stopped (other viewers are still watching ${deviceId}).`);
+    cleanUp();
+    if (failure) showError(failure);
+    setStatus(
+      answer && answer.left === false
+        ? `Stopped (other viewers are still watching ${deviceId}).`
+        : `Stopped: ${deviceId} has left the channel.`
+    );
   }
 
   function cleanUp() {
@@ -434,6 +423,7 @@
     talkWanted = false;
     $('#talk').disabled = true;
     $('#talk').classList.remove('active');
+    viewer.canTalk = false;
     $('#remote-video').replaceChildren();
     $('#stats').textContent = '';
     $('#viewer').hidden = true;
@@ -442,9 +432,10 @@
 
   // Closing the tab: release the device too (keepalive lets the request outlive the page).
   window.addEventListener('pagehide', () => {
-    if (viewer.client && deviceKnown && !othersWatching()) {
-      command(viewer.deviceId, { action: 'leave' }, { keepalive: true }).catch(() => {});
-      viewer.client.leave();
+    if (viewer.client && deviceKnown) {
+      // No time to wait for the leave here: the unwatch goes out at once.
+      unwatch(viewer.deviceId, { keepalive: true }).catch(() => {});
+      viewer.client.leave().catch(() => {});
     }
   });
 
@@ -454,10 +445,9 @@
     $('#stop').addEventListener('click', () => stop());
     setUpTalkControls();
     try {
-      const config = await fetchJSON('/api/config');
-      viewer.appId = config.appId;
+      await session.ready;
     } catch (e) {
-      showError(`Cannot read the hub's configuration: ${e.message}`);
+      showError(`Cannot read the session: ${e.message}`);
       return;
     }
     poll();
