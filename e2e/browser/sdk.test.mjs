@@ -466,7 +466,7 @@ describe('pages against the mock hub', () => {
     await page.click('#stop');
     // "Stopped" is shown once the hub has answered the unwatch.
     await page.waitForFunction(() => /Stopped/.test(document.querySelector('#status').textContent));
-    assert.deepEqual(unwatches, [{ id: 'cam1' }]);
+    assert.deepEqual(unwatches, [{ id: 'cam1', uid: 4243 }], 'the unwatch names this browser, which has left');
     assert.equal(await page.$('#remote-video video'), null);
     assert.equal(await page.$eval('#error', (e) => e.hidden), true);
     assert.match(await page.textContent('#status'), /Stopped: cam1 has left/);
@@ -522,10 +522,12 @@ describe('pages against the mock hub', () => {
 
   test('viewer: the token is renewed through /watch', async () => {
     let watches = 0;
+    const bodies = [];
     const { page, errors } = await open('/', {
       devices: [{ id: 'cam1', status: 'online', state: { state: 'idle' }, permissions: ['view', 'talk'] }],
       async watch(id, body, page) {
         watches++;
+        bodies.push(body);
         if (watches === 1) await page.evaluate(() => mockHub.addUser(7));
         return { ...watchAnswer(id), token: `tok-renewed-${watches}` };
       },
@@ -537,6 +539,7 @@ describe('pages against the mock hub', () => {
     await page.waitForFunction(() => mockHub.received.some((m) => m.type === 'renew'));
     const renew = await page.evaluate(() => mockHub.received.find((m) => m.type === 'renew'));
     assert.equal(watches, 2);
+    assert.deepEqual(bodies, [{ talk: true }, { talk: true, uid: 4243 }], 'the renewal keeps the uid');
     assert.equal(renew.token, 'tok-renewed-2');
     assert.deepEqual(errors, []);
   });
@@ -545,7 +548,14 @@ describe('pages against the mock hub', () => {
     const unwatches = [];
     const { page } = await open('/', {
       devices: [{ id: 'cam1', status: 'online', state: { state: 'error', error: 'camera busy' } }],
-      watch: (id) => ({ ...watchAnswer(id), token: undefined, reply: { id: 'r', ok: false, error: 'camera: open /dev/video0: device busy' } }),
+      // As the hub answers a device's refusal: 502 with the device's reply.
+      watch: (id) => ({
+        status: 502,
+        body: {
+          error: { code: 'DEVICE_REFUSED', message: `device ${id} did not join: camera: open /dev/video0: device busy` },
+          reply: { id: 'r', ok: false, error: 'camera: open /dev/video0: device busy' },
+        },
+      }),
       unwatch: (id) => unwatches.push(id) && { left: true },
     });
     await page.click('button[data-view="cam1"]');

@@ -61,9 +61,10 @@
   const devicePath = (id, what) => `/api/devices/${encodeURIComponent(id)}/${what}`;
 
   // Has the hub bring the device into its channel and mint this browser's token; calling it again
-  // renews the token. Resolves with {appId, channel, uid, token, expiresAt, deviceUid, reply}.
-  async function watch(deviceId, talk) {
-    const w = await session.api('POST', devicePath(deviceId, 'watch'), { talk });
+  // with the uid the hub gave renews the token for that uid. Resolves with {appId, channel, uid,
+  // token, expiresAt, deviceUid, reply}.
+  async function watch(deviceId, talk, uid) {
+    const w = await session.api('POST', devicePath(deviceId, 'watch'), uid ? { talk, uid } : { talk });
     if (w && w.reply && w.reply.ok === false) {
       throw new Error(`${deviceId} refused to join: ${w.reply.error || 'no reason given'}`);
     }
@@ -71,9 +72,10 @@
     return w;
   }
 
-  // Resolves with {left}: whether the hub told the device to leave (nobody else watches).
-  function unwatch(deviceId, init) {
-    return session.api('POST', devicePath(deviceId, 'unwatch'), {}, init);
+  // Resolves with {left}: whether the hub told the device to leave (nobody but this browser, uid,
+  // and the device is in the channel).
+  function unwatch(deviceId, uid, init) {
+    return session.api('POST', devicePath(deviceId, 'unwatch'), uid ? { uid } : {}, init);
   }
 
   // ----- device list
@@ -203,7 +205,7 @@
     client.on('token-privilege-will-expire', async () => {
       record('token-privilege-will-expire', null);
       try {
-        const w = await watch(deviceId, viewer.canTalk);
+        const w = await watch(deviceId, viewer.canTalk, viewer.uid);
         if (viewer.client !== client) return;
         await client.renewToken(w.token);
       } catch (e) {
@@ -235,8 +237,9 @@
       showError(e);
       setStatus('Could not start viewing.');
       const watched = deviceKnown;
+      const uid = viewer.uid;
       await client.leave().catch(() => {});
-      if (watched) unwatch(deviceId).catch(() => {});
+      if (watched) unwatch(deviceId, uid).catch(() => {});
       cleanUp();
     }
   }
@@ -374,8 +377,8 @@
 
   // ----- stopping
 
-  // The browser leaves the channel first, so that the hub, asked to unwatch, sees whether anyone
-  // else is still watching the device (then the device stays in the channel for them).
+  // The browser leaves the channel, then asks the hub to unwatch: the device stays in the channel
+  // while anyone else still watches it.
   async function stop() {
     const client = viewer.client;
     const deviceId = viewer.deviceId;
@@ -383,13 +386,14 @@
     setStatus(`Stopping ${deviceId}…`);
     talkWanted = false;
     const watched = deviceKnown;
+    const uid = viewer.uid;
     viewer.client = null; // late events from this client are ignored from here on
     await client.leave().catch(() => {});
     let answer = null;
     let failure = null;
     if (watched) {
       try {
-        answer = await unwatch(deviceId);
+        answer = await unwatch(deviceId, uid);
       } catch (e) {
         failure = e;
       }
@@ -433,8 +437,9 @@
   // Closing the tab: release the device too (keepalive lets the request outlive the page).
   window.addEventListener('pagehide', () => {
     if (viewer.client && deviceKnown) {
-      // No time to wait for the leave here: the unwatch goes out at once.
-      unwatch(viewer.deviceId, { keepalive: true }).catch(() => {});
+      // No time to wait for the leave here: the unwatch goes out at once, naming this browser's
+      // uid so that the hub does not count it as another viewer.
+      unwatch(viewer.deviceId, viewer.uid, { keepalive: true }).catch(() => {});
       viewer.client.leave().catch(() => {});
     }
   });
