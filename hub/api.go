@@ -92,10 +92,7 @@ func (h *Hub) handleToken(w http.ResponseWriter, r *http.Request, p *auth.Princi
 
 // mint signs a token with exactly privs.
 func mint(app, cert, channel string, uid uint32, privs []string, ttl time.Duration) (string, *token.Claims, error) {
-	now := time.Now()
-	c := token.Claims{AppID: app, Channel: channel, UID: uid, Privileges: privs, IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix()}
-	t, err := token.Sign(c, cert)
-	return t, &c, err
+	return token.MintPrivileges(app, cert, channel, uid, privs, ttl, time.Now())
 }
 
 func (h *Hub) handleConfig(w http.ResponseWriter, _ *http.Request, _ *auth.Principal) {

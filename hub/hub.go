@@ -22,6 +22,7 @@ import (
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/directory"
 	"github.com/camagent/camagent/hub/sfu"
+	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/web"
 )
@@ -104,6 +105,24 @@ func (h *Hub) Certificate(app string) (string, bool) {
 	return c, ok
 }
 
+// verifyCertificate returns the certificate of App app with key id kid: the current one, or
+// one of its previousCertificates while a rotation overlaps.
+func (h *Hub) verifyCertificate(app, kid string) (string, bool) {
+	cur, ok := h.certs[app]
+	if !ok {
+		return "", false
+	}
+	if kid == "" {
+		return cur, true
+	}
+	for _, a := range h.cfg.Apps {
+		if a.ID == app {
+			return token.Match(kid, append([]string{cur}, a.PreviousCertificates...)...)
+		}
+	}
+	return "", false
+}
+
 // SFU exposes the channel service (stats, tests).
 func (h *Hub) SFU() *sfu.Service { return h.sfu }
 
@@ -184,7 +203,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Logger: h.log, ICEServers: h.iceServers(netw)})
+	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Verify: h.verifyCertificate, ClientAddr: h.clientAddr,
+		Logger: h.log, ICEServers: h.iceServers(netw)})
 	defer h.sfu.Close()
 
 	ln, err := net.Listen("tcp", h.cfg.Listen)

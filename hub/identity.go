@@ -93,8 +93,9 @@ func (h *Hub) admin(f func(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	})
 }
 
-// loginLimiter refuses logins after too many failures from one address or for one user name:
-// loginFailures within loginWindow block further attempts until the window has passed.
+// loginLimiter refuses logins after too many failures: loginFailures for one name from one
+// address, or five times as many from one address, within loginWindow block further attempts
+// until the window has passed.
 type loginLimiter struct {
 	mu    sync.Mutex
 	fails map[string][]time.Time
@@ -117,7 +118,11 @@ func (l *loginLimiter) blocked(keys ...string) bool {
 			}
 		}
 		l.fails[k] = recent
-		if len(recent) >= loginFailures {
+		limit := loginFailures
+		if strings.HasPrefix(k, "addr:") {
+			limit = 5 * loginFailures
+		}
+		if len(recent) >= limit {
 			return true
 		}
 	}
@@ -145,7 +150,9 @@ func (h *Hub) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := h.clientAddr(r)
-	keys := []string{"addr:" + addr, "user:" + strings.ToLower(req.User)}
+	// Per name from one address, and per address over all names (password spraying); not per
+	// name alone, or anyone could lock a person out from anywhere.
+	keys := []string{"user:" + addr + "/" + strings.ToLower(req.User), "addr:" + addr}
 	if h.logins.blocked(keys...) {
 		h.noise("login-rate", r, "user", quoteTrunc(req.User))
 		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", "too many failed logins: wait a few minutes")

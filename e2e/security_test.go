@@ -1,0 +1,516 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/agent"
+	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/device/audio"
+	"github.com/camagent/camagent/device/wav"
+	"github.com/camagent/camagent/hub"
+	"github.com/camagent/camagent/hub/auth"
+	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// secure is a hub in its default (non-demo) mode with two enrolled devices running real
+// agents, an admin, a view-only guest and an API key scoped to one device.
+type secure struct {
+	t        *testing.T
+	hub      *hub.Hub
+	base     string
+	creds    map[string]string // device id → credential
+	key      string            // API key: status and view on porch only
+	speaker  string            // porch's speaker WAV
+	agentCfg agent.Config      // porch's
+}
+
+func startSecure(t *testing.T) *secure {
+	t.Helper()
+	dir := t.TempDir()
+	log := testLogger(t)
+	hcfg := hub.Defaults()
+	hcfg.Listen, hcfg.MQTTListen, hcfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "hub")
+	h, err := hub.New(hcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := h.Store()
+	must(t, st.AddUser("admin", "admin-password", true, nil), "add admin")
+	must(t, st.AddUser("guest", "guest-password", false, map[string][]string{"porch": {auth.PermView}}), "add guest")
+	s := &secure{t: t, hub: h, creds: map[string]string{}, speaker: filepath.Join(dir, "porch.wav")}
+	for _, id := range []string{"porch", "garage"} {
+		cred, _, err := st.AddDevice(id, 0)
+		must(t, err, "enrol "+id)
+		s.creds[id] = cred
+	}
+	s.key, _, err = st.AddKey(auth.Key{Name: "ha", Devices: []string{"porch"}, Actions: []string{"status", auth.PermView}})
+	must(t, err, "add key")
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	select {
+	case <-h.Ready():
+	case err := <-done:
+		t.Fatalf("hub: %v", err)
+	}
+	s.base = "http://" + h.Addr()
+	var stops []func()
+	for _, id := range []string{"porch", "garage"} {
+		acfg := agent.Defaults()
+		acfg.ID, acfg.MQTT, acfg.Hub = id, h.BrokerURL(), s.base
+		acfg.MQTTUsername, acfg.MQTTPassword, acfg.HubKey = id, s.creds[id], s.creds[id]
+		acfg.Speaker = "wav:" + filepath.Join(dir, id+".wav")
+		acfg.StateDir = filepath.Join(dir, id)
+		acfg.ICELoopbackOnly = true
+		a, err := agent.New(acfg, log)
+		must(t, err, "agent "+id)
+		actx, astop := context.WithCancel(context.Background())
+		adone := make(chan error, 1)
+		go func() { adone <- a.Run(actx) }()
+		select {
+		case <-a.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("agent %s did not connect to the broker with its credential", id)
+		}
+		stops = append(stops, func() { astop(); <-adone })
+		if id == "porch" {
+			s.agentCfg = acfg
+		}
+	}
+	t.Cleanup(func() {
+		for _, f := range stops {
+			f()
+		}
+		stop()
+		<-done
+	})
+	admin := s.login("admin", "admin-password")
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; n < 2; {
+		n = 0
+		var devs []struct{ ID, Status string }
+		admin.do("GET", "/api/devices", nil, &devs)
+		for _, d := range devs {
+			if d.Status == "online" {
+				n++
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices online: %+v", devs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+// browser is an HTTP client with a cookie jar and the session's CSRF token.
+type browser struct {
+	t      *testing.T
+	base   string
+	c      *http.Client
+	csrf   string
+	bearer string
+	header map[string]string
+}
+
+func (s *secure) client() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: s.t, base: s.base, c: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
+}
+
+func (s *secure) login(user, pw string) *browser {
+	s.t.Helper()
+	b := s.client()
+	var out struct{ CSRF string }
+	if code := b.do("POST", "/api/login", map[string]string{"user": user, "password": pw}, &out); code != 200 || out.CSRF == "" {
+		s.t.Fatalf("login %s: %d", user, code)
+	}
+	b.csrf = out.CSRF
+	return b
+}
+
+// do sends a JSON request and decodes the answer into out; it returns the status.
+func (b *browser) do(method, path string, body any, out any) int {
+	b.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		switch v := body.(type) {
+		case string:
+			rd = strings.NewReader(v)
+		default:
+			j, _ := json.Marshal(body)
+			rd = bytes.NewReader(j)
+		}
+	}
+	req, _ := http.NewRequest(method, b.base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if b.csrf != "" {
+		req.Header.Set("X-CSRF-Token", b.csrf)
+	}
+	if b.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+b.bearer)
+	}
+	for k, v := range b.header {
+		req.Header.Set(k, v)
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode
+}
+
+// deviceState is a device's state as the admin sees it in the directory.
+func (s *secure) deviceState(id string) string {
+	s.t.Helper()
+	admin := s.login("admin", "admin-password")
+	var devs []struct {
+		ID    string
+		State struct{ State, Channel string }
+	}
+	admin.do("GET", "/api/devices", nil, &devs)
+	for _, d := range devs {
+		if d.ID == id {
+			return d.State.State + " " + d.State.Channel
+		}
+	}
+	return "absent"
+}
+
+// speakerEnergy is the RMS of the last half second the device's speaker played (0 before any).
+func (s *secure) speakerEnergy() float64 {
+	samples, _, _, err := wav.ReadFile(s.speaker)
+	if err != nil || len(samples) < device.SampleRate/2 {
+		return 0
+	}
+	return audio.RMS(samples[len(samples)-device.SampleRate/2:])
+}
+
+// TestSecurity attacks a hub in its default mode, its embedded broker and two agents; each
+// attack must be refused and leave nothing behind, while the admin, the guest, the devices and
+// the key keep doing what they may.
+func TestSecurity(t *testing.T) {
+	s := startSecure(t)
+	joins := func() uint64 { return s.hub.SFU().Stats().Joins }
+	anon := s.client()
+	cases := 0
+	expect := func(what string, got, want int) {
+		t.Helper()
+		cases++
+		if got != want {
+			t.Errorf("%s: HTTP %d, want %d", what, got, want)
+		}
+	}
+
+	t.Run("anonymous", func(t *testing.T) {
+		before := joins()
+		var tok struct{ Token string }
+		expect("anonymous token", anon.do("POST", "/api/token", map[string]any{"channel": "porch-x", "uid": 5}, &tok), 401)
+		expect("anonymous devices", anon.do("GET", "/api/devices", nil, nil), 401)
+		expect("anonymous config", anon.do("GET", "/api/config", nil, nil), 401)
+		expect("anonymous metrics", anon.do("GET", "/metrics", nil, nil), 401)
+		expect("anonymous command", anon.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "join", "channel": "evil"}, nil), 401)
+		expect("anonymous watch", anon.do("POST", "/api/devices/porch/watch", map[string]any{}, nil), 401)
+		expect("anonymous admin", anon.do("POST", "/api/admin/users", map[string]any{"name": "evil", "password": "evil-password", "admin": true}, nil), 401)
+		// Loopback is not trusted outside demo mode, proxied or not.
+		prox := s.client()
+		prox.header = map[string]string{"X-Forwarded-For": "203.0.113.9"}
+		expect("proxied token", prox.do("POST", "/api/token", map[string]any{"channel": "c", "uid": 5}, nil), 401)
+		if tok.Token != "" || joins() != before || s.deviceState("porch") != "idle " {
+			t.Fatalf("side effect: token %q, joins %d→%d, porch %q", tok.Token, before, joins(), s.deviceState("porch"))
+		}
+		if _, err := s.hub.Store().Login("evil", "evil-password"); err == nil {
+			t.Fatal("an anonymous client made an admin")
+		}
+	})
+
+	t.Run("forged credentials", func(t *testing.T) {
+		forged := []string{"x", s.key[:len(s.key)-2] + "AA", strings.Replace(s.creds["porch"], "cam_d_", "cam_k_", 1), "cam_k_00000000_" + strings.Repeat("A", 43)}
+		for _, f := range forged {
+			b := s.client()
+			b.bearer = f
+			expect("forged bearer "+auth.KeyIDOf(f), b.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "status"}, nil), 401)
+		}
+		// Sessions: a made-up cookie, and a real one without its CSRF token.
+		jarless := s.client()
+		jarless.header = map[string]string{"Cookie": "camhub_session=" + strings.Repeat("a", 43)}
+		expect("forged session", jarless.do("GET", "/api/devices", nil, nil), 401)
+		admin := s.login("admin", "admin-password")
+		admin.csrf = ""
+		expect("no CSRF token", admin.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "join", "channel": "csrf"}, nil), 403)
+		if st := s.deviceState("porch"); st != "idle " {
+			t.Fatalf("porch after a CSRF attempt: %q", st)
+		}
+	})
+
+	t.Run("browser edge", func(t *testing.T) {
+		admin := s.login("admin", "admin-password")
+		admin.header = map[string]string{"Origin": "http://evil.example"}
+		expect("foreign origin", admin.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "join", "channel": "x"}, nil), 403)
+		admin.header = map[string]string{"Host": "rebind.attacker.example"}
+		req, _ := http.NewRequest("GET", s.base+"/api/devices", nil)
+		req.Host = "rebind.attacker.example"
+		resp, err := admin.c.Do(req)
+		must(t, err, "rebind request")
+		resp.Body.Close()
+		expect("DNS rebinding host", resp.StatusCode, http.StatusMisdirectedRequest)
+		admin.header = nil
+		req, _ = http.NewRequest("POST", s.base+"/api/devices/porch/cmd", strings.NewReader(`{"action":"join","channel":"x"}`))
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("X-CSRF-Token", admin.csrf)
+		resp, err = admin.c.Do(req)
+		must(t, err, "text/plain request")
+		resp.Body.Close()
+		expect("text/plain body", resp.StatusCode, http.StatusUnsupportedMediaType)
+		// A WebSocket from a foreign page.
+		req, _ = http.NewRequest("GET", s.base+"/rtc", nil)
+		for k, v := range map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+			"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "http://evil.example"} {
+			req.Header.Set(k, v)
+		}
+		resp, err = http.DefaultClient.Do(req)
+		must(t, err, "websocket request")
+		resp.Body.Close()
+		expect("foreign WebSocket", resp.StatusCode, 403)
+		resp, err = http.Get(s.base + "/")
+		must(t, err, "GET /")
+		resp.Body.Close()
+		cases++
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("pages can be framed: CSP %q", csp)
+		}
+		if st := s.deviceState("porch"); st != "idle " {
+			t.Fatalf("porch after edge attacks: %q", st)
+		}
+	})
+
+	t.Run("guest views only", func(t *testing.T) {
+		guest := s.login("guest", "guest-password")
+		expect("guest command", guest.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "join", "channel": "guest"}, nil), 403)
+		expect("guest garage", guest.do("POST", "/api/devices/garage/watch", map[string]any{}, nil), 403)
+		expect("guest token", guest.do("POST", "/api/token", map[string]any{"channel": "view-porch", "uid": 123456, "role": "publisher"}, nil), 403)
+		expect("guest admin", guest.do("GET", "/api/admin/users", nil, nil), 403)
+		var devs []struct{ ID string }
+		guest.do("GET", "/api/devices", nil, &devs)
+		cases++
+		if len(devs) != 1 || devs[0].ID != "porch" {
+			t.Errorf("guest sees devices %+v, want only porch", devs)
+		}
+		if st := s.deviceState("porch"); st != "idle " {
+			t.Fatalf("porch after guest's command: %q", st)
+		}
+		// Watching works; asking to talk gives a token that cannot publish.
+		var w struct {
+			AppID, Channel, Token string
+			UID, DeviceUID        uint32
+			Talk                  bool
+		}
+		expect("guest watch", guest.do("POST", "/api/devices/porch/watch", map[string]any{"talk": true}, &w), 200)
+		if w.Talk || w.DeviceUID != auth.DefaultUID("porch") {
+			t.Fatalf("watch answer %+v", w)
+		}
+		claims, err := token.Parse(w.Token, func(app, kid string) (string, bool) { return s.hub.Certificate(app) })
+		must(t, err, "parse watch token")
+		cases++
+		if claims.Has(token.PrivPublishAudio) || claims.Has(token.PrivPublishVideo) || !claims.Has(token.PrivSubscribe) {
+			t.Errorf("guest's token grants %v", claims.Privileges)
+		}
+		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
+		must(t, err, "dial")
+		defer c.Close()
+		_, err = c.Join(ctx, w.AppID, w.Channel, w.UID, w.Token)
+		must(t, err, "guest join")
+		if _, ok := firstFrame(ctx, t, c, w.DeviceUID); !ok {
+			t.Fatal("guest sees no picture")
+		}
+		// The guest's forged talk: publishing a tone is refused, and the speaker stays silent.
+		_, err = rtctest.PublishTone(ctx, c, 1000)
+		cases++
+		if err == nil || !strings.Contains(err.Error(), "NO_PRIVILEGE") {
+			t.Errorf("guest published audio: %v", err)
+		}
+		time.Sleep(2 * time.Second)
+		cases++
+		if e := s.speakerEnergy(); e > 50 {
+			t.Errorf("the device's speaker played the guest (RMS %.0f)", e)
+		}
+		c.Leave(ctx)
+		var un struct{ Left bool }
+		expect("guest unwatch", guest.do("POST", "/api/devices/porch/unwatch", map[string]any{"uid": w.UID}, &un), 200)
+		if !un.Left {
+			t.Error("unwatch with nobody left did not release the device")
+		}
+	})
+
+	t.Run("admin talks and commands", func(t *testing.T) {
+		admin := s.login("admin", "admin-password")
+		var w struct {
+			AppID, Channel, Token string
+			UID, DeviceUID        uint32
+			Talk                  bool
+		}
+		expect("admin watch", admin.do("POST", "/api/devices/porch/watch", map[string]any{"talk": true}, &w), 200)
+		if !w.Talk {
+			t.Fatal("admin may not talk")
+		}
+		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
+		must(t, err, "dial")
+		defer c.Close()
+		_, err = c.Join(ctx, w.AppID, w.Channel, w.UID, w.Token)
+		must(t, err, "admin join")
+		_, err = rtctest.PublishTone(ctx, c, 1000)
+		must(t, err, "admin publishes a tone")
+		deadline := time.Now().Add(10 * time.Second)
+		for s.speakerEnergy() < 1000 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the admin's voice never reached the speaker (RMS %.0f)", s.speakerEnergy())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		cases++
+		var rep deviceReply
+		expect("admin command", admin.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "leave"}, &rep), 200)
+		if !rep.OK {
+			t.Errorf("leave: %+v", rep)
+		}
+	})
+
+	t.Run("device credential", func(t *testing.T) {
+		dev := s.client()
+		dev.bearer = s.creds["porch"]
+		uid := auth.DefaultUID("porch")
+		expect("device own token", dev.do("POST", "/api/token", map[string]any{"channel": "any", "uid": uid, "role": "publisher"}, nil), 200)
+		var tok struct{ Token string }
+		expect("device other uid", dev.do("POST", "/api/token", map[string]any{"channel": "view-garage", "uid": auth.DefaultUID("garage"), "role": "publisher"}, &tok), 403)
+		expect("device wildcard", dev.do("POST", "/api/token", map[string]any{"channel": "any", "uid": 0, "role": "publisher"}, nil), 403)
+		expect("device commands", dev.do("POST", "/api/devices/garage/cmd", map[string]any{"action": "join", "channel": "x"}, nil), 403)
+		expect("device admin", dev.do("POST", "/api/admin/devices", map[string]any{"id": "evil"}, nil), 403)
+		if tok.Token != "" || s.deviceState("garage") != "idle " {
+			t.Fatalf("side effect: token %q, garage %q", tok.Token, s.deviceState("garage"))
+		}
+	})
+
+	t.Run("scoped key", func(t *testing.T) {
+		k := s.client()
+		k.bearer = s.key
+		var rep deviceReply
+		expect("key status on porch", k.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "status"}, &rep), 200)
+		if !rep.OK {
+			t.Errorf("status: %+v", rep)
+		}
+		expect("key join on porch", k.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "join", "channel": "k"}, nil), 403)
+		expect("key on garage", k.do("POST", "/api/devices/garage/cmd", map[string]any{"action": "status"}, nil), 403)
+		expect("key token", k.do("POST", "/api/token", map[string]any{"channel": "c", "uid": 7, "role": "subscriber"}, nil), 403)
+		expect("key metrics", k.do("GET", "/metrics", nil, nil), 403)
+		// Revoked: refused at once.
+		for _, key := range s.hub.Store().Keys() {
+			must(t, s.hub.Store().DeleteKey(key.ID), "revoke")
+		}
+		expect("revoked key", k.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "status"}, nil), 401)
+	})
+
+	t.Run("mqtt", func(t *testing.T) {
+		url := s.hub.BrokerURL()
+		connect := func(id, user, pw string) (mqtt.Client, error) {
+			o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pw).SetConnectRetry(false).SetAutoReconnect(false)
+			c := mqtt.NewClient(o)
+			tok := c.Connect()
+			tok.WaitTimeout(5 * time.Second)
+			return c, tok.Error()
+		}
+		for _, c := range []struct{ what, user, pw string }{
+			{"anonymous", "", ""}, {"porch as garage", "garage", s.creds["porch"]}, {"wrong secret", "porch", s.creds["porch"][:40] + strings.Repeat("B", len(s.creds["porch"])-40)},
+			{"hub name guessed", "camhub", "camhub"},
+		} {
+			cases++
+			if cl, err := connect("attacker-"+c.user, c.user, c.pw); err == nil {
+				cl.Disconnect(0)
+				t.Errorf("MQTT %s: connected", c.what)
+			}
+		}
+		// porch's credential, used by a thief: it reads nothing of garage and cannot command it.
+		thief, err := connect("thief", "porch", s.creds["porch"])
+		must(t, err, "thief connects as porch")
+		defer thief.Disconnect(0)
+		var read atomic.Int32
+		for _, f := range []string{"camagent/garage/cmd", "camagent/+/cmd", "camagent/#", "#"} {
+			thief.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+				if !strings.HasPrefix(m.Topic(), "camagent/porch/") {
+					read.Add(1)
+				}
+			}).WaitTimeout(5 * time.Second)
+		}
+		thief.Publish("camagent/garage/cmd", 1, false, `{"id":"t1","action":"join","channel":"stolen"}`).WaitTimeout(5 * time.Second)
+		thief.Publish("camagent/garage/state", 1, true, `{"state":"joined","channel":"fake"}`).WaitTimeout(5 * time.Second)
+		// Meanwhile the admin commands garage legitimately, which the thief must not see.
+		admin := s.login("admin", "admin-password")
+		var rep deviceReply
+		expect("admin status on garage", admin.do("POST", "/api/devices/garage/cmd", map[string]any{"action": "status"}, &rep), 200)
+		time.Sleep(500 * time.Millisecond)
+		cases += 2
+		if n := read.Load(); n != 0 {
+			t.Errorf("porch's credential read %d messages of other devices", n)
+		}
+		if st := s.deviceState("garage"); st != "idle " {
+			t.Errorf("garage after the thief: %q", st)
+		}
+		// Revoking porch drops its sessions: the thief (and porch) are disconnected.
+		must(t, s.hub.Store().DeleteDevice("porch"), "revoke porch")
+		deadline := time.Now().Add(5 * time.Second)
+		for thief.IsConnectionOpen() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cases++
+		if thief.IsConnectionOpen() {
+			t.Error("a revoked device credential kept its MQTT session")
+		}
+	})
+	t.Run("login brute force", func(t *testing.T) {
+		b := s.client()
+		b.header = map[string]string{}
+		codes := map[int]int{}
+		for i := 0; i < 12; i++ {
+			codes[b.do("POST", "/api/login", map[string]string{"user": "admin", "password": "guess-" + string(rune('a'+i))}, nil)]++
+		}
+		cases++
+		if codes[429] == 0 || codes[200] != 0 {
+			t.Errorf("12 wrong passwords: %v", codes)
+		}
+		// The rate limit is on that name and address; the right password is refused now too
+		// (for minutes), so nobody can tell it from a wrong one.
+		expect("right password during the lock", b.do("POST", "/api/login", map[string]string{"user": "admin", "password": "admin-password"}, nil), 429)
+	})
+
+	t.Logf("%d security cases", cases)
+	if os.Getenv("E2E_VERBOSE") != "" {
+		t.Logf("porch state %q", s.deviceState("porch"))
+	}
+}
