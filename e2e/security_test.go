@@ -514,3 +514,57 @@ func TestSecurity(t *testing.T) {
 		t.Logf("porch state %q", s.deviceState("porch"))
 	}
 }
+
+// TestDemoTrust: demo mode trusts loopback clients, but not one that came through a proxy or
+// tunnel (forwarding headers), a foreign web page (Origin), or a rebound host name (Host).
+func TestDemoTrust(t *testing.T) {
+	s := startSystem(t)
+	post := func(hdr map[string]string) int {
+		req, _ := http.NewRequest("POST", s.baseURL+"/api/token", strings.NewReader(`{"channel":"demo-trust","uid":77,"role":"publisher"}`))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		what string
+		hdr  map[string]string
+		want int
+	}{
+		{"plain loopback", nil, 200},
+		{"own origin", map[string]string{"Origin": s.baseURL}, 200},
+		{"nginx", map[string]string{"X-Forwarded-For": "198.51.100.7"}, 401},
+		{"RFC 7239 proxy", map[string]string{"Forwarded": "for=198.51.100.7"}, 401},
+		{"cloudflared", map[string]string{"Cf-Connecting-Ip": "198.51.100.7"}, 401},
+		{"X-Real-IP", map[string]string{"X-Real-IP": "198.51.100.7"}, 401},
+		{"foreign page", map[string]string{"Origin": "https://evil.example"}, 403},
+		{"null origin", map[string]string{"Origin": "null"}, 403},
+		{"rebound name", map[string]string{"Host": "evil.example:8080"}, 421},
+		{"own name, foreign site", map[string]string{"Sec-Fetch-Site": "cross-site"}, 401},
+	} {
+		if got := post(c.hdr); got != c.want {
+			t.Errorf("%s: HTTP %d, want %d", c.what, got, c.want)
+		}
+	}
+	// A command through a tunnel changes nothing.
+	req, _ := http.NewRequest("POST", s.baseURL+"/api/devices/"+s.agentCfg.ID+"/cmd", strings.NewReader(`{"action":"join","channel":"tunnel"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "198.51.100.7")
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err, "tunnel command")
+	resp.Body.Close()
+	time.Sleep(300 * time.Millisecond)
+	if resp.StatusCode != 401 || s.agent.State().State != "idle" {
+		t.Fatalf("tunnel command: HTTP %d, device %s", resp.StatusCode, s.agent.State().State)
+	}
+}
