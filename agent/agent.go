@@ -102,6 +102,9 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	for _, o := range opts {
 		o(a)
 	}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("insecure transport allowed", "problem", w)
+	}
 	copts, err := a.controlOptions(control.Options{
 		URL: cfg.MQTT, ID: cfg.ID, Prefix: cfg.MQTTPrefix,
 		Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
@@ -191,18 +194,21 @@ func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State,
 }
 
 func (a *Agent) join(ctx context.Context, cmd control.Command) error {
+	// The server names one of the configured hubs or the join is refused before anything
+	// happens: no connection, no credential sent, the current call untouched.
+	hub, err := a.cfg.hubFor(cmd.Server)
+	if err != nil {
+		return err
+	}
 	p := joinParams{
 		appID: a.cfg.AppID, channel: cmd.Channel, uid: a.cfg.DefaultUID(),
-		token: cmd.Token, hub: a.cfg.Hub,
+		token: cmd.Token, hub: hub,
 	}
 	if cmd.AppID != "" {
 		p.appID = cmd.AppID
 	}
 	if cmd.UID != nil && *cmd.UID != 0 {
 		p.uid = *cmd.UID
-	}
-	if cmd.Server != "" {
-		p.hub = cmd.Server
 	}
 	a.mu.Lock()
 	cur := a.call

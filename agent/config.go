@@ -31,6 +31,14 @@ type Config struct {
 	MQTTPasswordFile string `yaml:"mqttPasswordFile"`
 	// Hub is the channel service's base URL (its token service and signalling).
 	Hub string `yaml:"hub"`
+	// Hubs are more hub base URLs this device trusts besides Hub: a join command's "server"
+	// must name Hub or one of these (anything else is refused), so a command can never choose
+	// where the device sends its media or its credential.
+	Hubs []string `yaml:"hubs"`
+	// CredentialFile holds the device's one credential, made by `camhub device add <id>`
+	// (cam_d_<keyid>_<secret>); without it, the systemd credential "credential". It is the
+	// MQTT password (user name: the device id) and the hub key, unless those are set.
+	CredentialFile string `yaml:"credentialFile"`
 	// HubKey is the device credential for the hub's token service (bearer key); not needed
 	// on loopback with the embedded defaults.
 	HubKey string `yaml:"hubKey"`
@@ -85,8 +93,16 @@ type Config struct {
 	LogLevel  string            `yaml:"logLevel"`
 	LogLevels map[string]string `yaml:"logLevels"`
 
+	// AllowInsecureTransport turns the refusal of a configuration that would send the device
+	// credential or the MQTT password in the clear to another machine (http:// hub, tcp:// or
+	// ws:// broker) into a warning. For a lab network only.
+	AllowInsecureTransport bool `yaml:"allowInsecureTransport"`
+
 	// MQTT TLS files, the command secret, Home Assistant discovery, stats (control.go).
 	ControlConfig `yaml:",inline"`
+
+	// credentialID is the public key id of the credential from CredentialFile (for logs).
+	credentialID string
 }
 
 // Defaults are the embedded defaults: synthetic devices, local broker and hub.
@@ -130,16 +146,68 @@ func (c *Config) Derive() {
 }
 
 // ResolveSecrets reads the secrets given as files or systemd credentials (credDir is
-// $CREDENTIALS_DIRECTORY, empty when there is none) into MQTTPassword and HubKey.
+// $CREDENTIALS_DIRECTORY, empty when there is none) into MQTTPassword and HubKey. The
+// device credential (credentialFile, or the systemd credential "credential") fills those
+// not set otherwise, and the MQTT user name (the device id) when it is the password; call
+// Derive first.
 func (c *Config) ResolveSecrets(credDir string) error {
 	pw, err1 := config.Secret("mqttPassword", c.MQTTPassword, c.MQTTPasswordFile, "mqttPassword", credDir)
 	key, err2 := config.Secret("hubKey", c.HubKey, c.HubKeyFile, "hubKey", credDir)
-	if err := errors.Join(err1, err2); err != nil {
+	cred, err3 := config.Secret("credential", "", c.CredentialFile, "credential", credDir)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return err
 	}
 	c.MQTTPassword, c.MQTTPasswordFile = pw, ""
 	c.HubKey, c.HubKeyFile = key, ""
+	if cred == "" {
+		if c.CredentialFile != "" {
+			return fmt.Errorf("credentialFile: %s is empty", c.CredentialFile)
+		}
+		return nil
+	}
+	id, ok := deviceCredentialID(cred)
+	if !ok {
+		return errors.New("credentialFile: not a device credential (cam_d_<keyid>_<secret>, as `camhub device add <id>` prints it)")
+	}
+	c.credentialID, c.CredentialFile = id, ""
+	if c.MQTTPassword == "" {
+		c.MQTTPassword = cred
+		if c.MQTTUsername == "" {
+			c.MQTTUsername = c.ID
+		}
+	}
+	if c.HubKey == "" {
+		c.HubKey = cred
+	}
 	return nil
+}
+
+// CredentialID is the public key id of the device credential in use (from credentialFile
+// or the systemd credential "credential"), empty when there is none: safe to log.
+func (c *Config) CredentialID() string { return c.credentialID }
+
+// deviceCredentialID checks the form of a device credential, cam_d_<keyid>_<secret> (keyid:
+// 8 hex digits; secret: base64url), and returns its key id.
+func deviceCredentialID(s string) (string, bool) {
+	rest, ok := strings.CutPrefix(s, "cam_d_")
+	if !ok || len(rest) < 10 || rest[8] != '_' {
+		return "", false
+	}
+	id, secret := rest[:8], rest[9:]
+	for _, r := range id {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return "", false
+		}
+	}
+	if len(secret) < 16 {
+		return "", false
+	}
+	for _, r := range secret {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return "", false
+		}
+	}
+	return id, true
 }
 
 func defaultStateDir() string {
@@ -175,8 +243,18 @@ func (c *Config) Validate() error {
 	if !strings.Contains(c.MQTT, "://") {
 		errs = append(errs, fmt.Errorf("mqtt: %q is not a broker URL (tcp://host:1883)", c.MQTT))
 	}
-	if !strings.HasPrefix(c.Hub, "http://") && !strings.HasPrefix(c.Hub, "https://") {
-		errs = append(errs, fmt.Errorf("hub: %q is not an http(s):// URL", c.Hub))
+	if _, err := normalizeHubURL(c.Hub); err != nil {
+		errs = append(errs, fmt.Errorf("hub: %q: %v (want the hub's base URL, e.g. https://hub.local:8443)", redactURL(c.Hub), err))
+	}
+	for i, h := range c.Hubs {
+		if _, err := normalizeHubURL(h); err != nil {
+			errs = append(errs, fmt.Errorf("hubs[%d]: %q: %v (want a hub's base URL, e.g. https://hub2.local:8443)", i, redactURL(h), err))
+		}
+	}
+	if !c.AllowInsecureTransport {
+		for _, p := range c.transportProblems() {
+			errs = append(errs, fmt.Errorf("%s; on a lab network only, allowInsecureTransport: true lets this through", p))
+		}
 	}
 	if c.HubCA != "" {
 		if _, err := HubTLS(c.HubCA); err != nil {

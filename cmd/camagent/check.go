@@ -28,6 +28,12 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok   configuration (device id %q, state in %s)\n", cfg.ID, cfg.StateDir)
+	if id := cfg.CredentialID(); id != "" {
+		fmt.Fprintf(stdout, "ok   device credential %s (MQTT user %q)\n", id, cfg.MQTTUsername)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "WARN %s\n", w)
+	}
 	failed := 0
 	report := func(what string, err error, fix string) {
 		if err == nil {
@@ -45,9 +51,12 @@ func check(args, environ []string, stdout, stderr io.Writer) int {
 	for _, d := range [][2]string{{"camera", cfg.Camera}, {"microphone", cfg.Microphone}, {"speaker", cfg.Speaker}} {
 		report(d[0]+" "+d[1], checkDevice(d[1]), "connect the device, or set "+d[0]+" to another SPEC (camagent devices lists them)")
 	}
-	report("broker "+redact(cfg.MQTT), checkBroker(cfg),
+	report("broker "+agent.RedactURL(cfg.MQTT), checkBroker(cfg),
 		"start the broker (or the hub with mqtt: embedded), or correct mqtt, mqttUsername and the password")
-	report("hub "+cfg.Hub, checkHub(cfg.Hub, cfg.HubCA), "start camhub, or correct hub (its base URL, e.g. http://hub.local:8080); for a self-signed certificate set hubCA")
+	report("hub "+cfg.Hub, checkHub(cfg.Hub, cfg.HubCA), "start camhub, or correct hub (its base URL, e.g. https://hub.local:8443); for a self-signed certificate set hubCA")
+	for i, h := range cfg.Hubs {
+		report(fmt.Sprintf("hubs[%d] %s", i, h), checkHub(h, cfg.HubCA), "start that camhub, or correct or remove it from hubs")
+	}
 	if failed > 0 {
 		fmt.Fprintf(stdout, "%d problem(s) found\n", failed)
 		return 1
@@ -103,14 +112,4 @@ func checkHub(base, caFile string) error {
 		return fmt.Errorf("GET /healthz: %s", resp.Status)
 	}
 	return nil
-}
-
-// redact drops credentials from a URL for display.
-func redact(u string) string {
-	if scheme, rest, ok := strings.Cut(u, "://"); ok {
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			return scheme + "://…@" + rest[at+1:]
-		}
-	}
-	return u
 }

@@ -33,8 +33,10 @@ wav:PATH (read for a microphone, written for a speaker), null; the speaker also 
 (ALSA when there is a sound card, else a WAV file in the state directory).
 
 Settings come from the defaults, then the file (--config, or $CAMAGENT_CONFIG), then
-CAMAGENT_<KEY> environment variables (CAMAGENT_MQTT, CAMAGENT_HUB_KEY…), then the flags
-(docs/configuration.md lists them all).
+CAMAGENT_<KEY> environment variables (CAMAGENT_MQTT, CAMAGENT_CREDENTIAL_FILE…), then the flags
+(docs/configuration.md lists them all). The device's credential (camhub device add <id>) goes in
+credentialFile or the systemd credential "credential"; it is sent only to the configured hubs
+(hub, hubs) and broker, and only over TLS or loopback (allowInsecureTransport: lab networks only).
 
 Control it over MQTT (docs/mqtt.md), e.g.:
   mosquitto_pub -t camagent/<id>/cmd -m '{"id":"1","action":"join","channel":"porch"}'
@@ -80,7 +82,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	var sup sync.WaitGroup
 	sup.Go(func() { systemd.Supervise(ctx, a.Ready(), a.LastHeartbeat, log) })
 	defer sup.Wait()
-	log.Info("camagent starting", "id", cfg.ID, "mqtt", cfg.MQTT, "hub", cfg.Hub, "version", version.Version,
+	log.Info("camagent starting", "id", cfg.ID, "mqtt", agent.RedactURL(cfg.MQTT), "hub", cfg.Hub, "hubs", cfg.Hubs,
+		"credential", cfg.CredentialID(), "version", version.Version,
 		"camera", cfg.Camera, "microphone", cfg.Microphone, "speaker", cfg.Speaker)
 	err = a.Run(ctx)
 	stop()
