@@ -90,7 +90,8 @@ install: build ## install from source: binaries in $(PREFIX)/bin, units, sample 
 	  chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; \
 	  if [ -e $(DESTDIR)$(SYSCONFDIR)/camagent/$$u.yaml ]; then \
 	    echo "keeping $(DESTDIR)$(SYSCONFDIR)/camagent/$$u.yaml"; \
-	  else install -m 0644 systemd/$$u.yaml $(DESTDIR)$(SYSCONFDIR)/camagent/; fi; \
+	  else install -m 0640 systemd/$$u.yaml $(DESTDIR)$(SYSCONFDIR)/camagent/; \
+	    if [ -z "$(DESTDIR)" ] && getent group $$u >/dev/null; then chgrp $$u $(SYSCONFDIR)/camagent/$$u.yaml; fi; fi; \
 	done
 	@echo "installed; without the package, create the users: useradd --system --user-group --groups video,audio camagent; useradd --system --user-group camhub"
 
@@ -102,6 +103,7 @@ test-install: build ## make install into a throw-away DESTDIR with PREFIX=/usr/l
 	grep -q '^ExecStart=/usr/local/bin/camagent --config /etc/camagent/camagent.yaml$$' $$d/lib/systemd/system/camagent.service; \
 	echo 'fps: 25' > $$d/etc/camagent/camagent.yaml; $(MAKE) -s install DESTDIR=$$d PREFIX=/usr/local >/dev/null; \
 	test "$$(cat $$d/etc/camagent/camagent.yaml)" = 'fps: 25'; \
+	for f in camagent camhub; do test "$$(stat -c %a $$d/etc/camagent/$$f.yaml)" = 640 || { echo "test-install: $$f.yaml is not 0640"; exit 1; }; done; \
 	$$d/usr/local/bin/camagent check --config $$d/etc/camagent/camagent.yaml --mqtt tcp://127.0.0.1:9 --hub http://127.0.0.1:9 --state-dir $$d 2>&1 | grep -q '^ok   configuration'; \
 	echo "test-install: ok"
 

@@ -105,7 +105,7 @@ func TestUnitSecurity(t *testing.T) {
 		b, _ := os.ReadFile(unit)
 		for _, line := range []string{"Type=notify", "WatchdogSec=", "Restart=on-failure", "ProtectSystem=strict",
 			"ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes", "DevicePolicy=closed",
-			"CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "StateDirectory="} {
+			"CapabilityBoundingSet=\n", "SystemCallFilter=@system-service", "StateDirectory=", "MemoryMax=", "TasksMax=", "UMask=0077"} {
 			if !strings.Contains(string(b), "\n"+line) {
 				t.Errorf("%s lacks %q", unit, strings.TrimSpace(line))
 			}
