@@ -94,9 +94,10 @@ const (
 
 // MaxMessageBytes bounds one signalling message, and is the hub's WebSocket read limit (a
 // larger frame closes the socket with 1009). The largest legitimate message is an SDP: a
-// publish offer with every candidate (about 6 KiB with a dozen), or an answer to a subscribe
-// offer, which grows by about 1 KiB per subscribed track (a session has at most
-// MaxSubscriptions).
+// publish offer (audio and video: about 2.3 KiB from pion, a few KiB more with a dozen
+// candidates), or the answer to a subscribe offer, which grows with each subscribed track
+// (about 0.8 KiB from pion, up to about 1.5 KiB from a browser; a session has at most
+// MaxSubscriptions). hub/sfu's TestMessageSizeBudget measures it.
 const MaxMessageBytes = 64 << 10
 
 // MaxSubscriptions bounds the tracks one session subscribes to, so that the answers to the

@@ -130,8 +130,8 @@ type Service struct {
 	floodClosed, refusedMedia        atomic.Uint64
 
 	// skipOfferPrecheck (tests only) leaves a publish offer's privileges to the check after
-	// SetRemoteDescription, to exercise it and the rollback.
-	skipOfferPrecheck bool
+	// SetRemoteDescription, to exercise it and the reset.
+	skipOfferPrecheck atomic.Bool
 }
 
 // New returns a running Service; Close ends every session.

@@ -89,12 +89,12 @@ func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
 		opLimit:    newBucket(o.OpRate, o.OpBurst),
 		floodLimit: newBucket(5, o.FloodLimit),
 		conn:       conn,
-		out:       make(chan []byte, sendQueue),
-		ctx:       ctx,
-		cancel:    cancel,
-		published: map[string]*track{},
-		subs:      map[subKey]*subscription{},
-		leaveWhy:  "quit",
+		out:        make(chan []byte, sendQueue),
+		ctx:        ctx,
+		cancel:     cancel,
+		published:  map[string]*track{},
+		subs:       map[subKey]*subscription{},
+		leaveWhy:   "quit",
 	}
 }
 
@@ -692,10 +692,12 @@ func allowPublish(claims *token.Claims, kinds map[string]bool) error {
 	return nil
 }
 
-// publish applies a publish offer and answers it. Privileges are checked on what pion will
-// receive once the offer is applied (its transceivers), after a first check of the SDP; an
-// offer refused or failing after it was applied is rolled back (a new connection is closed),
-// so the session's next publish starts from where it was.
+// publish applies a publish offer and answers it. Privileges are checked twice: on the SDP as
+// pion reads it, before anything is applied (a refusal changes nothing), and on what pion will
+// actually receive once the offer is applied (its transceivers). pion cannot roll a remote
+// offer back, so an offer refused or failing once applied resets the publish connection: it
+// is closed, its tracks unpublished, and the session's next publish starts a new one. Either
+// way the session's publishing is never left half-negotiated.
 func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 	kinds, err := sendKinds(m.SDP)
 	if err != nil {
@@ -704,68 +706,42 @@ func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 	s.mu.Lock()
 	claims, pc := s.claims, s.pub
 	s.mu.Unlock()
-	if !s.svc.skipOfferPrecheck {
+	if !s.svc.skipOfferPrecheck.Load() {
 		if err := allowPublish(claims, kinds); err != nil {
 			s.svc.refusedMedia.Add(1)
 			return nil, err
 		}
 	}
-	fresh := pc == nil
-	if fresh {
+	if pc == nil {
 		if pc, err = s.newPeerConnection(rtc.ConnPublish); err != nil {
 			return nil, err
 		}
 		pc.OnTrack(func(remote *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, remote, r) })
+		s.mu.Lock()
+		s.pub = pc
+		s.mu.Unlock()
 	}
-	// undo returns pc to before the offer: a new connection is dropped, an existing one rolls
-	// the offer back.
-	undo := func() {
-		if fresh {
-			pc.Close()
-			return
-		}
-		if pc.SignalingState() != webrtc.SignalingStateHaveRemoteOffer {
-			return
-		}
-		cur := pc.CurrentRemoteDescription()
-		if cur == nil {
-			return
-		}
-		// pion parses the SDP of a rollback too: give it the description in force.
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback, SDP: cur.SDP}); err != nil {
-			s.log.Warn("roll back a refused publish offer; closing the publish connection", "err", err)
-			s.mu.Lock()
-			if s.pub == pc {
-				s.pub = nil
-			}
-			s.mu.Unlock()
-			pc.Close()
-		}
+	// fail resets the publish connection after the offer was applied, and says so.
+	fail := func(e *rtc.Error) (*rtc.Message, error) {
+		s.resetPublish(pc)
+		e.Message += " (the publish connection was reset: publish again on a new connection)"
+		return nil, e
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
-		undo()
-		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: apply offer: %v", err)
+		return fail(rtc.Errorf(rtc.CodeNegotiation, "publish: apply offer: %v", err))
 	}
 	recv := receivingKinds(pc)
 	if err := allowPublish(claims, recv); err != nil {
 		s.svc.refusedMedia.Add(1)
-		undo()
-		return nil, err
+		return fail(asProtoErr(err))
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		undo()
-		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: create answer: %v", err)
+		return fail(rtc.Errorf(rtc.CodeNegotiation, "publish: create answer: %v", err))
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
-		undo()
-		return nil, rtc.Errorf(rtc.CodeNegotiation, "publish: set answer: %v", err)
-	}
-	if fresh {
-		s.mu.Lock()
-		s.pub = pc
-		s.mu.Unlock()
+		return fail(rtc.Errorf(rtc.CodeNegotiation, "publish: set answer: %v", err))
 	}
 	if err := s.wait(gathered); err != nil {
 		return nil, err
@@ -777,6 +753,24 @@ func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 		}
 	}
 	return &rtc.Message{SDP: pc.LocalDescription().SDP}, nil
+}
+
+// resetPublish closes the publish connection pc (if it is still the session's) and
+// unpublishes its tracks.
+func (s *session) resetPublish(pc *webrtc.PeerConnection) {
+	s.mu.Lock()
+	current := s.pub == pc
+	if current {
+		s.pub = nil
+	}
+	s.mu.Unlock()
+	pc.Close()
+	if current {
+		s.log.Info("publish connection reset after a refused or failed offer")
+		for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
+			s.unpublishKind(kind)
+		}
+	}
 }
 
 func (s *session) wait(done <-chan struct{}) error {
