@@ -29,7 +29,6 @@ import (
 
 const (
 	hubIP    = "203.0.113.1"
-	apiKey   = "nat-test-key-0123456789"
 	deviceID = "nat-device"
 	toneHz   = 440
 )
@@ -100,6 +99,9 @@ func (l *lab) build() {
 
 // dropAllUDP, on the viewer's router, is a path dying mid-call: the router forgets its
 // mappings and passes no UDP any more, in either direction.
+// apiKey is the viewer backend's API key, made by camhub key add at the test's start.
+var apiKey string
+
 var dropAllUDP = []string{"-I", "FORWARD", "-p", "udp", "-j", "DROP"}
 
 // filter inserts an iptables rule ("-I", chain, …) on the viewer's router until t ends.
@@ -183,11 +185,22 @@ func TestNAT(t *testing.T) {
 	l.build()
 
 	hubState := filepath.Join(dir, "hub")
+	// Identities as an operator makes them: the device's credential and the viewer backend's
+	// API key, with the camhub CLI on the hub's state directory.
+	camhubCLI := func(args ...string) string {
+		out, err := exec.Command(filepath.Join(dir, "camhub"), append(args, "--state-dir", hubState)...).Output()
+		if err != nil {
+			t.Fatalf("camhub %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	deviceCred := camhubCLI("device", "add", deviceID)
+	apiKey = camhubCLI("key", "add", "nat-viewer", "--actions", "token,command,view,talk", "--devices", "*",
+		"--apps", "demo", "--channels", "*", "--max-ttl", "24h")
 	hubCfg := fmt.Sprintf(`listen: %[1]s:8443
 mqtt: embedded
 mqttListen: %[1]s:1883
 stateDir: %[2]s
-tokenAPIKeys: [%[3]s]
 iceLoopbackOnly: "false"
 logLevel: info
 network:
@@ -196,7 +209,7 @@ network:
   turn:
     embedded: true
     tlsPort: 5349
-`, hubIP, hubState, apiKey)
+`, hubIP, hubState)
 	writeFile(t, filepath.Join(dir, "camhub.yaml"), hubCfg)
 	l.start("pub", "camhub", nil, filepath.Join(dir, "camhub"), "--config", filepath.Join(dir, "camhub.yaml"))
 	certFile := filepath.Join(hubState, "tls-cert.pem")
@@ -207,15 +220,19 @@ network:
 	time.Sleep(300 * time.Millisecond) // the key is written before the certificate: both are there
 
 	speaker := filepath.Join(dir, "speaker.wav")
-	agentCfg := fmt.Sprintf(`id: %s
-mqtt: tcp://%s:1883
-hub: https://%s:8443
-hubKey: %s
+	agentCfg := fmt.Sprintf(`id: %[1]s
+mqtt: tcp://%[2]s:1883
+hub: https://%[2]s:8443
+mqttUsername: %[1]s
+credentialFile: %[6]s
+# MQTT runs over plain TCP between the namespaces (the embedded broker has no TLS listener yet).
+allowInsecureTransport: true
 camera: test
-speaker: wav:%s
-stateDir: %s
-hubCA: %s
-`, deviceID, hubIP, hubIP, apiKey, speaker, filepath.Join(dir, "agent"), certFile)
+speaker: wav:%[3]s
+stateDir: %[4]s
+hubCA: %[5]s
+`, deviceID, hubIP, speaker, filepath.Join(dir, "agent"), certFile, filepath.Join(dir, "credential"))
+	writeFile(t, filepath.Join(dir, "credential"), deviceCred+"\n")
 	writeFile(t, filepath.Join(dir, "camagent.yaml"), agentCfg)
 	// The agent trusts the hub through hubCA; the viewer helper (and its TURN over TLS) through
 	// the system roots.
