@@ -40,22 +40,40 @@ func HashPassword(password string) (string, error) {
 
 // CheckPassword reports whether password matches an argon2id hash made by HashPassword.
 func CheckPassword(hash, password string) bool {
+	ph, ok := parsePHC(hash)
+	if !ok || len(password) > 1024 {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), ph.salt, ph.time, ph.memory, ph.threads, uint32(len(ph.key)))
+	return subtle.ConstantTimeCompare(got, ph.key) == 1
+}
+
+// phc is a parsed $argon2id$v=19$m=…,t=…,p=…$salt$key string.
+type phc struct {
+	memory, time uint32
+	threads      uint8
+	salt, key    []byte
+}
+
+// parsePHC parses a stored hash, refusing parameters that would make a check costly (a
+// tampered file must not turn a login into a denial of service).
+func parsePHC(hash string) (phc, bool) {
+	var ph phc
 	parts := strings.Split(hash, "$")
-	if len(parts) != 6 || parts[1] != "argon2id" || len(password) > 1024 {
-		return false
+	if len(parts) != 6 || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return ph, false
 	}
-	var mem, t uint32
-	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil || mem > 1<<20 || t > 16 || p == 0 {
-		return false
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &ph.memory, &ph.time, &ph.threads); err != nil ||
+		ph.memory == 0 || ph.memory > 256*1024 || ph.time == 0 || ph.time > 16 || ph.threads == 0 || ph.threads > 16 {
+		return ph, false
 	}
-	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
-	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(want) == 0 {
-		return false
+	var err1, err2 error
+	ph.salt, err1 = base64.RawStdEncoding.DecodeString(parts[4])
+	ph.key, err2 = base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(ph.key) < 16 || len(ph.key) > 64 || len(ph.salt) < 8 {
+		return ph, false
 	}
-	got := argon2.IDKey([]byte(password), salt, t, mem, p, uint32(len(want)))
-	return subtle.ConstantTimeCompare(got, want) == 1
+	return ph, true
 }
 
 // dummyHash is checked against when a login names an unknown user, so that the answer takes
