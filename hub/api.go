@@ -293,6 +293,16 @@ func (h *Hub) handleUnwatch(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		writeError(w, http.StatusForbidden, "FORBIDDEN", fmt.Sprintf("%s may not view device %s", p.Kind+" "+p.Name, id))
 		return
 	}
+	// Only a device in its view channel is released: one an admin sent elsewhere stays.
+	for _, d := range h.dir.Devices() {
+		var st struct {
+			Channel string `json:"channel"`
+		}
+		if d.ID == id && json.Unmarshal(d.State, &st) == nil && st.Channel != ViewChannel(id) {
+			writeJSON(w, http.StatusOK, map[string]any{"left": false})
+			return
+		}
+	}
 	devUID := h.deviceUID(id, nil)
 	for _, u := range h.sfu.ChannelUsers(h.cfg.Apps[0].ID, ViewChannel(id)) {
 		if u != devUID && u != req.UID {
