@@ -208,11 +208,10 @@ func (b *Broker) Disconnect(name string) {
 		}
 		n++
 		if !cl.Closed() {
-			cl.Stop(packets.ErrNotAuthorized)
-			continue
+			cl.Stop(packets.ErrNotAuthorized) // its will is published as the connection ends
 		}
-		// A persistent session of a client already gone: forget it, with
-		// whatever it had queued.
+		// Forget its session too (a persistent one outlives the connection),
+		// with whatever it had queued.
 		srv.UnsubscribeClient(cl)
 		srv.Clients.Delete(cl.ID)
 	}
