@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/control"
@@ -42,6 +43,9 @@ type call struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// leaving is set by stop before it says goodbye: the socket's normal close that follows is
+	// not a lost connection (supervise would publish a "joining" state racing the "idle" one).
+	leaving atomic.Bool
 
 	cam   device.VideoSource
 	mic   device.Microphone
@@ -319,7 +323,7 @@ func (c *call) supervise() {
 		client := c.client
 		c.mu.Unlock()
 		c.followEvents(client)
-		if c.ctx.Err() != nil {
+		if c.ctx.Err() != nil || c.leaving.Load() {
 			return
 		}
 		c.log.Warn("connection to hub lost; rejoining", "err", client.Err())
@@ -512,6 +516,7 @@ func (c *call) stopListening() {
 
 // stop leaves the channel and releases the devices.
 func (c *call) stop() {
+	c.leaving.Store(true)
 	c.mu.Lock()
 	client := c.client
 	c.mu.Unlock()
