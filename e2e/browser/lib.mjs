@@ -59,12 +59,14 @@ export async function writeToneWav(path, { hz = MIC_TONE_HZ, seconds = 4, sample
 }
 
 /**
- * Launches Chromium with a fake camera and a fake microphone playing a MIC_TONE_HZ tone.
+ * Launches Chromium with a fake camera and a fake microphone playing a `toneHz` tone
+ * (MIC_TONE_HZ by default: two browsers with different tones tell their voices apart on the
+ * device's speaker), with `args` added to its flags.
  * Returns {browser, close()}; close() also removes the temporary directory.
  */
-export async function launchChromium() {
+export async function launchChromium({ toneHz = MIC_TONE_HZ, args = [] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'camagent-e2e-'));
-  const wav = await writeToneWav(join(dir, 'tone.wav'));
+  const wav = await writeToneWav(join(dir, 'tone.wav'), { hz: toneHz });
   const browser = await chromium.launch({
     executablePath: process.env.CAMAGENT_CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -79,6 +81,7 @@ export async function launchChromium() {
       '--disable-component-update',
       '--disable-sync',
       '--no-first-run',
+      ...args,
     ],
   });
   return {
@@ -91,11 +94,12 @@ export async function launchChromium() {
 }
 
 /**
- * Opens a page in a fresh context, echoing the page's errors to stderr with a label.
- * Returns {page, errors}: errors collects uncaught exceptions (a test asserts there are none).
+ * Opens a page in a fresh context (with `contextOptions`, e.g. {ignoreHTTPSErrors: true} for a
+ * hub's self-signed certificate), echoing the page's errors to stderr with a label.
+ * Returns {page, context, errors}: errors collects uncaught exceptions (a test asserts there are none).
  */
-export async function openPage(browser, label) {
-  const context = await browser.newContext();
+export async function openPage(browser, label, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => {
