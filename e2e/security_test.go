@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -364,6 +365,74 @@ func TestSecurity(t *testing.T) {
 		expect("guest unwatch", guest.do("POST", "/api/devices/porch/unwatch", map[string]any{"uid": w.UID}, &un), 200)
 		if !un.Left {
 			t.Error("unwatch with nobody left did not release the device")
+		}
+	})
+
+	t.Run("viewer uid theft", func(t *testing.T) {
+		// The admin watches; the guest saw the admin's uid in user-joined and asks for it.
+		admin := s.login("admin", "admin-password")
+		guest := s.login("guest", "guest-password")
+		type watch struct {
+			AppID, Channel, Token string
+			UID, DeviceUID        uint32
+		}
+		var aw, gw, gw2 watch
+		expect("admin watch", admin.do("POST", "/api/devices/porch/watch", map[string]any{}, &aw), 200)
+		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ac, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
+		must(t, err, "dial")
+		defer ac.Close()
+		_, err = ac.Join(ctx, aw.AppID, aw.Channel, aw.UID, aw.Token)
+		must(t, err, "admin join")
+		expect("guest asks for the admin's uid", guest.do("POST", "/api/devices/porch/watch", map[string]any{"uid": aw.UID}, &gw), 200)
+		cases++
+		if gw.UID == aw.UID || gw.UID < 100000 {
+			t.Fatalf("guest was given uid %d (the admin has %d)", gw.UID, aw.UID)
+		}
+		claims, err := token.Parse(gw.Token, func(app, kid string) (string, bool) { return s.hub.Certificate(app) })
+		must(t, err, "parse guest token")
+		if claims.UID != gw.UID {
+			t.Fatalf("guest's token names uid %d, answer %d", claims.UID, gw.UID)
+		}
+		gc, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
+		must(t, err, "dial")
+		defer gc.Close()
+		_, err = gc.Join(ctx, gw.AppID, gw.Channel, gw.UID, gw.Token)
+		must(t, err, "guest join")
+		// Renewing keeps the guest's own uid; the admin's stays the admin's.
+		expect("guest renews", guest.do("POST", "/api/devices/porch/watch", map[string]any{"uid": gw.UID}, &gw2), 200)
+		cases++
+		if gw2.UID != gw.UID {
+			t.Errorf("guest's renewal moved it from uid %d to %d", gw.UID, gw2.UID)
+		}
+		// Unwatch naming the admin's uid as its own does not pull the device out from under the admin.
+		var un struct{ Left bool }
+		gc.Leave(ctx)
+		expect("guest unwatch as the admin", guest.do("POST", "/api/devices/porch/unwatch", map[string]any{"uid": aw.UID}, &un), 200)
+		cases++
+		if un.Left {
+			t.Error("the guest's unwatch released the device while the admin watched")
+		}
+		time.Sleep(500 * time.Millisecond)
+		users := s.hub.SFU().ChannelUsers(aw.AppID, aw.Channel)
+		cases++
+		if !slices.Contains(users, aw.UID) || !slices.Contains(users, aw.DeviceUID) {
+			t.Errorf("after the guest's attempts view-porch holds %v, want the admin %d and porch %d", users, aw.UID, aw.DeviceUID)
+		}
+		if st := s.deviceState("porch"); !strings.HasPrefix(st, "joined") {
+			t.Errorf("porch after the guest's unwatch: %q", st)
+		}
+		ac.Leave(ctx)
+		expect("admin unwatch", admin.do("POST", "/api/devices/porch/unwatch", map[string]any{"uid": aw.UID}, &un), 200)
+		if !un.Left {
+			t.Error("the admin's unwatch with nobody left did not release the device")
+		}
+		for deadline := time.Now().Add(10 * time.Second); s.deviceState("porch") != "idle "; time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("porch after the admin's unwatch: %q", s.deviceState("porch"))
+			}
 		}
 	})
 

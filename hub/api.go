@@ -1,8 +1,6 @@
 package hub
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,13 +136,6 @@ func ViewChannel(id string) string {
 	return string(b)
 }
 
-// viewerUID picks a random uid for a viewer, away from the small ones devices get.
-func viewerUID() uint32 {
-	var b [4]byte
-	rand.Read(b[:])
-	return 100000 + binary.BigEndian.Uint32(b[:])%2000000000
-}
-
 // command sends a device a command for principal p and writes the answer; it returns the
 // device's reply (nil when the answer was an error).
 func (h *Hub) command(w http.ResponseWriter, r *http.Request, id string, cmd map[string]any) json.RawMessage {
@@ -210,6 +201,10 @@ func (h *Hub) deviceUID(id string, reply json.RawMessage) uint32 {
 	return 0
 }
 
+// viewerOwner names a principal for the uids it is given: a person keeps a uid across
+// their sessions, a key or device across its uses.
+func viewerOwner(p *auth.Principal) string { return p.Kind + ":" + p.Name }
+
 // handleWatch has the device join its view channel (the hub commands it, so watching needs
 // only the view permission) and gives the caller a token for that channel: subscribe, and
 // publish audio only if they asked to talk and may.
@@ -236,13 +231,18 @@ func (h *Hub) handleWatch(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	talk := req.Talk && p.Can(id, auth.PermTalk)
 	app := h.cfg.Apps[0].ID
 	channel := ViewChannel(id)
-	uid := req.UID
-	if uid < 100000 { // a viewer never takes a small (device) uid
-		uid = viewerUID()
-	}
 	ttl := defaultTokenLifetime
 	if m := p.MaxTTL(); m > 0 && m < ttl {
 		ttl = m
+	}
+	// The uid asked for is kept only if the hub gave it to this principal before.
+	uid, err := h.viewers.issue(viewerOwner(p), id, req.UID, ttl, time.Now())
+	if err != nil {
+		writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", err.Error())
+		return
+	}
+	if req.UID != 0 && uid != req.UID {
+		h.noise("uid", r, "principal", p.String(), "device", id, "asked", req.UID, "given", uid)
 	}
 	privs := []string{token.PrivJoin, token.PrivSubscribe}
 	if talk {
@@ -304,8 +304,9 @@ func (h *Hub) handleUnwatch(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		}
 	}
 	devUID := h.deviceUID(id, nil)
+	mine := req.UID != 0 && h.viewers.owns(viewerOwner(p), id, req.UID, time.Now())
 	for _, u := range h.sfu.ChannelUsers(h.cfg.Apps[0].ID, ViewChannel(id)) {
-		if u != devUID && u != req.UID {
+		if u != devUID && !(mine && u == req.UID) {
 			writeJSON(w, http.StatusOK, map[string]any{"left": false})
 			return
 		}

@@ -51,6 +51,7 @@ type Hub struct {
 	metricsAt string
 	revokeMu  sync.Mutex
 	known     map[string]bool // devices and keys at the last dropRevoked
+	viewers   *viewerUIDs     // the uids /watch gave out (viewers.go)
 }
 
 // New prepares a hub from a validated configuration.
@@ -72,7 +73,7 @@ func New(cfg Config, log *slog.Logger) (*Hub, error) {
 	proxies, _ := parseCIDRs(cfg.TrustedProxies) // checked by Validate
 	h := &Hub{cfg: cfg, log: log, certs: certs, ready: make(chan struct{}), store: store,
 		sessions: auth.NewSessions(store), proxies: proxies, hostNames: allowedHostNames(cfg),
-		refusals: newNoiseLog(log.With("component", "edge"))}
+		refusals: newNoiseLog(log.With("component", "edge")), viewers: newViewerUIDs()}
 	h.logins.fails = map[string][]time.Time{}
 	if !cfg.Demo && !store.HasUsers() {
 		log.Warn("no users yet: nobody can log in to the pages; create the first admin with `camhub user add admin --admin`",
