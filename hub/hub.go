@@ -297,6 +297,7 @@ func (h *Hub) routes() http.Handler {
 	mux.HandleFunc("POST /api/devices/{id}/cmd", h.authed(h.handleCommand))
 	mux.HandleFunc("POST /api/devices/{id}/watch", h.authed(h.handleWatch))
 	mux.HandleFunc("POST /api/devices/{id}/unwatch", h.authed(h.handleUnwatch))
+	h.registerWHIP(mux) // WHIP and WHEP (whipauth.go)
 	mux.HandleFunc("GET /api/admin/users", h.admin(h.handleUsers))
 	mux.HandleFunc("POST /api/admin/users", h.admin(h.handleAddUser))
 	mux.HandleFunc("PUT /api/admin/users/{name}", h.admin(h.handleSetUser))

@@ -66,6 +66,12 @@ type session struct {
 	timers    []*time.Timer
 	host      string // the Host header of the WebSocket request
 
+	// Users without signalling (external.go): conn is nil, events (if set) takes what would
+	// be sent, view is a WHEP viewer's connection, and noTakeover keeps a minted uid its own.
+	events     func(*rtc.Message)
+	view       *viewer
+	noTakeover bool
+
 	negMu          sync.Mutex
 	awaitingAnswer bool
 	dirty          bool
@@ -260,6 +266,15 @@ func (s *session) send(m *rtc.Message) {
 	if s.ctx.Err() != nil {
 		return // gone (perhaps a place kept for a reconnect): nobody reads its queue
 	}
+	if s.conn == nil {
+		s.mu.Lock()
+		events := s.events
+		s.mu.Unlock()
+		if events != nil {
+			events(m)
+		}
+		return
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.log.Error("encode message", "err", err)
@@ -427,7 +442,7 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.mu.Lock()
 		s.uid, s.claims = uid, claims // before the others can see the session
 		s.mu.Unlock()
-		return s.svc.enter(key, uid, s, claims.UID == uid)
+		return s.svc.enter(key, uid, s, claims.UID == uid && !s.noTakeover)
 	}
 	c, old, err := enter(uid)
 	for tries := 0; err != nil && assigned && tries < 3; tries++ {
@@ -561,6 +576,11 @@ func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error
 	// long, and when only its uplink died media still reaches it). Without a restart that
 	// brings the path back within ICERestartWait, the user is gone.
 	pathLost := func() {
+		if s.conn == nil { // no signalling to restart ICE over: the user is gone
+			s.setLeaveReason("timeout")
+			s.cancel()
+			return
+		}
 		if !restarting.CompareAndSwap(false, true) {
 			return
 		}
@@ -640,15 +660,23 @@ func sendKinds(offer string) (map[string]bool, error) {
 		if kind != rtc.KindAudio && kind != rtc.KindVideo {
 			continue
 		}
-		dir := firstDirection(md.Attributes)
-		if dir == "" {
-			dir = firstDirection(d.Attributes)
-		}
-		if dir != "recvonly" && dir != "inactive" {
+		if dir := mediaDirection(&d, md); dir != "recvonly" && dir != "inactive" {
 			kinds[kind] = true
 		}
 	}
 	return kinds, nil
+}
+
+// mediaDirection is an m-line's direction as pion reads it: its first direction attribute,
+// else the session's first, else sendrecv.
+func mediaDirection(d *sdp.SessionDescription, md *sdp.MediaDescription) string {
+	if dir := firstDirection(md.Attributes); dir != "" {
+		return dir
+	}
+	if dir := firstDirection(d.Attributes); dir != "" {
+		return dir
+	}
+	return "sendrecv"
 }
 
 func firstDirection(attrs []sdp.Attribute) string {
@@ -1179,7 +1207,7 @@ func (s *session) teardown() {
 			ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserLeft, UID: &uid, Reason: why})
 		}
 	}
-	if grace := s.svc.opts.ReconnectGrace; why == "timeout" && grace > 0 && s.svc.ctx.Err() == nil {
+	if grace := s.svc.opts.ReconnectGrace; why == "timeout" && grace > 0 && s.svc.ctx.Err() == nil && s.conn != nil {
 		// The connection broke without a goodbye: keep the user's place for a while, so a
 		// reconnect (the agent rejoins by itself) does not look like leaving to the others.
 		s.log.Info("user lost; keeping its place", "grace", grace)

@@ -42,6 +42,8 @@ type track struct {
 // outlet is the track as one subscriber receives it.
 type outlet struct {
 	local *webrtc.TrackLocalStaticRTP
+	// feed, when set, takes the packets instead of local: a WHEP viewer's slot (external.go).
+	feed *slotFeed
 	// waiting: nothing is sent until a packet that starts a keyframe.
 	waiting atomic.Bool
 }
@@ -114,7 +116,13 @@ func (t *track) forward(ctx context.Context) {
 				}
 				o.waiting.Store(false)
 			}
-			if err := o.local.WriteRTP(&pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			var err error
+			if o.feed != nil {
+				err = o.feed.write(&pkt)
+			} else {
+				err = o.local.WriteRTP(&pkt)
+			}
+			if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 				t.svc.log.Debug("forward packet", "kind", t.kind, "err", err)
 			}
 		}

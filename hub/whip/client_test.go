@@ -1,0 +1,356 @@
+package whip_test
+
+// A WHIP and WHEP client written from RFC 9725 and the WHEP draft, not from the hub's code:
+// plain pion PeerConnections and net/http. The client makes its offer with every candidate
+// gathered (no trickle), POSTs it as application/sdp with a bearer credential, expects 201
+// Created with the answer and a Location, and DELETEs the Location to end the session.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/device/audio"
+	"github.com/camagent/camagent/device/h264"
+	"github.com/camagent/camagent/device/opus"
+	"github.com/camagent/camagent/device/synth"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+)
+
+// clientAPI is an outside client's own pion setup: default codecs and interceptors, loopback.
+func clientAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	var s webrtc.SettingEngine
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s))
+}
+
+// session is one WHIP or WHEP session as a client holds it.
+type session struct {
+	pc       *webrtc.PeerConnection
+	location string // absolute URL of the resource
+	bearer   string
+}
+
+// httpError is a refused POST: its status and body.
+type httpError struct {
+	status int
+	body   string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
+
+// post sends pc's offer (after ICE gathering) to endpoint and applies the answer.
+func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string) (*session, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return nil, err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return nil, err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	status, answer, loc, err := postSDP(ctx, endpoint, bearer, "application/sdp", pc.LocalDescription().SDP)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusCreated {
+		return nil, &httpError{status, answer}
+	}
+	if loc == "" {
+		return nil, errors.New("201 without a Location")
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return nil, fmt.Errorf("apply answer: %w", err)
+	}
+	return &session{pc: pc, location: loc, bearer: bearer}, nil
+}
+
+// postSDP POSTs a body and returns the status, body and absolute Location.
+func postSDP(ctx context.Context, endpoint, bearer, contentType, body string) (int, string, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusCreated && resp.Header.Get("Content-Type") != "application/sdp" {
+		return 0, "", "", fmt.Errorf("answer has Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	loc := resp.Header.Get("Location")
+	if loc != "" {
+		base, _ := url.Parse(endpoint)
+		if u, err := base.Parse(loc); err == nil {
+			loc = u.String()
+		}
+	}
+	return resp.StatusCode, string(b), loc, nil
+}
+
+// del ends the session with DELETE on its Location (bearer as given) and returns the status.
+func del(location, bearer string) int {
+	req, _ := http.NewRequest(http.MethodDelete, location, nil)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (s *session) close() int {
+	code := del(s.location, s.bearer)
+	s.pc.Close()
+	return code
+}
+
+// publishWHIP publishes the synthetic camera (H.264 with its frame counter, a keyframe only
+// when asked for after the first) and an Opus tone of toneHz.
+func publishWHIP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bearer string, toneHz float64) (*session, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam, err := synth.NewCamera(synth.CameraOptions{Width: 640, Height: 480, GOP: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "whip")
+	vs, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := toneTrack(ctx, t, toneHz, "whip")
+	as, err := pc.AddTransceiverFromTrack(at, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer cam.Close()
+		for {
+			s, err := cam.ReadSample(ctx)
+			if err != nil {
+				return
+			}
+			video.WriteSample(media.Sample{Data: s.Data, Duration: s.Duration})
+		}
+	}()
+	go func() { // keyframe requests from the hub
+		for {
+			pkts, _, err := vs.Sender().ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					cam.RequestKeyframe()
+				}
+			}
+		}
+	}()
+	drainRTCP(as.Sender())
+	s, err := post(ctx, pc, endpoint, bearer)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func drainRTCP(s *webrtc.RTPSender) {
+	go func() {
+		for {
+			if _, _, err := s.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// toneTrack is a paced Opus tone until ctx ends.
+func toneTrack(ctx context.Context, t *testing.T, hz float64, stream string) *webrtc.TrackLocalStaticSample {
+	t.Helper()
+	track, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+		"audio", stream)
+	enc, err := opus.NewEncoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tone := audio.NewTone(hz, 0.3)
+	go func() {
+		pcm := make([]int16, device.FrameSamples)
+		buf := make([]byte, 1500)
+		for tone.ReadFrame(ctx, pcm) == nil {
+			if n, err := enc.Encode(pcm, buf); err == nil {
+				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
+			}
+		}
+	}()
+	return track
+}
+
+// viewer is a WHEP client: recvonly video and audio m-lines, and optionally one sendrecv
+// audio m-line carrying a talk tone.
+type viewer struct {
+	*session
+	mu     sync.Mutex
+	tracks []*webrtc.TrackRemote
+	arrive chan *webrtc.TrackRemote
+}
+
+func viewWHEP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bearer string, videos, audios int, talkHz float64) (*viewer, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &viewer{arrive: make(chan *webrtc.TrackRemote, 16)}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		v.mu.Lock()
+		v.tracks = append(v.tracks, tr)
+		v.mu.Unlock()
+		v.arrive <- tr
+	})
+	recv := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
+	for i := 0; i < videos; i++ {
+		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv)
+	}
+	if talkHz > 0 {
+		tr, err := pc.AddTransceiverFromTrack(toneTrack(ctx, t, talkHz, "whep-talk"), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		drainRTCP(tr.Sender())
+		audios--
+	}
+	for i := 0; i < audios; i++ {
+		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv)
+	}
+	s, err := post(ctx, pc, endpoint, bearer)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	v.session = s
+	return v, nil
+}
+
+// next returns the next track of kind to arrive.
+func (v *viewer) next(ctx context.Context, kind webrtc.RTPCodecType) (*webrtc.TrackRemote, error) {
+	for {
+		select {
+		case tr := <-v.arrive:
+			if tr.Kind() == kind {
+				return tr, nil
+			}
+			v.arrive <- tr // another kind: leave it for its reader
+			time.Sleep(10 * time.Millisecond)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no %s track: %w", kind, ctx.Err())
+		}
+	}
+}
+
+// frames reads H.264 access units from track until n have a frame counter; it returns the
+// counters and whether the first complete access unit was an IDR.
+func frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []uint64, firstIDR bool, err error) {
+	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+	first := true
+	for len(counters) < n {
+		if ctx.Err() != nil {
+			return counters, firstIDR, ctx.Err()
+		}
+		track.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return counters, firstIDR, fmt.Errorf("read video: %w", err)
+		}
+		sb.Push(pkt)
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			if first {
+				first = false
+				firstIDR = hasIDR(s.Data)
+			}
+			if c, _, ok := h264.ParseFrameInfo(s.Data); ok {
+				counters = append(counters, c)
+			}
+		}
+	}
+	return counters, firstIDR, nil
+}
+
+// hasIDR reports whether an Annex-B access unit holds an IDR slice.
+func hasIDR(au []byte) bool {
+	for i := 0; i+3 < len(au); i++ {
+		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 && au[i+3]&0x1f == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+// toneOf decodes about a second of Opus from track and returns its dominant frequency.
+func toneOf(ctx context.Context, track *webrtc.TrackRemote) (float64, error) {
+	dec, err := opus.NewDecoder()
+	if err != nil {
+		return 0, err
+	}
+	var pcm []int16
+	buf := make([]int16, 5760)
+	for len(pcm) < device.SampleRate {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		track.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return 0, fmt.Errorf("read audio: %w", err)
+		}
+		if n, err := dec.Decode(pkt.Payload, buf); err == nil {
+			pcm = append(pcm, buf[:n]...)
+		}
+	}
+	return audio.DominantFrequency(pcm[len(pcm)/2:], device.SampleRate), nil
+}

@@ -1,0 +1,453 @@
+package whip_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/hub/sfu"
+	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/hub/whip"
+	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
+	"github.com/pion/webrtc/v4"
+)
+
+const testCert = "0123456789abcdef0123456789abcdef"
+
+// env is a channel service with the WHIP/WHEP routes, where a bearer is a channel token.
+type env struct {
+	svc  *sfu.Service
+	h    *whip.Handler
+	base string
+	api  *webrtc.API // the signalling users'
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := sfu.New(sfu.Options{API: api, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
+	h := whip.New(whip.Options{SFU: svc, Authorize: func(r *http.Request, tg whip.Target) (*whip.Grant, error) {
+		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			return nil, &whip.Error{Status: http.StatusUnauthorized, Code: "UNAUTHORIZED", Message: "no bearer"}
+		}
+		return &whip.Grant{AppID: tg.AppID, Channel: tg.Channel, Token: bearer}, nil
+	}})
+	mux := http.NewServeMux()
+	mux.Handle("GET /rtc", svc)
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() { srv.Close(); svc.Close(); h.Wait() })
+	return &env{svc: svc, h: h, base: srv.URL, api: api}
+}
+
+func (e *env) token(t *testing.T, channel string, uid uint32, role string) string {
+	t.Helper()
+	tok, _, err := token.Mint("demo", testCert, channel, uid, role, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// sdkUser joins with the project's own Go client, as the device and the SDK do.
+func (e *env) sdkUser(ctx context.Context, t *testing.T, channel string, uid uint32) *rtc.Client {
+	t.Helper()
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: strings.Replace(e.base, "http", "ws", 1) + "/rtc", API: e.api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Join(ctx, "demo", channel, uid, e.token(t, channel, uid, token.RolePublisher)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// recorder keeps every event a client gets, so that a test can look for one in any order.
+type recorder struct {
+	mu   sync.Mutex
+	seen []*rtc.Message
+}
+
+func record(c *rtc.Client) *recorder {
+	r := &recorder{}
+	go func() {
+		for m := range c.Events() {
+			r.mu.Lock()
+			r.seen = append(r.seen, m)
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// has reports whether an event matching ok was seen.
+func (r *recorder) has(ok func(*rtc.Message) bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.seen {
+		if ok(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitEvent waits for an event matching ok (seen before, or from now on).
+func waitEvent(ctx context.Context, t *testing.T, r *recorder, what string, ok func(*rtc.Message) bool) {
+	t.Helper()
+	for !r.has(ok) {
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatalf("%s: not seen", what)
+		}
+	}
+}
+
+func event(name string, uid uint32, kind string) func(*rtc.Message) bool {
+	return func(m *rtc.Message) bool {
+		return m.Event == name && m.UID != nil && *m.UID == uid && (kind == "" || m.Kind == kind)
+	}
+}
+
+func near(f, want float64) bool { return math.Abs(f-want) < 15 }
+
+// TestInterop: a WHIP publisher, a WHEP viewer that talks, and an SDK user in one channel see
+// and hear each other; joins, publishes and leaves of the outside clients are ordinary events;
+// the WHEP viewer's first frame is a keyframe although the publisher's camera makes one only
+// when asked; DELETE ends each resource and the others see user-left.
+func TestInterop(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outside := clientAPI(t)
+
+	sdk := e.sdkUser(ctx, t, "room", 1)
+	events := record(sdk)
+	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	pub, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", e.token(t, "room", 2, token.RolePublisher), 660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("WHIP POST answered in %s", time.Since(start).Round(time.Millisecond))
+	waitEvent(ctx, t, events, "user-joined 2", event(rtc.EventUserJoined, 2, ""))
+	for _, kind := range []string{rtc.KindVideo, rtc.KindAudio} {
+		waitEvent(ctx, t, events, "user-published 2 "+kind, event(rtc.EventUserPublished, 2, kind))
+	}
+
+	// The viewer: one video m-line, two audio m-lines (one of them sends its talk tone).
+	start = time.Now()
+	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 3, token.RolePublisher), 1, 2, 880)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("WHEP POST answered in %s", time.Since(start).Round(time.Millisecond))
+	waitEvent(ctx, t, events, "user-joined 3", event(rtc.EventUserJoined, 3, ""))
+	waitEvent(ctx, t, events, "user-published 3 audio", event(rtc.EventUserPublished, 3, rtc.KindAudio))
+
+	// The viewer sees the WHIP publisher's picture, starting with a keyframe.
+	vt, err := view.next(ctx, webrtc.RTPCodecTypeVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters, firstIDR, err := frames(ctx, vt, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("WHEP viewer: first video %s after its POST; frames %d..%d", time.Since(start).Round(time.Millisecond), counters[0], counters[len(counters)-1])
+	if !firstIDR {
+		t.Error("the WHEP viewer's first access unit was not a keyframe")
+	}
+	for i := 1; i < len(counters); i++ {
+		if counters[i] <= counters[i-1] {
+			t.Fatalf("frame counters do not advance: %v", counters)
+		}
+	}
+	// and hears both the SDK user and the WHIP publisher, one on each audio m-line.
+	heard := map[float64]bool{}
+	for i := 0; i < 2; i++ {
+		at, err := view.next(ctx, webrtc.RTPCodecTypeAudio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := toneOf(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []float64{440, 660} {
+			if near(f, want) {
+				heard[want] = true
+			}
+		}
+		t.Logf("WHEP viewer audio m-line %d: %.0f Hz", i, f)
+	}
+	if !heard[440] || !heard[660] {
+		t.Errorf("the WHEP viewer heard %v, want the SDK user's 440 Hz and the WHIP publisher's 660 Hz", heard)
+	}
+
+	// The SDK user sees the WHIP picture and hears the WHIP tone and the WHEP viewer's talk.
+	sv, err := sdk.Subscribe(ctx, 2, rtc.KindVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err := frames(ctx, sv, 10); err != nil {
+		t.Fatalf("SDK user's video from the WHIP publisher: %v (%d frames)", err, len(c))
+	}
+	for uid, want := range map[uint32]float64{2: 660, 3: 880} {
+		tr, err := sdk.Subscribe(ctx, uid, rtc.KindAudio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := toneOf(ctx, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !near(f, want) {
+			t.Errorf("the SDK user hears %.0f Hz from uid %d, want %.0f", f, uid, want)
+		}
+	}
+
+	// DELETE with another credential is refused and changes nothing; with its own, ends it.
+	if code := del(view.location, "someone-else"); code != http.StatusNotFound {
+		t.Errorf("DELETE with another Authorization: %d, want 404", code)
+	}
+	if n := len(e.svc.ChannelUsers("demo", "room")); n != 3 {
+		t.Errorf("after a refused DELETE the channel has %d users, want 3", n)
+	}
+	if code := view.close(); code != http.StatusOK {
+		t.Errorf("DELETE the WHEP resource: %d", code)
+	}
+	waitEvent(ctx, t, events, "user-left 3", func(m *rtc.Message) bool {
+		return m.Event == rtc.EventUserLeft && m.UID != nil && *m.UID == 3 && m.Reason == "quit"
+	})
+	if code := del(view.location, view.bearer); code != http.StatusNotFound {
+		t.Errorf("a second DELETE: %d, want 404", code)
+	}
+	if code := pub.close(); code != http.StatusOK {
+		t.Errorf("DELETE the WHIP resource: %d", code)
+	}
+	waitEvent(ctx, t, events, "user-left 2", event(rtc.EventUserLeft, 2, ""))
+	if got := e.svc.ChannelUsers("demo", "room"); len(got) != 1 || got[0] != 1 {
+		t.Errorf("channel users after both DELETEs: %v, want [1]", got)
+	}
+	if e.h.Len() != 0 {
+		t.Errorf("%d resources left", e.h.Len())
+	}
+}
+
+// TestViewerSlotRefill: a WHEP viewer that arrives before anyone publishes gets the track when
+// it comes (a keyframe first), and a slot whose publisher leaves takes the next one.
+func TestViewerSlotRefill(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outside := clientAPI(t)
+	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/late", e.token(t, "late", 0, token.RoleSubscriber), 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.close()
+	first, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/late", e.token(t, "late", 10, token.RolePublisher), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vt, err := view.next(ctx, webrtc.RTPCodecTypeVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, idr, err := frames(ctx, vt, 10)
+	if err != nil || !idr {
+		t.Fatalf("first publisher: %d frames, first a keyframe %v, err %v", len(c1), idr, err)
+	}
+	first.close()
+	second, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/late", e.token(t, "late", 11, token.RolePublisher), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.close()
+	// The same m-line carries the second camera, whose counter starts again from 0.
+	c2, _, err := frames(ctx, vt, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	for i := 1; i < len(c2); i++ {
+		restarted = restarted || c2[i] < c2[i-1]
+	}
+	if !restarted && c2[0] > c1[len(c1)-1] {
+		t.Errorf("the slot did not switch to the second publisher: %v then %v", c1, c2)
+	}
+	t.Logf("slot: %d..%d, then %d..%d", c1[0], c1[len(c1)-1], c2[0], c2[len(c2)-1])
+}
+
+// TestRefused: what an outside client may not do is refused with a clear 4xx and leaves the
+// channel and the other users as they were.
+func TestRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outside := clientAPI(t)
+	sdk := e.sdkUser(ctx, t, "room", 1)
+	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
+		t.Fatal(err)
+	}
+	good, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 2, token.RoleSubscriber), 0, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.close()
+	goodAudio, err := good.next(ctx, webrtc.RTPCodecTypeAudio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joins := e.svc.Stats().Joins
+
+	status := func(name string, err error) int {
+		var he *httpError
+		if errors.As(err, &he) {
+			return he.status
+		}
+		t.Fatalf("%s: not refused over HTTP: %v", name, err)
+		return 0
+	}
+	sub := e.token(t, "room", 7, token.RoleSubscriber)
+	cases := []struct {
+		name   string
+		run    func() error
+		status int
+	}{
+		{"WHIP without a bearer", func() error {
+			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", "", 300)
+			return err
+		}, 401},
+		{"WHIP with a forged token", func() error {
+			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", forge(e.token(t, "room", 8, token.RolePublisher)), 300)
+			return err
+		}, 401},
+		{"WHIP with a token for another channel", func() error {
+			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", e.token(t, "elsewhere", 8, token.RolePublisher), 300)
+			return err
+		}, 403},
+		{"WHIP with a subscriber token", func() error {
+			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", sub, 300)
+			return err
+		}, 403},
+		{"WHIP into an unknown App", func() error {
+			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/nope/room", e.token(t, "room", 8, token.RolePublisher), 300)
+			return err
+		}, 404},
+		{"WHEP with an expired token", func() error {
+			old, _, _ := token.Mint("demo", testCert, "room", 8, token.RoleSubscriber, time.Hour, time.Now().Add(-2*time.Hour))
+			_, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", old, 1, 0, 0)
+			return err
+		}, 401},
+	}
+	for _, tc := range cases {
+		if got := status(tc.name, tc.run()); got != tc.status {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, got, tc.status)
+		}
+	}
+	// Not SDP, too much SDP, not application/sdp, no media.
+	for _, tc := range []struct {
+		name, ctype, body string
+		status            int
+	}{
+		{"garbage", "application/sdp", "this is not SDP \x00\xff", 400},
+		{"oversized", "application/sdp", "v=0\r\n" + strings.Repeat("a=x:"+strings.Repeat("y", 1000)+"\r\n", 100), 413},
+		{"text/plain", "text/plain", "v=0\r\n", 415},
+		{"no media", "application/sdp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", 400},
+	} {
+		for _, path := range []string{"/whip/demo/room", "/whep/demo/room"} {
+			code, body, loc, err := postSDP(ctx, e.base+path, e.token(t, "room", 9, token.RolePublisher), tc.ctype, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.status || loc != "" {
+				t.Errorf("%s to %s: HTTP %d (Location %q), want %d: %s", tc.name, path, code, loc, tc.status, body)
+			}
+		}
+	}
+	if e.svc.Stats().Joins != joins {
+		t.Errorf("refused requests joined the channel: %d joins, before %d", e.svc.Stats().Joins, joins)
+	}
+	if got := e.svc.ChannelUsers("demo", "room"); len(got) != 2 {
+		t.Errorf("channel users after the refusals: %v, want the SDK user and the viewer", got)
+	}
+	if e.h.Len() != 1 {
+		t.Errorf("%d resources, want the good viewer's only", e.h.Len())
+	}
+	// The viewer that was there all along still hears the SDK user.
+	if f, err := toneOf(ctx, goodAudio); err != nil || !near(f, 440) {
+		t.Errorf("the first viewer after the refusals: %.0f Hz, %v", f, err)
+	}
+}
+
+// TestViewerMayNotTalk: a viewer whose token does not allow publishing audio offers to send
+// it anyway; it still watches, but the hub answers its audio m-line as send-only, no audio of
+// it is published, and nobody hears it.
+func TestViewerMayNotTalk(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outside := clientAPI(t)
+	sdk := e.sdkUser(ctx, t, "room", 1)
+	events := record(sdk)
+	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
+		t.Fatal(err)
+	}
+	refused := e.svc.Stats().RefusedMedia
+	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 5, token.RoleSubscriber), 0, 1, 880)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.close()
+	answer := view.pc.RemoteDescription().SDP
+	if !strings.Contains(answer, "a=sendonly") || strings.Contains(answer, "a=sendrecv") {
+		t.Errorf("the answer to a viewer that may not talk should be sendonly:\n%s", answer)
+	}
+	at, err := view.next(ctx, webrtc.RTPCodecTypeAudio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := toneOf(ctx, at); err != nil || !near(f, 440) {
+		t.Errorf("the viewer hears %.0f Hz (%v), want the SDK user's 440", f, err)
+	}
+	waitEvent(ctx, t, events, "user-joined 5", event(rtc.EventUserJoined, 5, ""))
+	// Long enough for media to have arrived and been announced had it been accepted.
+	time.Sleep(2 * time.Second)
+	if events.has(event(rtc.EventUserPublished, 5, "")) {
+		t.Fatal("the viewer that may not talk published")
+	}
+	if _, err := sdk.Subscribe(ctx, 5, rtc.KindAudio); err == nil {
+		t.Error("the SDK user could subscribe to the audio of a viewer that may not talk")
+	}
+	if e.svc.Stats().RefusedMedia == refused {
+		t.Error("the refused talk offer was not counted")
+	}
+}
+
+// forge changes a token's last signature character (still well-formed).
+func forge(tok string) string {
+	last := tok[len(tok)-1]
+	c := byte('A')
+	if last == 'A' {
+		c = 'B'
+	}
+	return tok[:len(tok)-1] + string(c)
+}
