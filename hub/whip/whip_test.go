@@ -2,7 +2,6 @@ package whip_test
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"github.com/camagent/camagent/hub/sfu"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/hub/whip"
+	"github.com/camagent/camagent/hub/whip/whiptest"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/webrtc/v4"
@@ -122,6 +122,15 @@ func event(name string, uid uint32, kind string) func(*rtc.Message) bool {
 	}
 }
 
+func outsideAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	api, err := whiptest.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
 func near(f, want float64) bool { return math.Abs(f-want) < 15 }
 
 // TestInterop: a WHIP publisher, a WHEP viewer that talks, and an SDK user in one channel see
@@ -132,7 +141,7 @@ func TestInterop(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	outside := clientAPI(t)
+	outside := outsideAPI(t)
 
 	sdk := e.sdkUser(ctx, t, "room", 1)
 	events := record(sdk)
@@ -141,7 +150,7 @@ func TestInterop(t *testing.T) {
 	}
 
 	start := time.Now()
-	pub, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", e.token(t, "room", 2, token.RolePublisher), 660)
+	pub, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", e.token(t, "room", 2, token.RolePublisher), 660)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +162,7 @@ func TestInterop(t *testing.T) {
 
 	// The viewer: one video m-line, two audio m-lines (one of them sends its talk tone).
 	start = time.Now()
-	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 3, token.RolePublisher), 1, 2, 880)
+	view, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", e.token(t, "room", 3, token.RolePublisher), 1, 2, 880)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,11 +171,11 @@ func TestInterop(t *testing.T) {
 	waitEvent(ctx, t, events, "user-published 3 audio", event(rtc.EventUserPublished, 3, rtc.KindAudio))
 
 	// The viewer sees the WHIP publisher's picture, starting with a keyframe.
-	vt, err := view.next(ctx, webrtc.RTPCodecTypeVideo)
+	vt, err := view.Next(ctx, webrtc.RTPCodecTypeVideo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counters, firstIDR, err := frames(ctx, vt, 30)
+	counters, firstIDR, err := whiptest.Frames(ctx, vt, 30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +191,11 @@ func TestInterop(t *testing.T) {
 	// and hears both the SDK user and the WHIP publisher, one on each audio m-line.
 	heard := map[float64]bool{}
 	for i := 0; i < 2; i++ {
-		at, err := view.next(ctx, webrtc.RTPCodecTypeAudio)
+		at, err := view.Next(ctx, webrtc.RTPCodecTypeAudio)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := toneOf(ctx, at)
+		f, err := whiptest.ToneOf(ctx, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +215,7 @@ func TestInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, _, err := frames(ctx, sv, 10); err != nil {
+	if c, _, err := whiptest.Frames(ctx, sv, 10); err != nil {
 		t.Fatalf("SDK user's video from the WHIP publisher: %v (%d frames)", err, len(c))
 	}
 	for uid, want := range map[uint32]float64{2: 660, 3: 880} {
@@ -214,7 +223,7 @@ func TestInterop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := toneOf(ctx, tr)
+		f, err := whiptest.ToneOf(ctx, tr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,22 +233,22 @@ func TestInterop(t *testing.T) {
 	}
 
 	// DELETE with another credential is refused and changes nothing; with its own, ends it.
-	if code := del(view.location, "someone-else"); code != http.StatusNotFound {
+	if code := whiptest.Delete(view.Location, "someone-else"); code != http.StatusNotFound {
 		t.Errorf("DELETE with another Authorization: %d, want 404", code)
 	}
 	if n := len(e.svc.ChannelUsers("demo", "room")); n != 3 {
 		t.Errorf("after a refused DELETE the channel has %d users, want 3", n)
 	}
-	if code := view.close(); code != http.StatusOK {
+	if code := view.Close(); code != http.StatusOK {
 		t.Errorf("DELETE the WHEP resource: %d", code)
 	}
 	waitEvent(ctx, t, events, "user-left 3", func(m *rtc.Message) bool {
 		return m.Event == rtc.EventUserLeft && m.UID != nil && *m.UID == 3 && m.Reason == "quit"
 	})
-	if code := del(view.location, view.bearer); code != http.StatusNotFound {
+	if code := whiptest.Delete(view.Location, view.Bearer); code != http.StatusNotFound {
 		t.Errorf("a second DELETE: %d, want 404", code)
 	}
-	if code := pub.close(); code != http.StatusOK {
+	if code := pub.Close(); code != http.StatusOK {
 		t.Errorf("DELETE the WHIP resource: %d", code)
 	}
 	waitEvent(ctx, t, events, "user-left 2", event(rtc.EventUserLeft, 2, ""))
@@ -257,32 +266,32 @@ func TestViewerSlotRefill(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	outside := clientAPI(t)
-	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/late", e.token(t, "late", 0, token.RoleSubscriber), 1, 0, 0)
+	outside := outsideAPI(t)
+	view, err := whiptest.View(ctx, outside, e.base+"/whep/demo/late", e.token(t, "late", 0, token.RoleSubscriber), 1, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer view.close()
-	first, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/late", e.token(t, "late", 10, token.RolePublisher), 500)
+	defer view.Close()
+	first, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/late", e.token(t, "late", 10, token.RolePublisher), 500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vt, err := view.next(ctx, webrtc.RTPCodecTypeVideo)
+	vt, err := view.Next(ctx, webrtc.RTPCodecTypeVideo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1, idr, err := frames(ctx, vt, 10)
+	c1, idr, err := whiptest.Frames(ctx, vt, 10)
 	if err != nil || !idr {
 		t.Fatalf("first publisher: %d frames, first a keyframe %v, err %v", len(c1), idr, err)
 	}
-	first.close()
-	second, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/late", e.token(t, "late", 11, token.RolePublisher), 500)
+	first.Close()
+	second, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/late", e.token(t, "late", 11, token.RolePublisher), 500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer second.close()
+	defer second.Close()
 	// The same m-line carries the second camera, whose counter starts again from 0.
-	c2, _, err := frames(ctx, vt, 40)
+	c2, _, err := whiptest.Frames(ctx, vt, 40)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,29 +311,28 @@ func TestRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	outside := clientAPI(t)
+	outside := outsideAPI(t)
 	sdk := e.sdkUser(ctx, t, "room", 1)
 	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
 		t.Fatal(err)
 	}
-	good, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 2, token.RoleSubscriber), 0, 1, 0)
+	good, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", e.token(t, "room", 2, token.RoleSubscriber), 0, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer good.close()
-	goodAudio, err := good.next(ctx, webrtc.RTPCodecTypeAudio)
+	defer good.Close()
+	goodAudio, err := good.Next(ctx, webrtc.RTPCodecTypeAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
 	joins := e.svc.Stats().Joins
 
 	status := func(name string, err error) int {
-		var he *httpError
-		if errors.As(err, &he) {
-			return he.status
+		code := whiptest.StatusOf(err)
+		if code == 0 {
+			t.Fatalf("%s: not refused over HTTP: %v", name, err)
 		}
-		t.Fatalf("%s: not refused over HTTP: %v", name, err)
-		return 0
+		return code
 	}
 	sub := e.token(t, "room", 7, token.RoleSubscriber)
 	cases := []struct {
@@ -333,28 +341,28 @@ func TestRefused(t *testing.T) {
 		status int
 	}{
 		{"WHIP without a bearer", func() error {
-			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", "", 300)
+			_, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", "", 300)
 			return err
 		}, 401},
 		{"WHIP with a forged token", func() error {
-			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", forge(e.token(t, "room", 8, token.RolePublisher)), 300)
+			_, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", forge(e.token(t, "room", 8, token.RolePublisher)), 300)
 			return err
 		}, 401},
 		{"WHIP with a token for another channel", func() error {
-			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", e.token(t, "elsewhere", 8, token.RolePublisher), 300)
+			_, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", e.token(t, "elsewhere", 8, token.RolePublisher), 300)
 			return err
 		}, 403},
 		{"WHIP with a subscriber token", func() error {
-			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/demo/room", sub, 300)
+			_, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", sub, 300)
 			return err
 		}, 403},
 		{"WHIP into an unknown App", func() error {
-			_, err := publishWHIP(ctx, t, outside, e.base+"/whip/nope/room", e.token(t, "room", 8, token.RolePublisher), 300)
+			_, err := whiptest.Publish(ctx, outside, e.base+"/whip/nope/room", e.token(t, "room", 8, token.RolePublisher), 300)
 			return err
 		}, 404},
 		{"WHEP with an expired token", func() error {
 			old, _, _ := token.Mint("demo", testCert, "room", 8, token.RoleSubscriber, time.Hour, time.Now().Add(-2*time.Hour))
-			_, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", old, 1, 0, 0)
+			_, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", old, 1, 0, 0)
 			return err
 		}, 401},
 	}
@@ -374,7 +382,7 @@ func TestRefused(t *testing.T) {
 		{"no media", "application/sdp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", 400},
 	} {
 		for _, path := range []string{"/whip/demo/room", "/whep/demo/room"} {
-			code, body, loc, err := postSDP(ctx, e.base+path, e.token(t, "room", 9, token.RolePublisher), tc.ctype, tc.body)
+			code, body, loc, err := whiptest.PostSDP(ctx, e.base+path, e.token(t, "room", 9, token.RolePublisher), tc.ctype, tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,7 +401,7 @@ func TestRefused(t *testing.T) {
 		t.Errorf("%d resources, want the good viewer's only", e.h.Len())
 	}
 	// The viewer that was there all along still hears the SDK user.
-	if f, err := toneOf(ctx, goodAudio); err != nil || !near(f, 440) {
+	if f, err := whiptest.ToneOf(ctx, goodAudio); err != nil || !near(f, 440) {
 		t.Errorf("the first viewer after the refusals: %.0f Hz, %v", f, err)
 	}
 }
@@ -405,27 +413,27 @@ func TestViewerMayNotTalk(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	outside := clientAPI(t)
+	outside := outsideAPI(t)
 	sdk := e.sdkUser(ctx, t, "room", 1)
 	events := record(sdk)
 	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
 		t.Fatal(err)
 	}
 	refused := e.svc.Stats().RefusedMedia
-	view, err := viewWHEP(ctx, t, outside, e.base+"/whep/demo/room", e.token(t, "room", 5, token.RoleSubscriber), 0, 1, 880)
+	view, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", e.token(t, "room", 5, token.RoleSubscriber), 0, 1, 880)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer view.close()
-	answer := view.pc.RemoteDescription().SDP
+	defer view.Close()
+	answer := view.PC.RemoteDescription().SDP
 	if !strings.Contains(answer, "a=sendonly") || strings.Contains(answer, "a=sendrecv") {
 		t.Errorf("the answer to a viewer that may not talk should be sendonly:\n%s", answer)
 	}
-	at, err := view.next(ctx, webrtc.RTPCodecTypeAudio)
+	at, err := view.Next(ctx, webrtc.RTPCodecTypeAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f, err := toneOf(ctx, at); err != nil || !near(f, 440) {
+	if f, err := whiptest.ToneOf(ctx, at); err != nil || !near(f, 440) {
 		t.Errorf("the viewer hears %.0f Hz (%v), want the SDK user's 440", f, err)
 	}
 	waitEvent(ctx, t, events, "user-joined 5", event(rtc.EventUserJoined, 5, ""))

@@ -1,9 +1,10 @@
-package whip_test
-
-// A WHIP and WHEP client written from RFC 9725 and the WHEP draft, not from the hub's code:
-// plain pion PeerConnections and net/http. The client makes its offer with every candidate
-// gathered (no trickle), POSTs it as application/sdp with a bearer credential, expects 201
-// Created with the answer and a Location, and DELETEs the Location to end the session.
+// Package whiptest is a WHIP and WHEP client for tests, written from RFC 9725 and the WHEP
+// draft, not from the hub's code: plain pion PeerConnections and net/http. It makes its offer
+// with every candidate gathered (no trickle), POSTs it as application/sdp with a bearer
+// credential, expects 201 Created with the answer and a Location, and DELETEs the Location to
+// end the session. Its media are the project's synthetic camera (H.264 with a frame counter)
+// and Opus tones, so that a test can tell what it sees and hears.
+package whiptest
 
 import (
 	"context"
@@ -15,7 +16,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/camagent/camagent/device"
@@ -31,42 +31,51 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 )
 
-// clientAPI is an outside client's own pion setup: default codecs and interceptors, loopback.
-func clientAPI(t *testing.T) *webrtc.API {
-	t.Helper()
+// API is an outside client's own pion setup: pion's default codecs and interceptors, ICE on
+// loopback only.
+func API() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var s webrtc.SettingEngine
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	s.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s))
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s)), nil
 }
 
-// session is one WHIP or WHEP session as a client holds it.
-type session struct {
-	pc       *webrtc.PeerConnection
-	location string // absolute URL of the resource
-	bearer   string
+// Session is one WHIP or WHEP session as a client holds it.
+type Session struct {
+	PC       *webrtc.PeerConnection
+	Location string // absolute URL of the resource
+	Bearer   string
 }
 
-// httpError is a refused POST: its status and body.
-type httpError struct {
-	status int
-	body   string
+// HTTPError is a refused POST: its status and body.
+type HTTPError struct {
+	Status int
+	Body   string
 }
 
-func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
+func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
 
-// post sends pc's offer (after ICE gathering) to endpoint and applies the answer.
-func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string) (*session, error) {
+// StatusOf is the HTTP status of a refused POST (0 for another error).
+func StatusOf(err error) int {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return 0
+}
+
+// Post sends pc's offer (after ICE gathering) to endpoint and applies the answer.
+func Post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string) (*Session, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return nil, err
@@ -80,12 +89,12 @@ func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer strin
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	status, answer, loc, err := postSDP(ctx, endpoint, bearer, "application/sdp", pc.LocalDescription().SDP)
+	status, answer, loc, err := PostSDP(ctx, endpoint, bearer, "application/sdp", pc.LocalDescription().SDP)
 	if err != nil {
 		return nil, err
 	}
 	if status != http.StatusCreated {
-		return nil, &httpError{status, answer}
+		return nil, &HTTPError{status, answer}
 	}
 	if loc == "" {
 		return nil, errors.New("201 without a Location")
@@ -93,11 +102,11 @@ func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer strin
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
-	return &session{pc: pc, location: loc, bearer: bearer}, nil
+	return &Session{PC: pc, Location: loc, Bearer: bearer}, nil
 }
 
-// postSDP POSTs a body and returns the status, body and absolute Location.
-func postSDP(ctx context.Context, endpoint, bearer, contentType, body string) (int, string, string, error) {
+// PostSDP POSTs a body and returns the status, body and absolute Location.
+func PostSDP(ctx context.Context, endpoint, bearer, contentType, body string) (int, string, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
 	if err != nil {
 		return 0, "", "", err
@@ -125,8 +134,8 @@ func postSDP(ctx context.Context, endpoint, bearer, contentType, body string) (i
 	return resp.StatusCode, string(b), loc, nil
 }
 
-// del ends the session with DELETE on its Location (bearer as given) and returns the status.
-func del(location, bearer string) int {
+// Delete sends DELETE to a resource's Location (bearer as given) and returns the status.
+func Delete(location, bearer string) int {
 	req, _ := http.NewRequest(http.MethodDelete, location, nil)
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
@@ -139,33 +148,43 @@ func del(location, bearer string) int {
 	return resp.StatusCode
 }
 
-func (s *session) close() int {
-	code := del(s.location, s.bearer)
-	s.pc.Close()
+// Close ends the session with DELETE and closes the connection; it returns the status.
+func (s *Session) Close() int {
+	code := Delete(s.Location, s.Bearer)
+	s.PC.Close()
 	return code
 }
 
-// publishWHIP publishes the synthetic camera (H.264 with its frame counter, a keyframe only
-// when asked for after the first) and an Opus tone of toneHz.
-func publishWHIP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bearer string, toneHz float64) (*session, error) {
+// Publish publishes the synthetic camera (H.264 with its frame counter, a keyframe only when
+// asked for after the first) and an Opus tone of toneHz until ctx ends or the session closes.
+func Publish(ctx context.Context, api *webrtc.API, endpoint, bearer string, toneHz float64) (*Session, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cam, err := synth.NewCamera(synth.CameraOptions{Width: 640, Height: 480, GOP: time.Hour})
 	if err != nil {
-		t.Fatal(err)
+		pc.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Session, error) {
+		cam.Close()
+		pc.Close()
+		return nil, err
 	}
 	video, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "whip")
 	vs, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
-	at := toneTrack(ctx, t, toneHz, "whip")
+	at, err := ToneTrack(ctx, toneHz, "whip")
+	if err != nil {
+		return fail(err)
+	}
 	as, err := pc.AddTransceiverFromTrack(at, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	go func() {
 		defer cam.Close()
@@ -192,10 +211,9 @@ func publishWHIP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, b
 		}
 	}()
 	drainRTCP(as.Sender())
-	s, err := post(ctx, pc, endpoint, bearer)
+	s, err := Post(ctx, pc, endpoint, bearer)
 	if err != nil {
-		pc.Close()
-		return nil, err
+		return fail(err)
 	}
 	return s, nil
 }
@@ -210,14 +228,16 @@ func drainRTCP(s *webrtc.RTPSender) {
 	}()
 }
 
-// toneTrack is a paced Opus tone until ctx ends.
-func toneTrack(ctx context.Context, t *testing.T, hz float64, stream string) *webrtc.TrackLocalStaticSample {
-	t.Helper()
-	track, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+// ToneTrack is a paced Opus tone of hz until ctx ends.
+func ToneTrack(ctx context.Context, hz float64, stream string) (*webrtc.TrackLocalStaticSample, error) {
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
 		"audio", stream)
+	if err != nil {
+		return nil, err
+	}
 	enc, err := opus.NewEncoder()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	tone := audio.NewTone(hz, 0.3)
 	go func() {
@@ -229,24 +249,26 @@ func toneTrack(ctx context.Context, t *testing.T, hz float64, stream string) *we
 			}
 		}
 	}()
-	return track
+	return track, nil
 }
 
-// viewer is a WHEP client: recvonly video and audio m-lines, and optionally one sendrecv
+// Viewer is a WHEP client: recvonly video and audio m-lines, and optionally one sendrecv
 // audio m-line carrying a talk tone.
-type viewer struct {
-	*session
+type Viewer struct {
+	*Session
 	mu     sync.Mutex
 	tracks []*webrtc.TrackRemote
 	arrive chan *webrtc.TrackRemote
 }
 
-func viewWHEP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bearer string, videos, audios int, talkHz float64) (*viewer, error) {
+// View watches endpoint on videos video and audios audio m-lines; with talkHz, the first
+// audio m-line is sendrecv and sends that tone.
+func View(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos, audios int, talkHz float64) (*Viewer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	v := &viewer{arrive: make(chan *webrtc.TrackRemote, 16)}
+	v := &Viewer{arrive: make(chan *webrtc.TrackRemote, 16)}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		v.mu.Lock()
 		v.tracks = append(v.tracks, tr)
@@ -258,9 +280,15 @@ func viewWHEP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bear
 		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv)
 	}
 	if talkHz > 0 {
-		tr, err := pc.AddTransceiverFromTrack(toneTrack(ctx, t, talkHz, "whep-talk"), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		talk, err := ToneTrack(ctx, talkHz, "whep-talk")
 		if err != nil {
-			t.Fatal(err)
+			pc.Close()
+			return nil, err
+		}
+		tr, err := pc.AddTransceiverFromTrack(talk, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
+			pc.Close()
+			return nil, err
 		}
 		drainRTCP(tr.Sender())
 		audios--
@@ -268,17 +296,17 @@ func viewWHEP(ctx context.Context, t *testing.T, api *webrtc.API, endpoint, bear
 	for i := 0; i < audios; i++ {
 		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv)
 	}
-	s, err := post(ctx, pc, endpoint, bearer)
+	s, err := Post(ctx, pc, endpoint, bearer)
 	if err != nil {
 		pc.Close()
 		return nil, err
 	}
-	v.session = s
+	v.Session = s
 	return v, nil
 }
 
-// next returns the next track of kind to arrive.
-func (v *viewer) next(ctx context.Context, kind webrtc.RTPCodecType) (*webrtc.TrackRemote, error) {
+// Next returns the next track of kind to arrive.
+func (v *Viewer) Next(ctx context.Context, kind webrtc.RTPCodecType) (*webrtc.TrackRemote, error) {
 	for {
 		select {
 		case tr := <-v.arrive:
@@ -293,9 +321,9 @@ func (v *viewer) next(ctx context.Context, kind webrtc.RTPCodecType) (*webrtc.Tr
 	}
 }
 
-// frames reads H.264 access units from track until n have a frame counter; it returns the
+// Frames reads H.264 access units from track until n have a frame counter; it returns the
 // counters and whether the first complete access unit was an IDR.
-func frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []uint64, firstIDR bool, err error) {
+func Frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []uint64, firstIDR bool, err error) {
 	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
 	first := true
 	for len(counters) < n {
@@ -331,8 +359,8 @@ func hasIDR(au []byte) bool {
 	return false
 }
 
-// toneOf decodes about a second of Opus from track and returns its dominant frequency.
-func toneOf(ctx context.Context, track *webrtc.TrackRemote) (float64, error) {
+// ToneOf decodes about a second of Opus from track and returns its dominant frequency.
+func ToneOf(ctx context.Context, track *webrtc.TrackRemote) (float64, error) {
 	dec, err := opus.NewDecoder()
 	if err != nil {
 		return 0, err
