@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -375,4 +378,42 @@ func (l *eventLog) wait(ctx context.Context, t *testing.T, what string, ok func(
 
 func isEvent(name string, uid uint32) func(*rtc.Message) bool {
 	return func(m *rtc.Message) bool { return m.Event == name && m.UID != nil && *m.UID == uid }
+}
+
+// TestWHEPBrowser: Chromium as a WHEP viewer through e2e/browser/whep.html (plain fetch +
+// RTCPeerConnection, no SDK), with a key that may view and talk on porch: it sees the device's
+// frame counter advance and hears its tone (whep.mjs), its fake microphone's tone plays on the
+// device's speaker, and its DELETE releases the device.
+func TestWHEPBrowser(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed for the browser tests")
+	}
+	if _, err := os.Stat("browser/node_modules/playwright-core"); err != nil {
+		t.Fatal("playwright-core is not installed in e2e/browser: run `make test-deps`")
+	}
+	e := startWHIPEnv(t)
+	cmd := exec.Command(node, "--test", "--test-reporter=spec", "whep.mjs")
+	cmd.Dir = "browser"
+	cmd.Env = append(os.Environ(), "CAMAGENT_HUB_URL="+e.base, "CAMAGENT_DEVICE_ID=porch", "CAMAGENT_WHEP_KEY="+e.talkKey,
+		fmt.Sprintf("CAMAGENT_DEVICE_TONE_HZ=%g", e.agentCfg.ToneHz))
+	out, err := cmd.CombinedOutput()
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		t.Log(l)
+	}
+	if err != nil {
+		t.Fatalf("whep.mjs: %v", err)
+	}
+	n := e.speakerTone(browserTalkToneHz)
+	t.Logf("device speaker: %.1f s of the browser's %.0f Hz", float64(n)/10, browserTalkToneHz)
+	if n < 10 {
+		t.Errorf("the WHEP browser's talk reached the speaker for %.1f s, want ≥ 1 s", float64(n)/10)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for e.deviceState("porch") != "idle " && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := e.deviceState("porch"); st != "idle " {
+		t.Errorf("porch after the browser's DELETE: %q", st)
+	}
 }
