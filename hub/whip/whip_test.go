@@ -391,6 +391,18 @@ func TestRefused(t *testing.T) {
 			}
 		}
 	}
+	// No trickle ICE: PATCH on a resource is 405 and leaves it alone.
+	req, _ := http.NewRequest(http.MethodPatch, good.Location, strings.NewReader("a=candidate:1 1 udp 1 127.0.0.1 9 typ host"))
+	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
+	req.Header.Set("Authorization", "Bearer "+good.Bearer)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("PATCH: HTTP %d, want 405", resp.StatusCode)
+	}
 	if e.svc.Stats().Joins != joins {
 		t.Errorf("refused requests joined the channel: %d joins, before %d", e.svc.Stats().Joins, joins)
 	}
