@@ -238,6 +238,9 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 			v.connected.Store(true)
 			v.poke()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			if s.ctx.Err() != nil {
+				return // ending already (a DELETE closes the connection): keep its reason
+			}
 			s.setLeaveReason("timeout")
 			s.cancel()
 		}

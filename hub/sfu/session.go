@@ -577,6 +577,9 @@ func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error
 	// brings the path back within ICERestartWait, the user is gone.
 	pathLost := func() {
 		if s.conn == nil { // no signalling to restart ICE over: the user is gone
+			if s.ctx.Err() != nil {
+				return
+			}
 			s.setLeaveReason("timeout")
 			s.cancel()
 			return
