@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -63,12 +62,12 @@ func (e *whipEnv) token(t *testing.T, channel string, uid uint32, role string) s
 }
 
 // sdk joins channel with the project's Go client (as the SDK and the device do).
-func (e *whipEnv) sdk(ctx context.Context, t *testing.T, channel string, uid uint32) (*rtc.Client, *eventLog) {
+func (e *whipEnv) sdk(ctx context.Context, t *testing.T, channel string, uid uint32) (*rtc.Client, *rtctest.EventLog) {
 	t.Helper()
 	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: e.base, API: e.signalAPI, Logger: testLogger(t)})
 	must(t, err, "dial")
 	t.Cleanup(func() { c.Close() })
-	log := logEvents(c)
+	log := rtctest.LogEvents(c)
 	_, err = c.Join(ctx, e.app, channel, uid, e.token(t, channel, uid, token.RolePublisher))
 	must(t, err, "join "+channel)
 	return c, log
@@ -102,13 +101,13 @@ func TestWHIPWHEP(t *testing.T) {
 		}
 		pub, err := whiptest.Publish(ctx, e.outside, e.base+"/whip/"+e.app+"/lobby", e.lobbyKey, 660)
 		must(t, err, "WHIP with the lobby key")
-		pubUID := events.wait(ctx, t, "user-published video", func(m *rtc.Message) bool {
+		pubUID := waitFor(ctx, t, events, "user-published video", func(m *rtc.Message) bool {
 			return m.Event == rtc.EventUserPublished && m.Kind == rtc.KindVideo
 		})
 		view, err := whiptest.View(ctx, e.outside, e.base+"/whep/"+e.app+"/lobby", e.token(t, "lobby", 3, token.RolePublisher), 1, 2, whepTalkHz)
 		must(t, err, "WHEP with a token")
-		events.wait(ctx, t, "user-joined 3", isEvent(rtc.EventUserJoined, 3))
-		events.wait(ctx, t, "user-published 3", isEvent(rtc.EventUserPublished, 3))
+		waitFor(ctx, t, events, "user-joined 3", isEvent(rtc.EventUserJoined, 3))
+		waitFor(ctx, t, events, "user-published 3", isEvent(rtc.EventUserPublished, 3))
 		vt, err := view.Next(ctx, webrtc.RTPCodecTypeVideo)
 		must(t, err, "WHEP video")
 		counters, idr, err := whiptest.Frames(ctx, vt, 20)
@@ -150,12 +149,12 @@ func TestWHIPWHEP(t *testing.T) {
 		if code := view.Close(); code != http.StatusOK {
 			t.Errorf("DELETE the WHEP resource: %d", code)
 		}
-		events.wait(ctx, t, "user-left 3", isEvent(rtc.EventUserLeft, 3))
+		waitFor(ctx, t, events, "user-left 3", isEvent(rtc.EventUserLeft, 3))
 		cases++
 		if code := pub.Close(); code != http.StatusOK {
 			t.Errorf("DELETE the WHIP resource: %d", code)
 		}
-		events.wait(ctx, t, "user-left of the WHIP publisher", isEvent(rtc.EventUserLeft, pubUID))
+		waitFor(ctx, t, events, "user-left of the WHIP publisher", isEvent(rtc.EventUserLeft, pubUID))
 	})
 
 	t.Run("device", func(t *testing.T) {
@@ -300,7 +299,7 @@ func TestWHIPWHEP(t *testing.T) {
 		if f, err := whiptest.ToneOf(ctx, goodAudio); err != nil || f < 425 || f > 455 {
 			t.Errorf("the good viewer after the attacks: %.0f Hz, %v", f, err)
 		}
-		if events.has(func(m *rtc.Message) bool { return m.Event == rtc.EventUserLeft }) {
+		if events.Has(func(m *rtc.Message) bool { return m.Event == rtc.EventUserLeft }) {
 			t.Error("someone left the lobby during the attacks")
 		}
 
@@ -327,58 +326,20 @@ func TestWHIPWHEP(t *testing.T) {
 	t.Logf("%d WHIP/WHEP cases", cases)
 }
 
-// eventLog keeps every event a client gets, so that a test can look for one in any order.
-type eventLog struct {
-	mu   sync.Mutex
-	seen []*rtc.Message
-}
-
-func logEvents(c *rtc.Client) *eventLog {
-	l := &eventLog{}
-	go func() {
-		for m := range c.Events() {
-			l.mu.Lock()
-			l.seen = append(l.seen, m)
-			l.mu.Unlock()
-		}
-	}()
-	return l
-}
-
-func (l *eventLog) find(ok func(*rtc.Message) bool) *rtc.Message {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, m := range l.seen {
-		if ok(m) {
-			return m
-		}
-	}
-	return nil
-}
-
-func (l *eventLog) has(ok func(*rtc.Message) bool) bool { return l.find(ok) != nil }
-
-// wait waits for an event matching ok (seen before or from now on) and returns its uid.
-func (l *eventLog) wait(ctx context.Context, t *testing.T, what string, ok func(*rtc.Message) bool) uint32 {
+// waitFor waits for an event matching ok (seen before or from now on) and returns its uid.
+func waitFor(ctx context.Context, t *testing.T, l *rtctest.EventLog, what string, ok func(*rtc.Message) bool) uint32 {
 	t.Helper()
-	for {
-		if m := l.find(ok); m != nil {
-			if m.UID != nil {
-				return *m.UID
-			}
-			return 0
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatalf("%s: not seen", what)
-		}
+	m, err := l.Wait(ctx, what, ok)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if m.UID != nil {
+		return *m.UID
+	}
+	return 0
 }
 
-func isEvent(name string, uid uint32) func(*rtc.Message) bool {
-	return func(m *rtc.Message) bool { return m.Event == name && m.UID != nil && *m.UID == uid }
-}
+func isEvent(name string, uid uint32) func(*rtc.Message) bool { return rtctest.Is(name, uid, "") }
 
 // TestWHEPBrowser: Chromium as a WHEP viewer through e2e/browser/whep.html (plain fetch +
 // RTCPeerConnection, no SDK), with a key that may view and talk on porch: it sees the device's

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,53 +73,15 @@ func (e *env) sdkUser(ctx context.Context, t *testing.T, channel string, uid uin
 	return c
 }
 
-// recorder keeps every event a client gets, so that a test can look for one in any order.
-type recorder struct {
-	mu   sync.Mutex
-	seen []*rtc.Message
-}
-
-func record(c *rtc.Client) *recorder {
-	r := &recorder{}
-	go func() {
-		for m := range c.Events() {
-			r.mu.Lock()
-			r.seen = append(r.seen, m)
-			r.mu.Unlock()
-		}
-	}()
-	return r
-}
-
-// has reports whether an event matching ok was seen.
-func (r *recorder) has(ok func(*rtc.Message) bool) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, m := range r.seen {
-		if ok(m) {
-			return true
-		}
-	}
-	return false
-}
-
 // waitEvent waits for an event matching ok (seen before, or from now on).
-func waitEvent(ctx context.Context, t *testing.T, r *recorder, what string, ok func(*rtc.Message) bool) {
+func waitEvent(ctx context.Context, t *testing.T, l *rtctest.EventLog, what string, ok func(*rtc.Message) bool) {
 	t.Helper()
-	for !r.has(ok) {
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			t.Fatalf("%s: not seen", what)
-		}
+	if _, err := l.Wait(ctx, what, ok); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func event(name string, uid uint32, kind string) func(*rtc.Message) bool {
-	return func(m *rtc.Message) bool {
-		return m.Event == name && m.UID != nil && *m.UID == uid && (kind == "" || m.Kind == kind)
-	}
-}
+var event = rtctest.Is
 
 func outsideAPI(t *testing.T) *webrtc.API {
 	t.Helper()
@@ -131,6 +92,21 @@ func outsideAPI(t *testing.T) *webrtc.API {
 	return api
 }
 
+// startRoom is a channel "room" with an SDK user, uid 1, talking at 440 Hz; and an outside
+// client's API. The context ends with the test.
+func startRoom(t *testing.T) (*env, context.Context, *webrtc.API, *rtc.Client, *rtctest.EventLog) {
+	t.Helper()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	sdk := e.sdkUser(ctx, t, "room", 1)
+	events := rtctest.LogEvents(sdk)
+	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
+		t.Fatal(err)
+	}
+	return e, ctx, outsideAPI(t), sdk, events
+}
+
 func near(f, want float64) bool { return math.Abs(f-want) < 15 }
 
 // TestInterop: a WHIP publisher, a WHEP viewer that talks, and an SDK user in one channel see
@@ -138,16 +114,7 @@ func near(f, want float64) bool { return math.Abs(f-want) < 15 }
 // the WHEP viewer's first frame is a keyframe although the publisher's camera makes one only
 // when asked; DELETE ends each resource and the others see user-left.
 func TestInterop(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	outside := outsideAPI(t)
-
-	sdk := e.sdkUser(ctx, t, "room", 1)
-	events := record(sdk)
-	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, outside, sdk, events := startRoom(t)
 
 	start := time.Now()
 	pub, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/room", e.token(t, "room", 2, token.RolePublisher), 660)
@@ -308,14 +275,7 @@ func TestViewerSlotRefill(t *testing.T) {
 // TestRefused: what an outside client may not do is refused with a clear 4xx and leaves the
 // channel and the other users as they were.
 func TestRefused(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	outside := outsideAPI(t)
-	sdk := e.sdkUser(ctx, t, "room", 1)
-	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, outside, _, events := startRoom(t)
 	good, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", e.token(t, "room", 2, token.RoleSubscriber), 0, 1, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -403,6 +363,11 @@ func TestRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PATCH: HTTP %d, want 405", resp.StatusCode)
 	}
+	if m := events.Find(func(m *rtc.Message) bool {
+		return (m.Event == rtc.EventUserJoined || m.Event == rtc.EventUserLeft) && m.UID != nil && *m.UID != 2
+	}); m != nil {
+		t.Errorf("the SDK user saw %s %d during the refusals", m.Event, *m.UID)
+	}
 	if e.svc.Stats().Joins != joins {
 		t.Errorf("refused requests joined the channel: %d joins, before %d", e.svc.Stats().Joins, joins)
 	}
@@ -422,15 +387,7 @@ func TestRefused(t *testing.T) {
 // it anyway; it still watches, but the hub answers its audio m-line as send-only, no audio of
 // it is published, and nobody hears it.
 func TestViewerMayNotTalk(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	outside := outsideAPI(t)
-	sdk := e.sdkUser(ctx, t, "room", 1)
-	events := record(sdk)
-	if _, err := rtctest.PublishTone(ctx, sdk, 440); err != nil {
-		t.Fatal(err)
-	}
+	e, ctx, outside, sdk, events := startRoom(t)
 	refused := e.svc.Stats().RefusedMedia
 	view, err := whiptest.View(ctx, outside, e.base+"/whep/demo/room", e.token(t, "room", 5, token.RoleSubscriber), 0, 1, 880)
 	if err != nil {
@@ -451,7 +408,7 @@ func TestViewerMayNotTalk(t *testing.T) {
 	waitEvent(ctx, t, events, "user-joined 5", event(rtc.EventUserJoined, 5, ""))
 	// Long enough for media to have arrived and been announced had it been accepted.
 	time.Sleep(2 * time.Second)
-	if events.has(event(rtc.EventUserPublished, 5, "")) {
+	if events.Has(event(rtc.EventUserPublished, 5, "")) {
 		t.Fatal("the viewer that may not talk published")
 	}
 	if _, err := sdk.Subscribe(ctx, 5, rtc.KindAudio); err == nil {

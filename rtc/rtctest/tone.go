@@ -18,8 +18,28 @@ import (
 // The tone flows before Publish is called (the hub announces a track when its media arrives),
 // and the sender's RTCP is drained. It returns the audio sender.
 func PublishTone(ctx context.Context, c *rtc.Client, freq float64) (*webrtc.RTPSender, error) {
+	track, err := ToneTrack(ctx, freq, "talker")
+	if err != nil {
+		return nil, err
+	}
+	senders, err := c.Publish(ctx, track)
+	if err != nil {
+		return nil, fmt.Errorf("publish tone: %w", err)
+	}
+	go func() {
+		for {
+			if _, _, err := senders[0].ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	return senders[0], nil
+}
+
+// ToneTrack is a paced Opus tone of freq Hz (stream names its media stream) until ctx ends.
+func ToneTrack(ctx context.Context, freq float64, stream string) (*webrtc.TrackLocalStaticSample, error) {
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
-		ClockRate: 48000, Channels: 2}, "audio", "talker")
+		ClockRate: 48000, Channels: 2}, "audio", stream)
 	if err != nil {
 		return nil, fmt.Errorf("tone track: %w", err)
 	}
@@ -37,16 +57,5 @@ func PublishTone(ctx context.Context, c *rtc.Client, freq float64) (*webrtc.RTPS
 			}
 		}
 	}()
-	senders, err := c.Publish(ctx, track)
-	if err != nil {
-		return nil, fmt.Errorf("publish tone: %w", err)
-	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
-	return senders[0], nil
+	return track, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/device/synth"
+	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
@@ -178,7 +179,7 @@ func Publish(ctx context.Context, api *webrtc.API, endpoint, bearer string, tone
 	if err != nil {
 		return fail(err)
 	}
-	at, err := ToneTrack(ctx, toneHz, "whip")
+	at, err := rtctest.ToneTrack(ctx, toneHz, "whip")
 	if err != nil {
 		return fail(err)
 	}
@@ -228,30 +229,6 @@ func drainRTCP(s *webrtc.RTPSender) {
 	}()
 }
 
-// ToneTrack is a paced Opus tone of hz until ctx ends.
-func ToneTrack(ctx context.Context, hz float64, stream string) (*webrtc.TrackLocalStaticSample, error) {
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
-		"audio", stream)
-	if err != nil {
-		return nil, err
-	}
-	enc, err := opus.NewEncoder()
-	if err != nil {
-		return nil, err
-	}
-	tone := audio.NewTone(hz, 0.3)
-	go func() {
-		pcm := make([]int16, device.FrameSamples)
-		buf := make([]byte, 1500)
-		for tone.ReadFrame(ctx, pcm) == nil {
-			if n, err := enc.Encode(pcm, buf); err == nil {
-				track.WriteSample(media.Sample{Data: buf[:n], Duration: device.FrameDuration})
-			}
-		}
-	}()
-	return track, nil
-}
-
 // Viewer is a WHEP client: recvonly video and audio m-lines, and optionally one sendrecv
 // audio m-line carrying a talk tone.
 type Viewer struct {
@@ -280,7 +257,7 @@ func View(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos,
 		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv)
 	}
 	if talkHz > 0 {
-		talk, err := ToneTrack(ctx, talkHz, "whep-talk")
+		talk, err := rtctest.ToneTrack(ctx, talkHz, "whep-talk")
 		if err != nil {
 			pc.Close()
 			return nil, err
