@@ -472,8 +472,9 @@ func (c *Client) execute(ctx context.Context, payload []byte) {
 	}
 	c.commandLog.log(c.log, slog.LevelInfo, "command", "id", cmd.ID, "action", cmd.Action, "channel", cmd.Channel)
 	start := time.Now()
-	st, err := c.call(ctx, cmd)
-	r := Reply{ID: cmd.ID, OK: err == nil, State: &st}
+	hctx, extra := withReplyExtra(ctx)
+	st, err := c.call(hctx, cmd)
+	r := Reply{ID: cmd.ID, OK: err == nil, State: &st, Snapshot: extra.snapshot}
 	if err != nil {
 		r.Error = err.Error()
 		c.refusedLog.log(c.log, slog.LevelWarn, "command failed", "id", cmd.ID, "action", cmd.Action, "err", err, "took", time.Since(start).Round(time.Millisecond))

@@ -46,10 +46,19 @@ func (a *fakeAgent) handle(ctx context.Context, cmd control.Command) (control.St
 			a.state = control.State{State: control.StateJoined, Channel: cmd.Channel, UID: uid, Users: []uint32{7}, Since: time.Now()}
 		}
 	case control.ActionLeave:
-		a.state = control.State{State: control.StateIdle, Since: time.Now()}
+		a.state = control.State{State: control.StateIdle, Privacy: a.state.Privacy, Since: time.Now()}
+	case control.ActionPrivacy:
+		a.state.Privacy = *cmd.On
 	}
 	st := a.state
 	a.mu.Unlock()
+	if cmd.Action == control.ActionSnapshot && a.dev != nil {
+		jpeg := []byte("\xff\xd8 a picture \xff\xd9")
+		if err := a.dev().PublishSnapshot(jpeg); err != nil {
+			return st, err
+		}
+		control.ReplySnapshot(ctx, control.SnapshotInfo{Bytes: len(jpeg), Width: 2, Height: 2, Topic: a.dev().Topics().Snapshot()})
+	}
 	if a.dev != nil && cmd.Action != control.ActionStatus {
 		if perr := a.dev().PublishState(st); perr != nil {
 			return st, perr

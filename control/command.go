@@ -16,6 +16,12 @@ const (
 	ActionJoin   = "join"
 	ActionLeave  = "leave"
 	ActionStatus = "status"
+	// ActionSnapshot publishes a JPEG of the current picture, retained, on the
+	// device's snapshot topic; the reply carries its size (Reply.Snapshot).
+	ActionSnapshot = "snapshot"
+	// ActionPrivacy turns privacy mode on or off (Command.On): on, the camera
+	// and microphone are closed and joins are refused, across restarts.
+	ActionPrivacy = "privacy"
 )
 
 // States a device reports.
@@ -43,17 +49,25 @@ const (
 	MaxCommandSize = 16 << 10 // bytes of JSON
 	MaxIDLen       = 128      // bytes
 	MaxChannelLen  = 64       // bytes
+	// MinSnapshotWidth and MaxSnapshotWidth bound a snapshot's "maxWidth".
+	MinSnapshotWidth = 16
+	MaxSnapshotWidth = 7680
 )
 
 // Command is a request sent to a device on its cmd topic.
 type Command struct {
 	ID      string  `json:"id"`
-	Action  string  `json:"action"` // join | leave | status
+	Action  string  `json:"action"` // join | leave | status | snapshot | privacy
 	Channel string  `json:"channel,omitempty"`
 	UID     *uint32 `json:"uid,omitempty"`
 	Token   string  `json:"token,omitempty"`
 	AppID   string  `json:"appId,omitempty"`
 	Server  string  `json:"server,omitempty"`
+	// MaxWidth bounds a snapshot's width in pixels (the picture is scaled
+	// down, keeping its aspect ratio); nil: the camera's own width.
+	MaxWidth *int `json:"maxWidth,omitempty"`
+	// On is privacy's wanted mode; required by privacy.
+	On *bool `json:"on,omitempty"`
 	// Secret is the device's shared command secret, when it has one
 	// (Options.Secret).
 	Secret string `json:"secret,omitempty"`
@@ -67,6 +81,9 @@ type State struct {
 	Users   []uint32  `json:"users"`
 	Since   time.Time `json:"since"`
 	Error   string    `json:"error,omitempty"`
+	// Privacy is true while privacy mode is on (camera and microphone closed,
+	// joins refused); always present.
+	Privacy bool `json:"privacy"`
 }
 
 // MarshalJSON writes Users as [] rather than null when it is empty.
@@ -84,6 +101,18 @@ type Reply struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	State *State `json:"state,omitempty"`
+	// Snapshot describes the JPEG a snapshot command published.
+	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
+}
+
+// SnapshotInfo describes a published snapshot: its size in bytes and
+// pixels, when its picture was captured, and the topic it is on.
+type SnapshotInfo struct {
+	Bytes       int       `json:"bytes"`
+	Width       int       `json:"width"`
+	Height      int       `json:"height"`
+	CaptureTime time.Time `json:"captureTime"`
+	Topic       string    `json:"topic"`
 }
 
 // Event is something that happened on the device, published on its events
@@ -176,6 +205,12 @@ func parseCommand(payload []byte) (Command, error) {
 	if err := uidField(fields, &cmd.UID); err != nil {
 		return cmd, err
 	}
+	if err := widthField(fields, &cmd.MaxWidth); err != nil {
+		return cmd, err
+	}
+	if err := boolField(fields, "on", &cmd.On); err != nil {
+		return cmd, err
+	}
 	return cmd, cmd.validate()
 }
 
@@ -186,7 +221,7 @@ func (c Command) validate() error {
 	}
 	switch c.Action {
 	case "":
-		return errors.New(`missing "action" (join, leave or status)`)
+		return errors.New(`missing "action" (` + actionList + `)`)
 	case ActionJoin:
 		if c.Channel == "" {
 			return errors.New(`join needs a "channel"`)
@@ -199,12 +234,19 @@ func (c Command) validate() error {
 				return fmt.Errorf(`"channel" has a non-printable character %U at byte %d`, r, i)
 			}
 		}
-	case ActionLeave, ActionStatus:
+	case ActionPrivacy:
+		if c.On == nil {
+			return errors.New(`privacy needs "on": true or false`)
+		}
+	case ActionLeave, ActionStatus, ActionSnapshot:
 	default:
-		return fmt.Errorf(`unknown action %s (want join, leave or status)`, quoteShort(c.Action))
+		return fmt.Errorf(`unknown action %s (want %s)`, quoteShort(c.Action), actionList)
 	}
 	return nil
 }
+
+// actionList names the actions for error messages.
+const actionList = "join, leave, status, snapshot or privacy"
 
 // stringField decodes fields[name] into dst if it is present and not null.
 func stringField(fields map[string]json.RawMessage, name string, dst *string) error {
@@ -237,6 +279,39 @@ func uidField(fields map[string]json.RawMessage, dst **uint32) error {
 	}
 	u := uint32(n)
 	*dst = &u
+	return nil
+}
+
+// widthField decodes fields["maxWidth"], an integer from MinSnapshotWidth
+// to MaxSnapshotWidth, if it is present and not null.
+func widthField(fields map[string]json.RawMessage, dst **int) error {
+	raw, ok := fields["maxWidth"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if k := kindOf(raw); k != "a number" {
+		return fmt.Errorf(`field "maxWidth" must be a number, not %s`, k)
+	}
+	n, err := strconv.Atoi(string(bytes.TrimSpace(raw)))
+	if err != nil || n < MinSnapshotWidth || n > MaxSnapshotWidth {
+		return fmt.Errorf(`field "maxWidth" must be an integer from %d to %d, not %s`, MinSnapshotWidth, MaxSnapshotWidth, quoteShort(string(raw)))
+	}
+	*dst = &n
+	return nil
+}
+
+// boolField decodes fields[name], a JSON boolean, if it is present and not
+// null.
+func boolField(fields map[string]json.RawMessage, name string, dst **bool) error {
+	raw, ok := fields[name]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	var b bool
+	if k := kindOf(raw); k != "a boolean" || json.Unmarshal(raw, &b) != nil {
+		return fmt.Errorf("field %q must be true or false, not %s", name, quoteShort(string(raw)))
+	}
+	*dst = &b
 	return nil
 }
 

@@ -9,6 +9,8 @@ import (
 )
 
 func uid(u uint32) *uint32 { return &u }
+func intp(n int) *int      { return &n }
+func boolp(b bool) *bool   { return &b }
 
 func TestParseCommand(t *testing.T) {
 	tests := []struct {
@@ -24,6 +26,19 @@ func TestParseCommand(t *testing.T) {
 		{in: `{"id":"4","action":"join","channel":"c","uid":0}`, want: Command{ID: "4", Action: "join", Channel: "c", UID: uid(0)}},
 		{in: `{"id":null,"action":"status","uid":null,"channel":null}`, want: Command{Action: "status"}},
 		{in: `{"id":"5","action":"join","channel":"` + strings.Repeat("é", 32) + `"}`, want: Command{ID: "5", Action: "join", Channel: strings.Repeat("é", 32)}},
+		{in: `{"id":"6","action":"snapshot"}`, want: Command{ID: "6", Action: "snapshot"}},
+		{in: `{"id":"7","action":"snapshot","maxWidth":320}`, want: Command{ID: "7", Action: "snapshot", MaxWidth: intp(320)}},
+		{in: `{"id":"8","action":"privacy","on":true}`, want: Command{ID: "8", Action: "privacy", On: boolp(true)}},
+		{in: `{"id":"9","action":"privacy","on":false}`, want: Command{ID: "9", Action: "privacy", On: boolp(false)}},
+		{in: `{"id":"p1","action":"privacy"}`, err: `privacy needs "on": true or false`},
+		{in: `{"id":"p2","action":"privacy","on":null}`, err: `privacy needs "on": true or false`},
+		{in: `{"id":"p3","action":"privacy","on":"true"}`, err: `field "on" must be true or false, not "\"true\""`},
+		{in: `{"id":"p4","action":"privacy","on":1}`, err: `field "on" must be true or false, not "1"`},
+		{in: `{"id":"s1","action":"snapshot","maxWidth":"640"}`, err: `field "maxWidth" must be a number, not a string`},
+		{in: `{"id":"s2","action":"snapshot","maxWidth":15}`, err: `field "maxWidth" must be an integer from 16 to 7680, not "15"`},
+		{in: `{"id":"s3","action":"snapshot","maxWidth":7681}`, err: `field "maxWidth" must be an integer from 16 to 7680`},
+		{in: `{"id":"s4","action":"snapshot","maxWidth":320.5}`, err: `field "maxWidth" must be an integer`},
+		{in: `{"id":"s5","action":"snapshot","maxWidth":-320}`, err: `field "maxWidth" must be an integer`},
 
 		{in: `{"id":"e1","action":"join","channel":5}`, want: Command{ID: "e1"}, err: `field "channel" must be a string, not a number`},
 		{in: `{"id":7,"action":"status"}`, err: `field "id" must be a string, not a number`},
@@ -34,7 +49,7 @@ func TestParseCommand(t *testing.T) {
 		{in: `{"id":"e6","action":"join","channel":"c","uid":1.5}`, err: `field "uid" must be an integer`},
 		{in: `{"id":"e7","action":"join","channel":"c","token":{}}`, err: `field "token" must be a string, not an object`},
 		{in: `{"id":"e8","action":"join","channel":"c","appId":[]}`, err: `field "appId" must be a string, not an array`},
-		{in: `{"id":"e9","action":"dance"}`, want: Command{ID: "e9", Action: "dance"}, err: `unknown action "dance" (want join, leave or status)`},
+		{in: `{"id":"e9","action":"dance"}`, want: Command{ID: "e9", Action: "dance"}, err: `unknown action "dance" (want join, leave, status, snapshot or privacy)`},
 		{in: `{"id":"e10"}`, want: Command{ID: "e10"}, err: `missing "action"`},
 		{in: `{"id":"e11","action":"join"}`, err: `join needs a "channel"`},
 		{in: `{"id":"e12","action":"join","channel":""}`, err: `join needs a "channel"`},
@@ -121,14 +136,16 @@ func TestStateJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"state":"idle","users":[],"since":"2026-01-02T03:04:05Z"}`; string(b) != want {
+	if want := `{"state":"idle","users":[],"since":"2026-01-02T03:04:05Z","privacy":false}`; string(b) != want {
 		t.Fatalf("got %s, want %s", b, want)
 	}
-	b, err = json.Marshal(Reply{ID: "1", OK: true, State: &State{State: StateJoined, Channel: "c", UID: 7, Users: []uint32{8, 9}, Since: since}})
+	b, err = json.Marshal(Reply{ID: "1", OK: true, State: &State{State: StateJoined, Channel: "c", UID: 7, Users: []uint32{8, 9}, Since: since, Privacy: true},
+		Snapshot: &SnapshotInfo{Bytes: 1234, Width: 640, Height: 480, CaptureTime: since, Topic: "camagent/d/snapshot"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"id":"1","ok":true,"state":{"state":"joined","channel":"c","uid":7,"users":[8,9],"since":"2026-01-02T03:04:05Z"}}`; string(b) != want {
+	if want := `{"id":"1","ok":true,"state":{"state":"joined","channel":"c","uid":7,"users":[8,9],"since":"2026-01-02T03:04:05Z","privacy":true},` +
+		`"snapshot":{"bytes":1234,"width":640,"height":480,"captureTime":"2026-01-02T03:04:05Z","topic":"camagent/d/snapshot"}}`; string(b) != want {
 		t.Fatalf("got %s, want %s", b, want)
 	}
 	b, _ = json.Marshal(Reply{})

@@ -3,6 +3,7 @@ package control_test
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		// starting later would: everything must come retained.
 		disc := observeAs(t, b.Addr(), "", "", "homeassistant/#")
 		want := len(control.DiscoveryMessages(tp, control.HomeAssistant{Prefix: "homeassistant", DefaultChannel: "porch"}, ""))
-		if want < 8 {
+		if want < 11 {
 			t.Fatalf("%d entities", want)
 		}
 		deadline := time.Now().Add(5 * time.Second)
@@ -102,7 +103,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Fatalf("%d discovery messages, want %d", len(msgs), want)
 		}
 
-		topicRE := regexp.MustCompile(`^homeassistant/(switch|button|sensor|binary_sensor)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$`)
+		topicRE := regexp.MustCompile(`^homeassistant/(switch|button|sensor|binary_sensor|camera)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$`)
 		uniq := map[string]bool{}
 		byObject := map[string]map[string]any{}
 		for _, m := range msgs {
@@ -140,7 +141,12 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 					t.Errorf("%s: availability %v %v %v", m.topic, p["availability_topic"], p["payload_available"], p["payload_not_available"])
 				}
 			}
+			checkHASchema(t, m.topic, component, p)
 			switch component {
+			case "camera":
+				if p["topic"] != tp.Snapshot() || p["image_encoding"] != nil {
+					t.Errorf("%s: camera needs topic %s with raw JPEG payloads", m.topic, tp.Snapshot())
+				}
 			case "button":
 				if p["command_topic"] != tp.Cmd() || p["payload_press"] == nil {
 					t.Errorf("%s: button needs command_topic %s and payload_press", m.topic, tp.Cmd())
@@ -166,7 +172,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 				}
 			}
 		}
-		for _, object := range []string{"call", "join", "leave", "state", "channel", "users", "connectivity"} {
+		for _, object := range []string{"call", "join", "leave", "state", "channel", "users", "connectivity", "camera", "take_snapshot", "privacy"} {
 			if byObject[object] == nil {
 				t.Errorf("no %s entity", object)
 			}
@@ -193,10 +199,82 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 		m = o.mark()
 		press("join", "payload_press")
 		o.waitFor(t, m, 5*time.Second, "joined again", isState(tp.State(), "joined"))
+		if tpl, _ := byObject["privacy"]["value_template"].(string); !strings.Contains(tpl, "value_json.privacy") {
+			t.Errorf("privacy template %q", tpl)
+		}
+
+		// The privacy switch on and off, and the snapshot button.
+		m = o.mark()
+		press("privacy", "payload_on")
+		o.waitFor(t, m, 5*time.Second, "privacy on", func(msg message) bool {
+			return msg.topic == tp.State() && strings.Contains(msg.payload, `"privacy":true`)
+		})
+		m = o.mark()
+		press("privacy", "payload_off")
+		o.waitFor(t, m, 5*time.Second, "privacy off", func(msg message) bool {
+			return msg.topic == tp.State() && strings.Contains(msg.payload, `"privacy":false`)
+		})
+		m = o.mark()
+		press("take_snapshot", "payload_press")
+		o.waitFor(t, m, 5*time.Second, "snapshot reply", func(msg message) bool {
+			return msg.topic == tp.Reply() && strings.Contains(msg.payload, `"snapshot":{"bytes":`)
+		})
+		// Home Assistant's camera, subscribing now, gets the picture retained.
+		cam := observeAs(t, b.Addr(), "", "", byObject["camera"]["topic"].(string))
+		cam.waitFor(t, 0, 5*time.Second, "retained snapshot", func(msg message) bool {
+			return msg.retained && strings.HasPrefix(msg.payload, "\xff\xd8")
+		})
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if len(a.calls) != 3 || a.calls[0].Channel != "porch" || a.calls[2].Action != "join" {
+		if len(a.calls) != 6 || a.calls[0].Channel != "porch" || a.calls[2].Action != "join" ||
+			a.calls[3].Action != "privacy" || !*a.calls[3].On || *a.calls[4].On || a.calls[5].Action != "snapshot" {
 			t.Fatalf("calls %+v", a.calls)
 		}
 	})
+}
+
+// haSchema lists, per entity type, the options Home Assistant's MQTT integration documents
+// for discovery (www.home-assistant.io/integrations/<type>.mqtt/, "Configuration
+// Variables") that these payloads may use, and the required ones. Home Assistant drops
+// unknown options silently, so a misspelt one would only show as a broken entity.
+var haSchema = map[string]struct{ required, optional []string }{
+	"camera": {required: []string{"topic"},
+		optional: []string{"image_encoding", "json_attributes_topic", "json_attributes_template"}},
+	"button": {required: []string{"command_topic"},
+		optional: []string{"payload_press", "command_template", "device_class", "qos", "retain", "entity_category"}},
+	"switch": {required: []string{"command_topic"},
+		optional: []string{"payload_on", "payload_off", "state_topic", "value_template", "state_on", "state_off",
+			"optimistic", "qos", "retain", "device_class", "command_template", "entity_category"}},
+	"sensor": {required: []string{"state_topic"},
+		optional: []string{"value_template", "device_class", "state_class", "unit_of_measurement", "options",
+			"json_attributes_topic", "json_attributes_template", "entity_category", "expire_after", "force_update",
+			"qos", "suggested_display_precision", "last_reset_value_template"}},
+	"binary_sensor": {required: []string{"state_topic"},
+		optional: []string{"payload_on", "payload_off", "value_template", "device_class", "entity_category",
+			"expire_after", "force_update", "off_delay", "qos", "json_attributes_topic"}},
+}
+
+// haCommon are the options every MQTT entity type documents.
+var haCommon = []string{"name", "icon", "unique_id", "default_entity_id", "object_id", "device", "origin",
+	"availability_topic", "payload_available", "payload_not_available", "availability_mode",
+	"availability_template", "enabled_by_default", "entity_picture", "encoding"}
+
+// checkHASchema checks one discovery payload against haSchema.
+func checkHASchema(t *testing.T, topic, component string, p map[string]any) {
+	t.Helper()
+	sc, ok := haSchema[component]
+	if !ok {
+		t.Errorf("%s: no schema for entity type %s", topic, component)
+		return
+	}
+	for _, k := range sc.required {
+		if v, _ := p[k].(string); v == "" {
+			t.Errorf("%s: required option %s missing", topic, k)
+		}
+	}
+	for k := range p {
+		if !slices.Contains(sc.required, k) && !slices.Contains(sc.optional, k) && !slices.Contains(haCommon, k) {
+			t.Errorf("%s: option %q is not documented for MQTT %s entities", topic, k, component)
+		}
+	}
 }

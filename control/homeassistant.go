@@ -89,10 +89,10 @@ func DiscoveryMessages(tp Topics, ha HomeAssistant, secret string) []Discovery {
 	if ha.SWVersion != "" {
 		origin["sw_version"] = ha.SWVersion
 	}
-	command := func(fields ...string) string {
-		m := map[string]string{}
+	command := func(fields ...any) string {
+		m := map[string]any{}
 		for i := 0; i+1 < len(fields); i += 2 {
-			m[fields[i]] = fields[i+1]
+			m[fields[i].(string)] = fields[i+1]
 		}
 		if secret != "" {
 			m["secret"] = secret
@@ -141,6 +141,34 @@ func DiscoveryMessages(tp Topics, ha HomeAssistant, secret string) []Discovery {
 			"payload_press": command("action", ActionLeave),
 			"qos":           1,
 			"retain":        false,
+		}},
+		// The picture: an MQTT camera shows whatever JPEG is retained on the snapshot
+		// topic; the button takes a new one (the topic is cleared in privacy mode).
+		entity{"camera", "camera", map[string]any{
+			"name":  "Snapshot",
+			"icon":  "mdi:cctv",
+			"topic": tp.Snapshot(),
+		}},
+		entity{"button", "take_snapshot", map[string]any{
+			"name":          "Take snapshot",
+			"icon":          "mdi:camera",
+			"command_topic": tp.Cmd(),
+			"payload_press": command("action", ActionSnapshot),
+			"qos":           1,
+			"retain":        false,
+		}},
+		entity{"switch", "privacy", map[string]any{
+			"name":           "Privacy mode",
+			"icon":           "mdi:eye-off",
+			"command_topic":  tp.Cmd(),
+			"payload_on":     command("action", ActionPrivacy, "on", true),
+			"payload_off":    command("action", ActionPrivacy, "on", false),
+			"state_topic":    tp.State(),
+			"value_template": "{{ 'ON' if value_json.privacy else 'OFF' }}",
+			"state_on":       "ON",
+			"state_off":      "OFF",
+			"qos":            1,
+			"retain":         false,
 		}},
 		entity{"sensor", "state", map[string]any{
 			"name":                  "State",

@@ -22,6 +22,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 			Enum      []string `json:"enum"`
 			MaxLength int      `json:"maxLength"`
 			Maximum   float64  `json:"maximum"`
+			Minimum   float64  `json:"minimum"`
 		} `json:"properties"`
 		Required []string          `json:"required"`
 		Examples []json.RawMessage `json:"examples"`
@@ -44,10 +45,11 @@ func TestSchemaMatchesParser(t *testing.T) {
 		t.Errorf("schema properties %v, Command fields %v", props, fields)
 	}
 	p := schema.Properties
-	if a := p["action"].Enum; !slices.Equal(a, []string{ActionJoin, ActionLeave, ActionStatus}) {
+	if a := p["action"].Enum; !slices.Equal(a, []string{ActionJoin, ActionLeave, ActionStatus, ActionSnapshot, ActionPrivacy}) {
 		t.Errorf("schema actions %v", a)
 	}
-	if p["id"].MaxLength != MaxIDLen || p["channel"].MaxLength != MaxChannelLen || p["uid"].Maximum != 4294967295 {
+	if p["id"].MaxLength != MaxIDLen || p["channel"].MaxLength != MaxChannelLen || p["uid"].Maximum != 4294967295 ||
+		p["maxWidth"].Minimum != MinSnapshotWidth || p["maxWidth"].Maximum != MaxSnapshotWidth {
 		t.Errorf("schema limits differ from the parser's")
 	}
 	if !slices.Equal(schema.Required, []string{"action"}) {

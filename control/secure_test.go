@@ -193,7 +193,7 @@ func exerciseCommands(t *testing.T, o *observer, a *fakeAgent, tp control.Topics
 		{"w1", `{"id":"w1","action":"join","channel":["a"]}`, `field "channel" must be a string, not an array`},
 		{"w2", `{"id":"w2","action":"join","channel":"c","uid":"7"}`, `field "uid" must be a number, not a string`},
 		{"w3", `{"id":"w3","action":"join","channel":"c","uid":-3}`, `field "uid" must be an integer`},
-		{"u1", `{"id":"u1","action":"reboot"}`, `unknown action "reboot" (want join, leave or status)`},
+		{"u1", `{"id":"u1","action":"reboot"}`, `unknown action "reboot" (want join, leave, status, snapshot or privacy)`},
 		{"", `{"id":"big","action":"status","pad":"` + strings.Repeat("x", control.MaxCommandSize) + `"}`, `more than the 16384 allowed`},
 		{"", `{"id":"bad","action":`, `invalid JSON`},
 		{"", `["join"]`, `command must be a JSON object, not an array`},

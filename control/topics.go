@@ -31,3 +31,7 @@ func (t Topics) Reply() string { return t.topic("reply") }
 
 // Events is the topic the device reports Events on.
 func (t Topics) Events() string { return t.topic("events") }
+
+// Snapshot is the retained topic of the device's latest snapshot, a JPEG
+// (binary payload; empty while privacy mode is on).
+func (t Topics) Snapshot() string { return t.topic("snapshot") }
