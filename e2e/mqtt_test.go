@@ -47,18 +47,27 @@ func (b *mqBroker) Write(p []byte) (int, error) {
 
 func startMQBroker(t *testing.T) *mqBroker {
 	t.Helper()
+	return startMQBrokerWith(t, "", "allow_anonymous true\n")
+}
+
+// startMQBrokerWith runs mosquitto on addr (a free loopback port when "") with settings
+// (mosquitto.conf lines).
+func startMQBrokerWith(t *testing.T, addr, settings string) *mqBroker {
+	t.Helper()
 	if _, err := os.Stat(mqMosquitto); err != nil {
 		t.Fatalf("mosquitto is needed for this test (%v): run `make test-deps`", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if addr == "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = ln.Addr().String()
+		ln.Close()
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	b := &mqBroker{addr: addr, conf: filepath.Join(t.TempDir(), "mosquitto.conf")}
-	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n", port)
+	conf := fmt.Sprintf("listener %s 127.0.0.1\n%spersistence false\nlog_dest stderr\n", port, settings)
 	must(t, os.WriteFile(b.conf, []byte(conf), 0o644), "write mosquitto.conf")
 	b.start(t)
 	t.Cleanup(func() {
@@ -87,11 +96,16 @@ func (b *mqBroker) start(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto not listening on %s: %v", b.addr, err)
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			t.Fatalf("mosquitto not listening on %s: %v\n%s", b.addr, err, b.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// reload has mosquitto read its password and ACL files again.
+func (b *mqBroker) reload() { _ = b.cmd.Process.Signal(syscall.SIGHUP) }
 
 func (b *mqBroker) kill(sig syscall.Signal) {
 	if b.cmd == nil {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"github.com/camagent/camagent/device/wav"
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/auth"
+	"github.com/camagent/camagent/hub/mosquitto"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
@@ -37,14 +40,30 @@ type secure struct {
 	key      string            // API key: status and view on porch only
 	speaker  string            // porch's speaker WAV
 	agentCfg agent.Config      // porch's
+	// mqttKey is an API key with an MQTT login, command on porch only.
+	mqttKey, mqttKeyID string
+	mosquitto          *mqBroker // nil on the embedded broker
+	passwd             string    // mosquitto's password file
 }
 
-func startSecure(t *testing.T) *secure {
+// startSecure starts the hub, the broker ("embedded", or "mosquitto": Debian's, with the
+// password and ACL files camhub writes for it, docs/mosquitto.md) and the two agents.
+func startSecure(t *testing.T, brokerKind string) *secure {
 	t.Helper()
 	dir := t.TempDir()
 	log := testLogger(t)
 	hcfg := hub.Defaults()
 	hcfg.Listen, hcfg.MQTTListen, hcfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "hub")
+	var mq *mqBroker
+	var mqPort string
+	if brokerKind == "mosquitto" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err, "pick a port for mosquitto")
+		_, mqPort, _ = net.SplitHostPort(ln.Addr().String())
+		ln.Close()
+		hcfg.MQTT = "tcp://127.0.0.1:" + mqPort
+		hcfg.MQTTUsername, hcfg.MQTTPassword = "camhub", "hub-"+strings.Repeat("x", 30)
+	}
 	h, err := hub.New(hcfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +79,25 @@ func startSecure(t *testing.T) *secure {
 	}
 	s.key, _, err = st.AddKey(auth.Key{Name: "ha", Devices: []string{"porch"}, Actions: []string{"status", auth.PermView}})
 	must(t, err, "add key")
+	var mqKey auth.Key
+	s.mqttKey, mqKey, err = st.AddKey(auth.Key{Name: "ha-mqtt", Devices: []string{"porch"}, Actions: []string{auth.PermCommand}, MQTT: true})
+	must(t, err, "add MQTT key")
+	s.mqttKeyID = mqKey.ID
+	if brokerKind == "mosquitto" {
+		// What docs/mosquitto.md has an operator run: camhub's ACL and password entries.
+		s.passwd = filepath.Join(dir, "camagent.passwd")
+		must(t, mosquitto.SetPassword(s.passwd, "camhub", hcfg.MQTTPassword), "hub login")
+		for id, cred := range s.creds {
+			must(t, mosquitto.AddPassword(s.passwd, id, cred), "device login")
+		}
+		must(t, mosquitto.AddPassword(s.passwd, mqKey.ID, s.mqttKey), "key login")
+		acl, err := mosquitto.ACL(mosquitto.ACLOptions{Prefix: "camagent", HAPrefix: "homeassistant", HubUser: "camhub", Keys: st.Keys()})
+		must(t, err, "ACL")
+		aclFile := filepath.Join(dir, "camagent.acl")
+		must(t, os.WriteFile(aclFile, []byte(acl), 0o640), "write ACL")
+		mq = startMQBrokerWith(t, "127.0.0.1:"+mqPort, fmt.Sprintf("user root\nallow_anonymous false\npassword_file %s\nacl_file %s\nmax_packet_size 262144\n", s.passwd, aclFile))
+		s.mosquitto = mq
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -213,7 +251,13 @@ func (s *secure) speakerEnergy() float64 {
 // attack must be refused and leave nothing behind, while the admin, the guest, the devices and
 // the key keep doing what they may.
 func TestSecurity(t *testing.T) {
-	s := startSecure(t)
+	for _, b := range []string{"embedded", "mosquitto"} {
+		t.Run(b, func(t *testing.T) { testSecurity(t, b) })
+	}
+}
+
+func testSecurity(t *testing.T, brokerKind string) {
+	s := startSecure(t, brokerKind)
 	joins := func() uint64 { return s.hub.SFU().Stats().Joins }
 	anon := s.client()
 	cases := 0
@@ -501,7 +545,9 @@ func TestSecurity(t *testing.T) {
 		expect("key metrics", k.do("GET", "/metrics", nil, nil), 403)
 		// Revoked: refused at once.
 		for _, key := range s.hub.Store().Keys() {
-			must(t, s.hub.Store().DeleteKey(key.ID), "revoke")
+			if key.Name == "ha" {
+				must(t, s.hub.Store().DeleteKey(key.ID), "revoke")
+			}
 		}
 		expect("revoked key", k.do("POST", "/api/devices/porch/cmd", map[string]any{"action": "status"}, nil), 401)
 	})
@@ -539,6 +585,36 @@ func TestSecurity(t *testing.T) {
 		}
 		thief.Publish("camagent/garage/cmd", 1, false, `{"id":"t1","action":"join","channel":"stolen"}`).WaitTimeout(5 * time.Second)
 		thief.Publish("camagent/garage/state", 1, true, `{"state":"joined","channel":"fake"}`).WaitTimeout(5 * time.Second)
+		// An integration's MQTT login scoped to porch: it commands porch and reads its replies,
+		// but reads nothing of garage and cannot command it.
+		ik, err := connect("integration", s.mqttKeyID, s.mqttKey)
+		must(t, err, "MQTT key connects")
+		defer ik.Disconnect(0)
+		replies := make(chan string, 4)
+		for _, f := range []string{"camagent/porch/reply", "camagent/+/cmd", "camagent/garage/#", "#"} {
+			ik.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+				switch {
+				case m.Topic() == "camagent/porch/reply":
+					select {
+					case replies <- string(m.Payload()):
+					default:
+					}
+				case !strings.HasPrefix(m.Topic(), "camagent/porch/") && !strings.HasPrefix(m.Topic(), "homeassistant/"):
+					read.Add(1)
+				}
+			}).WaitTimeout(5 * time.Second)
+		}
+		ik.Publish("camagent/garage/cmd", 1, false, `{"id":"k1","action":"join","channel":"integration"}`).WaitTimeout(5 * time.Second)
+		ik.Publish("camagent/porch/cmd", 1, false, `{"id":"k2","action":"status"}`).WaitTimeout(5 * time.Second)
+		cases++
+		select {
+		case r := <-replies:
+			if !strings.Contains(r, `"k2"`) || !strings.Contains(r, `"ok":true`) {
+				t.Errorf("porch's reply to the key: %s", r)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the MQTT key's status command on porch got no reply")
+		}
 		// Meanwhile the admin commands garage legitimately, which the thief must not see.
 		admin := s.login("admin", "admin-password")
 		var rep deviceReply
@@ -551,8 +627,13 @@ func TestSecurity(t *testing.T) {
 		if st := s.deviceState("garage"); st != "idle " {
 			t.Errorf("garage after the thief: %q", st)
 		}
-		// Revoking porch drops its sessions: the thief (and porch) are disconnected.
+		// Revoking porch drops its sessions: the thief (and porch) are disconnected. With
+		// mosquitto the operator also removes the login and reloads (docs/mosquitto.md).
 		must(t, s.hub.Store().DeleteDevice("porch"), "revoke porch")
+		if s.mosquitto != nil {
+			must(t, mosquitto.RemoveUser(s.passwd, "porch"), "remove porch's login")
+			s.mosquitto.reload()
+		}
 		deadline := time.Now().Add(5 * time.Second)
 		for thief.IsConnectionOpen() && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
@@ -560,6 +641,11 @@ func TestSecurity(t *testing.T) {
 		cases++
 		if thief.IsConnectionOpen() {
 			t.Error("a revoked device credential kept its MQTT session")
+		}
+		cases++
+		if cl, err := connect("thief-again", "porch", s.creds["porch"]); err == nil {
+			cl.Disconnect(0)
+			t.Error("a revoked device credential logged in again")
 		}
 	})
 	t.Run("login brute force", func(t *testing.T) {
@@ -578,7 +664,7 @@ func TestSecurity(t *testing.T) {
 		expect("right password during the lock", b.do("POST", "/api/login", map[string]string{"user": "admin", "password": "admin-password"}, nil), 429)
 	})
 
-	t.Logf("%d security cases", cases)
+	t.Logf("%d security cases on the %s broker", cases, brokerKind)
 	if os.Getenv("E2E_VERBOSE") != "" {
 		t.Logf("porch state %q", s.deviceState("porch"))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/camagent/camagent/config"
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/auth"
+	"github.com/camagent/camagent/hub/mosquitto"
 )
 
 const identitiesUsage = `camhub user|device|key — the hub's identities (docs/security.md)
@@ -27,6 +28,10 @@ const identitiesUsage = `camhub user|device|key — the hub's identities (docs/s
   camhub key add NAME --actions A,B [--devices D,E] [--apps X] [--channels C] [--max-ttl 1h] [--mqtt]
                                                         an API key: prints it once
   camhub key list | camhub key del ID|NAME
+
+With an external Mosquitto broker, --mosquitto-passwd FILE on device add/del and key add/del
+(with --mqtt) also sets or removes the login in Mosquitto's password file; see
+"camhub mosquitto --help" for its ACL file.
 
 Actions of a key: view, talk, command (or single commands: join, leave, status, snapshot,
 privacy), token (mint channel tokens in --apps/--channels), metrics. Each subcommand takes
@@ -129,7 +134,8 @@ func runIdentities(kind string, args, environ []string, stdin io.Reader, stdout,
 		apps     = fs.String("apps", "", "Apps the key mints tokens for")
 		channels = fs.String("channels", "", "channels the key mints tokens for (exact, prefix*, or *)")
 		maxTTL   = fs.Duration("max-ttl", time.Hour, "longest token the key gets")
-		mqttKey  = fs.Bool("mqtt", false, "the key may log in to the embedded MQTT broker (user name: its id)")
+		mqttKey  = fs.Bool("mqtt", false, "the key may log in to the MQTT broker (user name: its id)")
+		mosqPW   = fs.String("mosquitto-passwd", "", "also add (or on del remove) the MQTT login in this Mosquitto password file")
 	)
 	st, pos, err := openStore(fs, args[1:], environ, stderr)
 	if err != nil {
@@ -218,6 +224,13 @@ func runIdentities(kind string, args, environ []string, stdin io.Reader, stdout,
 		if err != nil {
 			return fail(err)
 		}
+		if *mosqPW != "" {
+			if err := mosquitto.AddPassword(*mosqPW, d.ID, cred); err != nil {
+				st.DeleteDevice(d.ID)
+				return fail(fmt.Errorf("%w (the device was not enrolled)", err))
+			}
+			fmt.Fprintf(stderr, "MQTT login %s set in %s; reload mosquitto to apply it\n", d.ID, *mosqPW)
+		}
 		fmt.Fprintf(stderr, "device %s enrolled (uid %d, key id %s). Its credential, shown only now:\n", d.ID, d.UID, d.KeyID)
 		fmt.Fprintln(stdout, cred)
 		fmt.Fprintf(stderr, "On the device: put it in a file only camagent reads (e.g. /etc/camagent/credential, mode 0640 root:camagent)\n"+
@@ -235,6 +248,12 @@ func runIdentities(kind string, args, environ []string, stdin io.Reader, stdout,
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "device %s deleted: its credential no longer works\n", pos[0])
+		if *mosqPW != "" {
+			if err := mosquitto.RemoveUser(*mosqPW, pos[0]); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stderr, "MQTT login %s removed from %s; reload mosquitto to apply it\n", pos[0], *mosqPW)
+		}
 	case "key add":
 		if !need(1, "NAME") {
 			return 2
@@ -243,6 +262,13 @@ func runIdentities(kind string, args, environ []string, stdin io.Reader, stdout,
 			Apps: splitList(*apps), Channels: splitList(*channels), MaxTTL: auth.Duration(*maxTTL), MQTT: *mqttKey})
 		if err != nil {
 			return fail(err)
+		}
+		if *mosqPW != "" {
+			if err := mosqKey(*mosqPW, k, text); err != nil {
+				st.DeleteKey(k.ID)
+				return fail(fmt.Errorf("%w (the key was not made)", err))
+			}
+			fmt.Fprintf(stderr, "MQTT login %s set in %s; write the ACL again (camhub mosquitto acl) and reload mosquitto\n", k.ID, *mosqPW)
 		}
 		fmt.Fprintf(stderr, "key %s (id %s) made; shown only now:\n", k.Name, k.ID)
 		fmt.Fprintln(stdout, text)
@@ -256,13 +282,34 @@ func runIdentities(kind string, args, environ []string, stdin io.Reader, stdout,
 		if !need(1, "ID|NAME") {
 			return 2
 		}
+		id := pos[0]
+		for _, k := range st.Keys() {
+			if k.Name == pos[0] {
+				id = k.ID
+			}
+		}
 		if err := st.DeleteKey(pos[0]); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "key %s deleted\n", pos[0])
+		if *mosqPW != "" {
+			if err := mosquitto.RemoveUser(*mosqPW, id); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stderr, "MQTT login %s removed from %s; reload mosquitto to apply it\n", id, *mosqPW)
+		}
 	default:
 		fmt.Fprintf(stderr, "camhub %s: unknown subcommand %q\n%s", kind, verb, identitiesUsage)
 		return 2
 	}
 	return 0
+}
+
+// mosqKey sets an MQTT key's login in a Mosquitto password file: user name its id, password
+// the whole key text, as on the embedded broker.
+func mosqKey(file string, k auth.Key, text string) error {
+	if !k.MQTT {
+		return errors.New("--mosquitto-passwd needs --mqtt (the key would have no MQTT login)")
+	}
+	return mosquitto.AddPassword(file, k.ID, text)
 }
