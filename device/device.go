@@ -9,6 +9,8 @@ package device
 
 import (
 	"context"
+	"errors"
+	"image"
 	"time"
 )
 
@@ -57,3 +59,29 @@ type Speaker interface {
 	WriteFrame(pcm []int16) error
 	Close() error
 }
+
+// Picture is one still picture from a camera, for a snapshot.
+type Picture struct {
+	// Image is the decoded picture (an *image.YCbCr from the raw paths).
+	Image image.Image
+	// JPEG, when set, is the camera's own JPEG of the same picture (MJPEG cameras): it is
+	// used as it is when it fits, instead of encoding Image again.
+	JPEG []byte
+	// CaptureTime is when the picture was captured (wall clock).
+	CaptureTime time.Time
+}
+
+// StillSource is a VideoSource that keeps the last picture it delivered, so a snapshot
+// costs no extra capture: during a call it is the picture viewers saw last.
+type StillSource interface {
+	// LatestPicture returns a copy of the picture of the last access unit ReadSample
+	// returned; ErrNoPicture before the first, ErrNoStill when the source has no decoded
+	// pictures (a camera that sends H.264 itself).
+	LatestPicture() (Picture, error)
+}
+
+// Errors of LatestPicture.
+var (
+	ErrNoPicture = errors.New("no picture captured yet")
+	ErrNoStill   = errors.New("the camera sends only H.264, which this build does not decode: configure a raw or MJPEG pixel format for snapshots")
+)

@@ -36,7 +36,10 @@ type Source struct {
 	wait      time.Duration
 }
 
-var _ device.VideoSource = (*Source)(nil)
+var (
+	_ device.VideoSource = (*Source)(nil)
+	_ device.StillSource = (*Source)(nil)
+)
 
 // New opens the source once (its error is returned: a camera that is not there at all
 // is a configuration problem) and returns the reopening wrapper. onError receives every
@@ -64,6 +67,22 @@ func (s *Source) RequestKeyframe() {
 	if cur != nil {
 		cur.RequestKeyframe()
 	}
+}
+
+// LatestPicture is the current source's latest picture (device.ErrNoStill when it keeps
+// none, device.ErrNoPicture while it is being reopened).
+func (s *Source) LatestPicture() (device.Picture, error) {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	if cur == nil {
+		return device.Picture{}, device.ErrNoPicture
+	}
+	st, ok := cur.(device.StillSource)
+	if !ok {
+		return device.Picture{}, device.ErrNoStill
+	}
+	return st.LatestPicture()
 }
 
 // Close closes the current source; ReadSample returns ErrClosed.

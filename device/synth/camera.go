@@ -22,6 +22,7 @@ import (
 
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/h264"
+	"github.com/camagent/camagent/device/still"
 )
 
 // ErrClosed is returned by ReadSample after Close.
@@ -45,12 +46,24 @@ type Camera struct {
 	next    int64     // schedule index of the next frame
 	counter uint64
 
+	last still.Latest // for LatestPicture
+
 	keyframe  atomic.Bool
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-var _ device.VideoSource = (*Camera)(nil)
+var (
+	_ device.VideoSource = (*Camera)(nil)
+	_ device.StillSource = (*Camera)(nil)
+)
+
+// open counts the cameras made and not yet closed (Open).
+var open atomic.Int64
+
+// Open is the number of synthetic cameras made by NewCamera and not yet closed: tests use
+// it to check that a camera is really released (privacy mode, the end of a call).
+func Open() int { return int(open.Load()) }
 
 // NewCamera returns a camera; frames are produced on demand by ReadSample.
 func NewCamera(opts CameraOptions) (*Camera, error) {
@@ -76,6 +89,7 @@ func NewCamera(opts CameraOptions) (*Camera, error) {
 	enc.SetIDRInterval(max(1, int(math.Round(opts.GOP.Seconds()*float64(opts.FPS)))))
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	open.Add(1)
 	return &Camera{
 		period: time.Second / time.Duration(opts.FPS),
 		enc:    enc,
@@ -93,9 +107,15 @@ func (c *Camera) RequestKeyframe() { c.keyframe.Store(true) }
 
 // Close stops the camera; a blocked ReadSample returns ErrClosed.
 func (c *Camera) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		open.Add(-1)
+	})
 	return nil
 }
+
+// LatestPicture returns a copy of the picture of the last sample ReadSample returned.
+func (c *Camera) LatestPicture() (device.Picture, error) { return c.last.Picture() }
 
 // ReadSample waits for the next frame time, then draws and encodes the frame. Frames
 // follow a fixed schedule from the first call, so they do not drift; a reader more than
@@ -135,6 +155,7 @@ func (c *Camera) ReadSample(ctx context.Context) (device.Sample, error) {
 	if err != nil {
 		return device.Sample{}, fmt.Errorf("synth: encode frame %d: %w", c.counter, err)
 	}
+	c.last.Keep(c.frame, nil, capture)
 	c.counter++
 	return device.Sample{
 		Data:        au,

@@ -13,6 +13,7 @@ import (
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/encode"
 	"github.com/camagent/camagent/device/h264"
+	"github.com/camagent/camagent/device/still"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,12 +35,26 @@ type Camera struct {
 	ps    encode.ParamSets
 	warn  sync.Once
 
+	last  still.Latest // the last picture encoded, for LatestPicture
+
 	keyframe  atomic.Bool
 	closed    chan struct{}
 	closeOnce sync.Once
 }
 
-var _ device.VideoSource = (*Camera)(nil)
+var (
+	_ device.VideoSource = (*Camera)(nil)
+	_ device.StillSource = (*Camera)(nil)
+)
+
+// LatestPicture returns the last picture ReadSample encoded (MJPEG cameras: with the
+// camera's own JPEG of it), or device.ErrNoStill for an H.264 camera passed through.
+func (c *Camera) LatestPicture() (device.Picture, error) {
+	if c.choice.Passthrough() {
+		return device.Picture{}, device.ErrNoStill
+	}
+	return c.last.Picture()
+}
 
 // Open opens the capture device at path (a /dev/videoN or a /dev/v4l link), chooses a
 // format (Choose), and starts streaming.
@@ -260,6 +275,11 @@ func (c *Camera) process(buf []byte, capture time.Time) (device.Sample, bool, er
 	if err != nil {
 		return device.Sample{}, false, fmt.Errorf("v4l2: %s: %w", c.path, err)
 	}
+	var own []byte // an MJPEG camera's JPEG of this picture, kept as it is for a snapshot
+	if c.choice.FourCC == "MJPG" || c.choice.FourCC == "JPEG" {
+		own = buf
+	}
+	c.last.Keep(c.pic, own, capture)
 	au, err := c.enc.Encode(c.pic, c.keyframe.Swap(false), capture)
 	if err != nil {
 		return device.Sample{}, false, fmt.Errorf("v4l2: %s: encode: %w", c.path, err)
