@@ -35,7 +35,7 @@ type Camera struct {
 	ps    encode.ParamSets
 	warn  sync.Once
 
-	last  still.Latest // the last picture encoded, for LatestPicture
+	last still.Latest // the last picture encoded, for LatestPicture
 
 	keyframe  atomic.Bool
 	closed    chan struct{}
