@@ -181,45 +181,13 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 	if busy {
 		return "", rtc.Errorf(rtc.CodeInvalidParams, "this viewer already has its connection")
 	}
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(offer); err != nil {
-		return "", rtc.Errorf(rtc.CodeInvalidParams, "offer is not a session description: %v", err)
-	}
-	wants := map[string]int{}
-	refused := false
-	for _, md := range d.MediaDescriptions {
-		kind := md.MediaName.Media
-		if kind != rtc.KindAudio && kind != rtc.KindVideo {
-			continue
-		}
-		dir := mediaDirection(&d, md)
-		sends := dir == "sendrecv" || dir == "sendonly"
-		if sends && !claims.Grants(publishPrivilege[kind]) {
-			// Not allowed to send this kind: read the offer as if it did not.
-			refused = true
-			dir = map[string]string{"sendrecv": "recvonly", "sendonly": "inactive"}[dir]
-			setDirection(md, dir)
-		}
-		if (dir == "sendrecv" || dir == "recvonly") && md.MediaName.Port.Value != 0 {
-			wants[kind]++
-		}
-	}
-	if wants[rtc.KindAudio]+wants[rtc.KindVideo] == 0 {
-		return "", rtc.Errorf(rtc.CodeInvalidParams, "offer receives no audio or video")
-	}
-	for k, n := range wants {
-		if n > maxSlotsPerKind {
-			return "", rtc.Errorf(rtc.CodeInvalidParams, "offer receives %d %s m-lines; at most %d", n, k, maxSlotsPerKind)
-		}
+	offer, wants, refused, err := viewerOffer(offer, func(kind string) bool { return claims.Grants(publishPrivilege[kind]) })
+	if err != nil {
+		return "", err
 	}
 	if refused {
 		s.svc.refusedMedia.Add(1)
 		s.svc.noisy(slog.LevelInfo, s.addr, "viewer offers to send media its token does not allow; answered as receive-only", "uid", s.uidNow())
-		b, err := d.Marshal()
-		if err != nil {
-			return "", rtc.Errorf(rtc.CodeInvalidParams, "offer: %v", err)
-		}
-		offer = string(b)
 	}
 	pc, err := s.svc.opts.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -303,6 +271,49 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 		}
 	}()
 	return pc.LocalDescription().SDP, nil
+}
+
+// viewerOffer reads a WHEP offer: how many m-lines of each kind it receives on, and the
+// offer to apply, in which every m-line sending a kind that may not be sent is made not to
+// send (sendrecv → recvonly, sendonly → inactive; refused says whether any was).
+func viewerOffer(offer string, may func(kind string) bool) (string, map[string]int, bool, error) {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(offer); err != nil {
+		return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer is not a session description: %v", err)
+	}
+	wants := map[string]int{}
+	refused := false
+	for _, md := range d.MediaDescriptions {
+		kind := md.MediaName.Media
+		if kind != rtc.KindAudio && kind != rtc.KindVideo {
+			continue
+		}
+		dir := mediaDirection(&d, md)
+		if (dir == "sendrecv" || dir == "sendonly") && !may(kind) {
+			refused = true
+			dir = map[string]string{"sendrecv": "recvonly", "sendonly": "inactive"}[dir]
+			setDirection(md, dir)
+		}
+		if (dir == "sendrecv" || dir == "recvonly") && md.MediaName.Port.Value != 0 {
+			wants[kind]++
+		}
+	}
+	if wants[rtc.KindAudio]+wants[rtc.KindVideo] == 0 {
+		return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer receives no audio or video")
+	}
+	for k, n := range wants {
+		if n > maxSlotsPerKind {
+			return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer receives %d %s m-lines; at most %d", n, k, maxSlotsPerKind)
+		}
+	}
+	if !refused {
+		return offer, wants, false, nil
+	}
+	b, err := d.Marshal()
+	if err != nil {
+		return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer: %v", err)
+	}
+	return string(b), wants, true, nil
 }
 
 func setDirection(md *sdp.MediaDescription, dir string) {
