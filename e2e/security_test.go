@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/mosquitto"
+	"github.com/camagent/camagent/hub/tlsconf"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
@@ -43,6 +46,8 @@ type secure struct {
 	// mqttKey is an API key with an MQTT login, command on porch only.
 	mqttKey, mqttKeyID string
 	mosquitto          *mqBroker // nil on the embedded broker
+	brokerURL          string    // where devices and the tests' MQTT clients connect
+	brokerTLS          *tls.Config
 	passwd             string    // mosquitto's password file
 }
 
@@ -56,6 +61,9 @@ func startSecure(t *testing.T, brokerKind string) *secure {
 	hcfg.Listen, hcfg.MQTTListen, hcfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "hub")
 	var mq *mqBroker
 	var mqPort string
+	if brokerKind == "embedded-tls" {
+		hcfg.MQTTTLSListen = "127.0.0.1:0"
+	}
 	if brokerKind == "mosquitto" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		must(t, err, "pick a port for mosquitto")
@@ -108,10 +116,23 @@ func startSecure(t *testing.T, brokerKind string) *secure {
 		t.Fatalf("hub: %v", err)
 	}
 	s.base = "http://" + h.Addr()
+	s.brokerURL = h.BrokerURL()
+	var caFile string
+	if brokerKind == "embedded-tls" {
+		// Devices on other machines: MQTT over TLS, trusting the hub's (self-signed) certificate.
+		s.brokerURL = "ssl://" + h.BrokerTLSAddr()
+		caFile = filepath.Join(hcfg.StateDir, tlsconf.CertFile)
+		pem, err := os.ReadFile(caFile)
+		must(t, err, "the hub's certificate")
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		s.brokerTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	}
 	var stops []func()
 	for _, id := range []string{"porch", "garage"} {
 		acfg := agent.Defaults()
-		acfg.ID, acfg.MQTT, acfg.Hub = id, h.BrokerURL(), s.base
+		acfg.ID, acfg.MQTT, acfg.Hub = id, s.brokerURL, s.base
+		acfg.MQTTCAFile = caFile
 		acfg.MQTTUsername, acfg.MQTTPassword, acfg.HubKey = id, s.creds[id], s.creds[id]
 		acfg.Speaker = "wav:" + filepath.Join(dir, id+".wav")
 		acfg.StateDir = filepath.Join(dir, id)
@@ -251,7 +272,7 @@ func (s *secure) speakerEnergy() float64 {
 // attack must be refused and leave nothing behind, while the admin, the guest, the devices and
 // the key keep doing what they may.
 func TestSecurity(t *testing.T) {
-	for _, b := range []string{"embedded", "mosquitto"} {
+	for _, b := range []string{"embedded", "embedded-tls", "mosquitto"} {
 		t.Run(b, func(t *testing.T) { testSecurity(t, b) })
 	}
 }
@@ -553,9 +574,11 @@ func testSecurity(t *testing.T, brokerKind string) {
 	})
 
 	t.Run("mqtt", func(t *testing.T) {
-		url := s.hub.BrokerURL()
 		connect := func(id, user, pw string) (mqtt.Client, error) {
-			o := mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pw).SetConnectRetry(false).SetAutoReconnect(false)
+			o := mqtt.NewClientOptions().AddBroker(s.brokerURL).SetClientID(id).SetUsername(user).SetPassword(pw).SetConnectRetry(false).SetAutoReconnect(false)
+			if s.brokerTLS != nil {
+				o.SetTLSConfig(s.brokerTLS)
+			}
 			c := mqtt.NewClient(o)
 			tok := c.Connect()
 			tok.WaitTimeout(5 * time.Second)

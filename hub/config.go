@@ -41,6 +41,9 @@ type Config struct {
 	MQTTListen string `yaml:"mqttListen"`
 	// MQTTWSListen adds a MQTT-over-WebSocket listener to the embedded broker ("" = none).
 	MQTTWSListen string `yaml:"mqttWSListen"`
+	// MQTTTLSListen adds an MQTT-over-TLS listener (e.g. ":8883") to the embedded broker, with
+	// the hub's certificate (the same as HTTPS: self-signed, files or ACME) ("" = none).
+	MQTTTLSListen string `yaml:"mqttTLSListen"`
 	// MQTTPrefix is the topic prefix of the devices (camagent/<id>/…).
 	MQTTPrefix   string `yaml:"mqttPrefix"`
 	MQTTUsername string `yaml:"mqttUsername"`
@@ -250,7 +253,7 @@ func isLoopbackAddr(addr string) bool {
 func (c *Config) validateTrust() []error {
 	var errs []error
 	if c.Demo {
-		for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"mqttListen", c.MQTTListen}, {"mqttWSListen", c.MQTTWSListen}, {"metricsListen", c.MetricsListen}} {
+		for _, l := range []struct{ key, addr string }{{"listen", c.Listen}, {"mqttListen", c.MQTTListen}, {"mqttWSListen", c.MQTTWSListen}, {"mqttTLSListen", c.MQTTTLSListen}, {"metricsListen", c.MetricsListen}} {
 			if l.addr != "" && (l.key == "listen" || c.MQTT == "embedded" || l.key == "metricsListen") && !isLoopbackAddr(l.addr) {
 				errs = append(errs, fmt.Errorf("%s: %q is beyond loopback, and demo mode trusts every loopback client without authentication: "+
 					"turn demo off (people then log in: camhub user add admin --admin) or listen on 127.0.0.1", l.key, l.addr))
@@ -259,6 +262,9 @@ func (c *Config) validateTrust() []error {
 	} else if !isLoopbackAddr(c.Listen) && !c.Network.UseTLS(c.Listen) && len(c.TrustedProxies) == 0 {
 		errs = append(errs, fmt.Errorf("listen: %q is beyond loopback without TLS (network.tls: off), so passwords and session cookies would cross the network in clear: "+
 			"set network.tls to auto or on, or put a TLS reverse proxy on this machine and list it in trustedProxies", c.Listen))
+	}
+	if c.MQTTTLSListen != "" && c.MQTT != "embedded" {
+		errs = append(errs, fmt.Errorf("mqttTLSListen: %q is a listener of the embedded broker, but mqtt is %q: remove it, or set mqtt: embedded", c.MQTTTLSListen, redactURL(c.MQTT)))
 	}
 	if c.MetricsListen != "" && !isLoopbackAddr(c.MetricsListen) {
 		errs = append(errs, fmt.Errorf("metricsListen: %q must be a loopback address (it serves /metrics without credentials)", c.MetricsListen))

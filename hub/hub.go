@@ -97,6 +97,14 @@ func (h *Hub) Addr() string { return h.addr }
 // URL is the hub's base URL, http:// or https:// (after Ready).
 func (h *Hub) URL() string { return h.scheme + "://" + h.addr }
 
+// BrokerTLSAddr is the embedded broker's MQTT-over-TLS address (after Ready), or "".
+func (h *Hub) BrokerTLSAddr() string {
+	if h.embedded == nil {
+		return ""
+	}
+	return h.embedded.TLSAddr()
+}
+
 // BrokerURL is the MQTT broker the hub uses (after Ready).
 func (h *Hub) BrokerURL() string { return h.broker }
 
@@ -135,14 +143,26 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer wg.Wait()
 	errc := make(chan error, 4)
 
+	// The network first: the embedded broker's TLS listener uses the hub's certificate.
+	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE()}
+	netw, err := h.startNetwork(&apiOpts)
+	if err != nil {
+		return err
+	}
+	defer netw.Close()
+
 	h.broker = h.cfg.MQTT
 	mqttUser, mqttPass := h.cfg.MQTTUsername, h.cfg.MQTTPassword
 	if h.cfg.MQTT == "embedded" {
 		h.mqttAuth = &mqttAuth{store: h.store, hubUser: hubMQTTUser, hubPass: randomSecret(), demo: h.cfg.Demo,
 			extraUser: h.cfg.MQTTUsername, extraPass: h.cfg.MQTTPassword, refusals: h.refusals}
 		mqttUser, mqttPass = h.mqttAuth.hubUser, h.mqttAuth.hubPass
-		b, err := broker.New(broker.Options{TCPAddr: h.cfg.MQTTListen, WSAddr: h.cfg.MQTTWSListen, Logger: h.log,
-			Auth: h.mqttAuth, AllowAnonymous: h.cfg.Demo, Prefix: h.cfg.MQTTPrefix, AllowedOrigins: h.cfg.AllowedOrigins})
+		bopts := broker.Options{TCPAddr: h.cfg.MQTTListen, WSAddr: h.cfg.MQTTWSListen, Logger: h.log,
+			Auth: h.mqttAuth, AllowAnonymous: h.cfg.Demo, Prefix: h.cfg.MQTTPrefix, AllowedOrigins: h.cfg.AllowedOrigins}
+		if h.cfg.MQTTTLSListen != "" {
+			bopts.TLSAddr, bopts.TLSConfig = h.cfg.MQTTTLSListen, netw.tls
+		}
+		b, err := broker.New(bopts)
 		if err != nil {
 			return fmt.Errorf("hub: embedded broker: %w", err)
 		}
@@ -165,7 +185,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		// A revoked device or key loses its MQTT session at once, not at its next reconnect.
 		h.dropRevoked()
 		h.store.OnChange(h.dropRevoked)
-		h.log.Info("embedded MQTT broker listening", "component", "hub", "addr", b.Addr(), "demo", h.cfg.Demo)
+		h.log.Info("embedded MQTT broker listening", "component", "hub", "addr", b.Addr(), "tls", b.TLSAddr(), "demo", h.cfg.Demo)
 	}
 
 	// Changes made by the camhub CLI (a revoked device) take effect within a second.
@@ -194,12 +214,6 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.dir.Run(ctx)
 	}()
 
-	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE()}
-	netw, err := h.startNetwork(&apiOpts)
-	if err != nil {
-		return err
-	}
-	defer netw.Close()
 	api, err := rtc.NewAPI(apiOpts)
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)

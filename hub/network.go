@@ -63,7 +63,7 @@ func (h *Hub) startNetwork(o *rtc.APIOptions) (_ *network, err error) {
 		n.closers = append(n.closers, mux.Close)
 		o.ICETCPMux = mux
 	}
-	if nc.UseTLS(h.cfg.Listen) || nc.TURN.TLSPort > 0 {
+	if nc.UseTLS(h.cfg.Listen) || nc.TURN.TLSPort > 0 || (h.cfg.MQTT == "embedded" && h.cfg.MQTTTLSListen != "") {
 		var c *tlsconf.Certificate
 		if nc.TLSCert != "" {
 			c, err = tlsconf.LoadFiles(nc.TLSCert, nc.TLSKey)

@@ -26,6 +26,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,10 @@ type Options struct {
 	// WSAddr is the MQTT-over-WebSocket listen address (any path is
 	// accepted); "" disables it.
 	WSAddr string
+	// TLSAddr is an MQTT-over-TLS listen address (e.g. ":8883"), served
+	// with TLSConfig; "" disables it.
+	TLSAddr   string
+	TLSConfig *tls.Config
 	// Users maps user names to passwords of the hub's own accounts
 	// (KindHub: every topic).
 	Users map[string]string
@@ -101,6 +106,7 @@ type Broker struct {
 	srv     *mqtt.Server
 	addr    string
 	wsAddr  string
+	tlsAddr string
 }
 
 // New checks opts and returns a Broker that is not yet listening.
@@ -118,8 +124,11 @@ func New(opts Options) (*Broker, error) {
 			"(the hub's user name and password, per-device credentials from `camhub device add`), " +
 			"or allow anonymous clients in demo mode on loopback")
 	}
+	if opts.TLSAddr != "" && opts.TLSConfig == nil {
+		return nil, errors.New("broker: a TLS listener needs a certificate")
+	}
 	if opts.AllowAnonymous {
-		for _, a := range []string{opts.TCPAddr, opts.WSAddr} {
+		for _, a := range []string{opts.TCPAddr, opts.WSAddr, opts.TLSAddr} {
 			if a != "" && !loopback(a) {
 				return nil, fmt.Errorf("broker: refuses to listen on %s beyond loopback without authentication: "+
 					"listen on 127.0.0.1, or turn demo mode off and give every client an account "+
@@ -215,6 +224,26 @@ func (b *Broker) Run(ctx context.Context) error {
 		tcp.Close()
 		return fmt.Errorf("broker: add tcp listener: %w", err)
 	}
+	tlsAddr := ""
+	if b.opts.TLSAddr != "" {
+		raw, err := net.Listen("tcp", b.opts.TLSAddr)
+		if err != nil {
+			server.Close()
+			return fmt.Errorf("broker: listen tls %s: %w", b.opts.TLSAddr, err)
+		}
+		// The handshake runs on the client's first read, inside the CONNECT deadline.
+		cfg := b.opts.TLSConfig.Clone()
+		cfg.NextProtos = nil // no ALPN: MQTT clients that offer one ("mqtt") are not refused
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		if err := server.AddListener(newTCPListener("tls", tls.NewListener(raw, cfg), b)); err != nil {
+			raw.Close()
+			server.Close()
+			return fmt.Errorf("broker: add tls listener: %w", err)
+		}
+		tlsAddr = raw.Addr().String()
+	}
 	wsAddr := ""
 	if b.opts.WSAddr != "" {
 		ws, err := net.Listen("tcp", b.opts.WSAddr)
@@ -237,8 +266,9 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.mu.Lock()
 	b.addr = tcp.Addr().String()
 	b.wsAddr = wsAddr
+	b.tlsAddr = tlsAddr
 	b.mu.Unlock()
-	b.log.Info("broker listening", "tcp", b.addr, "ws", wsAddr, "anonymous", b.opts.AllowAnonymous,
+	b.log.Info("broker listening", "tcp", b.addr, "ws", wsAddr, "tls", tlsAddr, "anonymous", b.opts.AllowAnonymous,
 		"maxPacketSize", b.opts.MaxPacketSize, "maxClients", b.opts.MaxClients)
 	close(b.ready)
 
@@ -260,6 +290,14 @@ func (b *Broker) Addr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.addr
+}
+
+// TLSAddr is the MQTT-over-TLS address the broker listens on, or "" when it
+// is disabled or not Ready.
+func (b *Broker) TLSAddr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tlsAddr
 }
 
 // WSAddr is the WebSocket address the broker listens on, or "" when it is

@@ -104,7 +104,10 @@ func (d *Directory) Run(ctx context.Context) error {
 	co := mqtt.NewClientOptions().AddBroker(d.opts.Broker).SetClientID(d.opts.ClientID).
 		SetUsername(d.opts.Username).SetPassword(d.opts.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10 * time.Second).SetCleanSession(true).SetOrderMatters(false)
+		SetMaxReconnectInterval(10 * time.Second).SetCleanSession(true).
+		// In order: a device's "leaving" handled after its "idle" would stick. onMessage never
+		// blocks (a reply goes to a buffered channel), so paho's one router goroutine is enough.
+		SetOrderMatters(true)
 	if d.opts.TLS != nil {
 		co.SetTLSConfig(d.opts.TLS)
 	}
