@@ -48,7 +48,7 @@ type secure struct {
 	mosquitto          *mqBroker // nil on the embedded broker
 	brokerURL          string    // where devices and the tests' MQTT clients connect
 	brokerTLS          *tls.Config
-	passwd             string    // mosquitto's password file
+	passwd             string // mosquitto's password file
 }
 
 // startSecure starts the hub, the broker ("embedded", or "mosquitto": Debian's, with the
