@@ -293,7 +293,11 @@ func TestRefusedLogins(t *testing.T) {
 	// A device's own will passes.
 	porch, _ := login(t, b, "porch", func(o *paho.ClientOptions) { o.SetWill("camagent/porch/status", "offline", 1, true) })
 	publish(t, porch, "camagent/porch/status", true, "online")
-	only(t, hubMsgs, message{"camagent/porch/status", "online", false})
+	// (The retain flag is not what this checks: mochi now and then forwards a retained publish
+	// to a live subscriber with it set.)
+	if got := next(t, hubMsgs); got.topic != "camagent/porch/status" || got.payload != "online" {
+		t.Fatalf("got %+v, want porch's own status online (and nothing before it)", got)
+	}
 	if s := statsWhen(b, func(s Stats) bool { return !(s.RefusedAuth != 6 || s.RefusedACL != 1) }); s.RefusedAuth != 6 || s.RefusedACL != 1 {
 		t.Errorf("stats %+v: want 6 refused logins and 1 refused will", s)
 	}
