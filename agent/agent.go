@@ -42,6 +42,9 @@ type Agent struct {
 	// start of the command running now (0: none).
 	beat      atomic.Int64
 	busySince atomic.Int64
+	// privacy is privacy mode (privacy.go): kept in the state directory, stamped on
+	// every state.
+	privacy atomic.Bool
 }
 
 // heartbeatEvery is how often Run's heartbeat checks the agent's health.
@@ -102,6 +105,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	for _, o := range opts {
 		o(a)
 	}
+	a.loadPrivacy()
 	for _, w := range cfg.Warnings() {
 		a.log.Warn("insecure transport allowed", "problem", w)
 	}
@@ -159,6 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) setState(s control.State) {
 	s.Since = time.Now().UTC()
+	s.Privacy = a.privacy.Load()
 	a.mu.Lock()
 	a.state = s
 	a.mu.Unlock()
@@ -180,6 +185,10 @@ func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State,
 	defer a.busySince.Store(0)
 	switch cmd.Action {
 	case "join":
+		if a.privacy.Load() {
+			a.metrics.command(cmd.Action, ErrPrivacy)
+			return a.State(), ErrPrivacy
+		}
 		err := a.join(ctx, cmd)
 		a.metrics.command(cmd.Action, err)
 		return a.State(), err
@@ -189,6 +198,14 @@ func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State,
 		return a.State(), nil
 	case "status":
 		return a.State(), nil
+	case control.ActionSnapshot:
+		err := a.snapshot(ctx, cmd)
+		a.metrics.command(cmd.Action, err)
+		return a.State(), err
+	case control.ActionPrivacy:
+		err := a.setPrivacy(*cmd.On) // ParseCommand requires "on"
+		a.metrics.command(cmd.Action, err)
+		return a.State(), err
 	}
 	return a.State(), fmt.Errorf("unknown action %q", cmd.Action)
 }
