@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
 )
 
 // Privacy mode: on, the agent leaves any call (which closes the camera, the microphone and
