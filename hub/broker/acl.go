@@ -16,8 +16,9 @@ const (
 	KindAnonymous   = "anonymous"   // demo mode on loopback: every topic
 )
 
-// deviceLeaves are the topics a device publishes under <prefix>/<id>/.
-var deviceLeaves = []string{"status", "state", "reply", "events", "snapshot"}
+// DeviceLeaves are the topics a device publishes under <prefix>/<id>/ (hub/mosquitto writes
+// the same rules for an external broker).
+var DeviceLeaves = []string{"status", "state", "reply", "events", "snapshot"}
 
 // rules is what one connected identity may read and write, worked out once
 // at CONNECT. Read rules are topic filters: a subscription is allowed only
@@ -42,12 +43,12 @@ func rulesFor(id Identity, prefix, haPrefix string) rules {
 	case KindHub, KindAnonymous:
 		return rules{all: true}
 	case KindDevice:
-		if !validLevel(id.Name) {
+		if !ValidLevel(id.Name) {
 			return rules{} // nothing at all; New's Authenticator should not make such a device
 		}
 		tp := control.Topics{Prefix: prefix, ID: id.Name}
 		r := rules{read: []string{tp.Cmd()}}
-		for _, leaf := range deviceLeaves {
+		for _, leaf := range DeviceLeaves {
 			r.write = append(r.write, prefix+"/"+id.Name+"/"+leaf)
 		}
 		r.own = append(slices.Clone(r.write), tp.Cmd())
@@ -69,7 +70,7 @@ func rulesFor(id Identity, prefix, haPrefix string) rules {
 			case d == "*":
 				r.read = append(r.read, prefix+"/#", haPrefix+"/#")
 				r.anyCmd = true
-			case validLevel(d):
+			case ValidLevel(d):
 				r.read = append(r.read,
 					prefix+"/"+d+"/#",
 					haPrefix+"/+/"+haNode(prefix, haPrefix, d)+"/+/config")
@@ -81,8 +82,8 @@ func rulesFor(id Identity, prefix, haPrefix string) rules {
 	return rules{}
 }
 
-// validLevel reports whether s is a usable, literal topic level.
-func validLevel(s string) bool {
+// ValidLevel reports whether s is a usable, literal topic level.
+func ValidLevel(s string) bool {
 	return s != "" && !strings.ContainsAny(s, "/+#\x00") && !strings.HasPrefix(s, "$")
 }
 
@@ -122,7 +123,7 @@ func (r *rules) canWrite(topic string) bool {
 	}
 	if r.anyCmd {
 		if rest, ok := strings.CutPrefix(topic, r.prefix+"/"); ok {
-			if dev, ok := strings.CutSuffix(rest, "/cmd"); ok && validLevel(dev) {
+			if dev, ok := strings.CutSuffix(rest, "/cmd"); ok && ValidLevel(dev) {
 				return true
 			}
 		}

@@ -51,7 +51,7 @@ func (b *Broker) authenticate(user, pass string, remote net.Addr) (Identity, boo
 		switch id.Kind {
 		case KindHub, KindIntegration:
 		case KindDevice:
-			if !validLevel(id.Name) {
+			if !ValidLevel(id.Name) {
 				return Identity{}, false // a device id that is not one topic level
 			}
 		default:

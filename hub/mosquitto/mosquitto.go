@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/auth"
 )
 
@@ -34,9 +35,6 @@ type ACLOptions struct {
 	// Keys are the integration keys; those with MQTT set get an account named by their id.
 	Keys []auth.Key
 }
-
-// deviceLeaves are the topics a device writes under <prefix>/<id>/ (hub/broker uses the same).
-var deviceLeaves = []string{"status", "state", "reply", "events", "snapshot"}
 
 // ACL returns the text of a Mosquitto acl_file for o. Devices are covered by patterns on
 // their user name (%u = the device id), so enrolling a device needs no new ACL lines; keys
@@ -57,7 +55,7 @@ func ACL(o ACLOptions) (string, error) {
 	fmt.Fprintf(&b, "# Each device logs in with its id as user name and reads only its commands and writes\n")
 	fmt.Fprintf(&b, "# only its own topics. %%u is the user name, so every enrolled device is covered.\n")
 	fmt.Fprintf(&b, "pattern read %s/%%u/cmd\n", o.Prefix)
-	for _, leaf := range deviceLeaves {
+	for _, leaf := range broker.DeviceLeaves {
 		fmt.Fprintf(&b, "pattern write %s/%%u/%s\n", o.Prefix, leaf)
 	}
 	if o.HAPrefix != "" {
@@ -88,7 +86,7 @@ func ACL(o ACLOptions) (string, error) {
 				if o.HAPrefix != "" {
 					fmt.Fprintf(&b, "topic read %s/#\n", o.HAPrefix)
 				}
-			case validLevel(d):
+			case broker.ValidLevel(d) && !strings.ContainsAny(d, "\r\n"):
 				fmt.Fprintf(&b, "topic read %s/%s/#\ntopic write %s/%s/cmd\n", o.Prefix, d, o.Prefix, d)
 				if o.HAPrefix != "" {
 					fmt.Fprintf(&b, "topic read %s/+/%s/+/config\n", o.HAPrefix, control.HANode(d))
@@ -99,13 +97,10 @@ func ACL(o ACLOptions) (string, error) {
 	return b.String(), nil
 }
 
-// validUser: a name Mosquitto's files can hold and an ACL pattern can substitute.
+// validUser: a name Mosquitto's files can hold (no line breaks, no ':') and an ACL pattern
+// can substitute (a literal topic level).
 func validUser(s string) bool {
-	return s != "" && validLevel(s) && !strings.ContainsAny(s, ": \t\r\n")
-}
-
-func validLevel(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "/+#\x00\r\n") && !strings.HasPrefix(s, "$")
+	return broker.ValidLevel(s) && !strings.ContainsAny(s, ": \t\r\n")
 }
 
 // iterations of PBKDF2-SHA512; the secrets are 256-bit random, so this is not what keeps
