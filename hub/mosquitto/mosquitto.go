@@ -20,8 +20,8 @@ import (
 	"syscall"
 
 	"github.com/camagent/camagent/control"
-	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/auth"
+	"github.com/camagent/camagent/hub/broker"
 )
 
 // ACLOptions are the names the ACL is written for.
