@@ -1,5 +1,5 @@
 // Package control is the device's MQTT side: the command, state, reply and
-// event types of the MQTT API (docs: /work/shared/ARCHITECTURE.md, "MQTT API"),
+// event types of the MQTT API (docs/mqtt.md),
 // their parser, the topic names, and Client, which keeps a connection to the
 // broker and runs commands.
 //

@@ -259,6 +259,19 @@ func (s *secure) deviceState(id string) string {
 	return "absent"
 }
 
+// joinView dials the hub and joins with a /watch answer, as the viewer page does; the client
+// closes when the test ends.
+func (s *secure) joinView(ctx context.Context, t *testing.T, appID, channel, tok string, uid uint32, who string) *rtc.Client {
+	t.Helper()
+	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
+	must(t, err, who+" dials")
+	t.Cleanup(func() { c.Close() })
+	_, err = c.Join(ctx, appID, channel, uid, tok)
+	must(t, err, who+" joins")
+	return c
+}
+
 // speakerEnergy is the RMS of the last half second the device's speaker played (0 before any).
 func (s *secure) speakerEnergy() float64 {
 	samples, _, _, err := wav.ReadFile(s.speaker)
@@ -403,14 +416,9 @@ func testSecurity(t *testing.T, brokerKind string) {
 		if claims.Has(token.PrivPublishAudio) || claims.Has(token.PrivPublishVideo) || !claims.Has(token.PrivSubscribe) {
 			t.Errorf("guest's token grants %v", claims.Privileges)
 		}
-		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
-		must(t, err, "dial")
-		defer c.Close()
-		_, err = c.Join(ctx, w.AppID, w.Channel, w.UID, w.Token)
-		must(t, err, "guest join")
+		c := s.joinView(ctx, t, w.AppID, w.Channel, w.Token, w.UID, "guest")
 		if _, ok := firstFrame(ctx, t, c, w.DeviceUID); !ok {
 			t.Fatal("guest sees no picture")
 		}
@@ -443,14 +451,9 @@ func testSecurity(t *testing.T, brokerKind string) {
 		}
 		var aw, gw, gw2 watch
 		expect("admin watch", admin.do("POST", "/api/devices/porch/watch", map[string]any{}, &aw), 200)
-		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		ac, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
-		must(t, err, "dial")
-		defer ac.Close()
-		_, err = ac.Join(ctx, aw.AppID, aw.Channel, aw.UID, aw.Token)
-		must(t, err, "admin join")
+		ac := s.joinView(ctx, t, aw.AppID, aw.Channel, aw.Token, aw.UID, "admin")
 		expect("guest asks for the admin's uid", guest.do("POST", "/api/devices/porch/watch", map[string]any{"uid": aw.UID}, &gw), 200)
 		cases++
 		if gw.UID == aw.UID || gw.UID < 100000 {
@@ -461,11 +464,7 @@ func testSecurity(t *testing.T, brokerKind string) {
 		if claims.UID != gw.UID {
 			t.Fatalf("guest's token names uid %d, answer %d", claims.UID, gw.UID)
 		}
-		gc, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
-		must(t, err, "dial")
-		defer gc.Close()
-		_, err = gc.Join(ctx, gw.AppID, gw.Channel, gw.UID, gw.Token)
-		must(t, err, "guest join")
+		gc := s.joinView(ctx, t, gw.AppID, gw.Channel, gw.Token, gw.UID, "guest")
 		// Renewing keeps the guest's own uid; the admin's stays the admin's.
 		expect("guest renews", guest.do("POST", "/api/devices/porch/watch", map[string]any{"uid": gw.UID}, &gw2), 200)
 		cases++
@@ -512,15 +511,10 @@ func testSecurity(t *testing.T, brokerKind string) {
 		if !w.Talk {
 			t.Fatal("admin may not talk")
 		}
-		api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: s.base, API: api, Logger: testLogger(t)})
-		must(t, err, "dial")
-		defer c.Close()
-		_, err = c.Join(ctx, w.AppID, w.Channel, w.UID, w.Token)
-		must(t, err, "admin join")
-		_, err = rtctest.PublishTone(ctx, c, 1000)
+		c := s.joinView(ctx, t, w.AppID, w.Channel, w.Token, w.UID, "admin")
+		_, err := rtctest.PublishTone(ctx, c, 1000)
 		must(t, err, "admin publishes a tone")
 		deadline := time.Now().Add(10 * time.Second)
 		for s.speakerEnergy() < 1000 {
