@@ -388,7 +388,7 @@ func (s *session) fillSlots(v *viewer) {
 			}
 			shown[t] = true
 			out := &outlet{feed: f}
-			out.waiting.Store(t.isKey != nil)
+			out.waiting.Store(t.gate != nil)
 			sl.setSource(t, f)
 			t.addSubscriber(s, out)
 			t.requestKeyframeNow()
@@ -519,6 +519,14 @@ func (sl *slot) feedFor(t *track) *slotFeed {
 		return nil
 	}
 	return &slotFeed{slot: sl, pt: uint8(match.PayloadType)}
+}
+
+// ready reports whether the slot is bound to the viewer's connection with this feed.
+func (f *slotFeed) ready() bool {
+	sl := f.slot
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.feed == f && sl.w != nil
 }
 
 // write sends one of the source's packets on the slot (a packet of a former source is dropped).

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -13,7 +14,13 @@ func FuzzH264KeyframeStart(f *testing.F) {
 	for _, p := range [][]byte{{0x65, 0x88}, {0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, {0x78, 0xff, 0xff}, {0x7c, 0x85}, {0x18}} {
 		f.Add(p)
 	}
-	f.Fuzz(func(t *testing.T, p []byte) { h264KeyframeStart(p) })
+	f.Fuzz(func(t *testing.T, p []byte) {
+		h264Start(p)
+		g := keyGate{h264: true}
+		for i := 0; i+4 <= len(p); i += 4 { // the gate over packets cut from the input
+			g.step(&rtp.Packet{Header: rtp.Header{Timestamp: uint32(p[i]), Marker: p[i]&1 == 1}, Payload: p[i:]})
+		}
+	})
 }
 
 func FuzzVP8KeyframeStart(f *testing.F) {

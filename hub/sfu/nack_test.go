@@ -11,14 +11,11 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/device/h264"
-	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
-	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 )
 
@@ -85,35 +82,9 @@ func TestNACKRecovery(t *testing.T) {
 		return c
 	}
 
-	// The publisher: the synthetic camera, answering keyframe requests.
+	// The publisher: the synthetic camera.
 	pub := join(1)
-	cam, err := synth.NewCamera(synth.CameraOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cam.Close()
-	track, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: rtc.H264FmtpConstrainedBaseline}, "video", "cam")
-	go func() {
-		for {
-			s, err := cam.ReadSample(ctx)
-			if err != nil {
-				return
-			}
-			track.WriteSample(media.Sample{Data: s.Data, Duration: s.Duration})
-		}
-	}()
-	senders, err := pub.Publish(ctx, track)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
+	publishSynthCamera(ctx, t, pub, nil)
 
 	sub := join(2)
 	remote, err := sub.Subscribe(ctx, 1, rtc.KindVideo)

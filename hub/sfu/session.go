@@ -934,6 +934,7 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: %v", err)
 	}
+	out.ready = func() bool { return out.local.bound() && pc.ConnectionState() == webrtc.PeerConnectionStateConnected }
 	tr, err := pc.AddTransceiverFromTrack(out.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: add track: %v", err)

@@ -174,17 +174,6 @@ func TestKeyframeStart(t *testing.T) {
 		p    []byte
 		want bool
 	}{
-		{"h264 idr", h264KeyframeStart, []byte{0x65, 0x88}, true},
-		{"h264 sps", h264KeyframeStart, []byte{0x67, 0x42}, true},
-		{"h264 p slice", h264KeyframeStart, []byte{0x41, 0x9a}, false},
-		{"h264 sei", h264KeyframeStart, []byte{0x06, 0x05}, false},
-		{"h264 stap-a sps+pps", h264KeyframeStart, []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, true},
-		{"h264 stap-a sei only", h264KeyframeStart, []byte{0x78, 0x00, 0x02, 0x06, 0x05}, false},
-		{"h264 stap-a truncated", h264KeyframeStart, []byte{0x78, 0x00}, false},
-		{"h264 fu-a idr start", h264KeyframeStart, []byte{0x7c, 0x85}, true},
-		{"h264 fu-a idr middle", h264KeyframeStart, []byte{0x7c, 0x05}, false},
-		{"h264 fu-a p start", h264KeyframeStart, []byte{0x7c, 0x81}, false},
-		{"h264 empty", h264KeyframeStart, nil, false},
 		{"vp8 key", vp8KeyframeStart, []byte{0x10, 0x00}, true},
 		{"vp8 inter", vp8KeyframeStart, []byte{0x10, 0x01}, false},
 		{"vp8 not start", vp8KeyframeStart, []byte{0x00, 0x00}, false},

@@ -29,7 +29,7 @@ type track struct {
 	remote *webrtc.TrackRemote
 	kind   string
 	uid    uint32
-	isKey  func(payload []byte) bool // nil: every packet may start a subscriber (audio)
+	gate   *keyGate // nil: every packet may start a subscriber (audio, other codecs)
 
 	mu    sync.Mutex
 	subs  map[*session]*outlet
@@ -41,11 +41,27 @@ type track struct {
 
 // outlet is the track as one subscriber receives it.
 type outlet struct {
-	local *webrtc.TrackLocalStaticRTP
+	local *boundTrack
 	// feed, when set, takes the packets instead of local: a WHEP viewer's slot (external.go).
 	feed *slotFeed
+	// ready, when set, reports whether what is written now reaches the subscriber (its track
+	// bound and its connection up); a waiting outlet opens only when it does.
+	ready func() bool
 	// waiting: nothing is sent until a packet that starts a keyframe.
 	waiting atomic.Bool
+}
+
+// canReceive reports whether a packet written now would reach the subscriber.
+func (o *outlet) canReceive() bool {
+	switch {
+	case o.ready != nil:
+		return o.ready()
+	case o.feed != nil:
+		return o.feed.ready()
+	case o.local != nil:
+		return o.local.bound()
+	}
+	return true
 }
 
 func newTrack(svc *Service, pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, uid uint32) (*track, error) {
@@ -53,9 +69,9 @@ func newTrack(svc *Service, pc *webrtc.PeerConnection, remote *webrtc.TrackRemot
 		subs: map[*session]*outlet{}, done: make(chan struct{})}
 	switch strings.ToLower(remote.Codec().MimeType) {
 	case strings.ToLower(webrtc.MimeTypeH264):
-		t.isKey = h264KeyframeStart
+		t.gate = &keyGate{h264: true}
 	case strings.ToLower(webrtc.MimeTypeVP8):
-		t.isKey = vp8KeyframeStart
+		t.gate = &keyGate{}
 	}
 	var once sync.Once
 	t.close = func() { once.Do(func() { close(t.done) }) }
@@ -68,8 +84,8 @@ func (t *track) newOutlet() (*outlet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new local track: %w", err)
 	}
-	o := &outlet{local: local}
-	o.waiting.Store(t.isKey != nil)
+	o := &outlet{local: &boundTrack{TrackLocalStaticRTP: local}}
+	o.waiting.Store(t.gate != nil)
 	return o, nil
 }
 
@@ -105,13 +121,11 @@ func (t *track) forward(ctx context.Context) {
 			outlets = append(outlets, o)
 		}
 		t.mu.Unlock()
-		var key, keyKnown bool
+		// The gate sees every packet, so that it knows where access units begin.
+		start := t.gate != nil && t.gate.step(&pkt)
 		for _, o := range outlets {
 			if o.waiting.Load() {
-				if !keyKnown {
-					key, keyKnown = t.isKey(pkt.Payload), true
-				}
-				if !key {
+				if !start || !o.canReceive() {
 					continue
 				}
 				o.waiting.Store(false)
@@ -174,29 +188,6 @@ func (t *track) sendPLI() {
 	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.remote.SSRC())}}); err != nil {
 		t.svc.log.Debug("send PLI", "err", err)
 	}
-}
-
-// h264KeyframeStart reports whether an H.264 RTP payload (RFC 6184) begins an IDR access
-// unit: an SPS or IDR NAL unit, alone, first in a STAP-A, or starting a FU-A.
-func h264KeyframeStart(p []byte) bool {
-	if len(p) < 2 {
-		return false
-	}
-	switch nal := p[0] & 0x1f; nal {
-	case 5, 7:
-		return true
-	case 24: // STAP-A: 16-bit sizes, then NAL units
-		for i := 1; i+2 < len(p); {
-			size := int(p[i])<<8 | int(p[i+1])
-			if t := p[i+2] & 0x1f; t == 5 || t == 7 {
-				return true
-			}
-			i += 2 + size
-		}
-	case 28: // FU-A
-		return p[1]&0x80 != 0 && p[1]&0x1f == 5
-	}
-	return false
 }
 
 // vp8KeyframeStart reports whether a VP8 RTP payload (RFC 7741) begins a key frame.
