@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need, when it is missing: Debian packages (Chromium, Mosquitto,
+# Installs what the tests need, when it is missing: Debian packages (Chromium, Firefox ESR, Mosquitto,
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
 # coturn, the external TURN server the hub's credentials are checked against) and the browser
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 # command → Debian package that provides it
 declare -A pkgs=(
   [/usr/bin/chromium]=chromium
+  [/usr/bin/firefox-esr]=firefox-esr
   [/usr/sbin/mosquitto]=mosquitto
   [/usr/bin/mosquitto_pub]=mosquitto-clients
   [/usr/bin/ffmpeg]=ffmpeg
@@ -39,7 +40,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d e2e/browser/node_modules/playwright-core ]; then
+# playwright-core drives Chromium, puppeteer-core Firefox (WebDriver BiDi); neither downloads a browser.
+if [ ! -d e2e/browser/node_modules/playwright-core ] || [ ! -d e2e/browser/node_modules/puppeteer-core ]; then
   echo "test-deps: npm ci (e2e/browser)"
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

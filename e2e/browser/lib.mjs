@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export const SDK_PATH = fileURLToPath(new URL('../../web/sdk/camagent-rtc.js', import.meta.url));
 
@@ -91,6 +92,63 @@ export async function launchChromium({ toneHz = MIC_TONE_HZ, args = [] } = {}) {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Launches Debian's Firefox ESR headless through puppeteer-core over WebDriver BiDi, with
+ * Firefox's fake camera and microphone (its fake microphone plays a 1000 Hz tone, MIC_TONE_HZ)
+ * and autoplay allowed. Firefox opens no audio output on a machine without a sound card (its
+ * content process dies at the first AudioContext), so it gets ALSA's null device through an
+ * ~/.asoundrc in a temporary HOME. Returns {browser, close()} as launchChromium does; the
+ * browser is a puppeteer Browser (page.evaluate and evaluateHandle work as in Playwright).
+ */
+export async function launchFirefox({ prefs = {} } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'camagent-e2e-ff-'));
+  await writeFile(join(dir, '.asoundrc'), 'pcm.!default { type null }\nctl.!default { type hw card 0 }\n');
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: process.env.CAMAGENT_FIREFOX || '/usr/bin/firefox-esr',
+    headless: true,
+    env: { ...process.env, HOME: dir },
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.autoplay.default': 0,
+      'media.autoplay.block-webaudio': false,
+      'media.cubeb.backend': 'alsa',
+      // No downloads (the OpenH264 plugin among them) and no phoning home, as on an offline LAN.
+      'media.gmp-manager.url': '',
+      'media.gmp-gmpopenh264.enabled': false,
+      'app.update.enabled': false,
+      'datareporting.policy.dataSubmissionEnabled': false,
+      ...prefs,
+    },
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Opens a page in a fresh Firefox context (puppeteer), echoing the page's errors to stderr with a
+ * label as openPage does. Returns {page, context, errors}.
+ */
+export async function openFirefoxPage(browser, label) {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => {
+    errors.push(e);
+    process.stderr.write(`[${label}] uncaught: ${e.stack || e}\n`);
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warn') process.stderr.write(`[${label}] console.${m.type()}: ${m.text()}\n`);
+  });
+  return { page, context, errors };
 }
 
 /**
