@@ -138,18 +138,7 @@ func TestKeyframeGateManyViewers(t *testing.T) {
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	join := func(uid uint32) (*rtc.Client, error) {
-		c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: url, API: api})
-		if err != nil {
-			return nil, err
-		}
-		tok, _, _ := token.Mint("demo", testCert, "crowd", uid, token.RolePublisher, time.Hour, time.Now())
-		if _, err := c.Join(ctx, "demo", "crowd", uid, tok); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
-	}
+	join := func(uid uint32) (*rtc.Client, error) { return joinChannel(ctx, url, api, "crowd", uid) }
 
 	pub, err := join(1)
 	if err != nil {
@@ -269,4 +258,18 @@ func publishSynthCamera(ctx context.Context, t *testing.T, pub *rtc.Client, onRT
 			}
 		}
 	}()
+}
+
+// joinChannel dials the service at url and joins channel of the demo app as uid.
+func joinChannel(ctx context.Context, url string, api *webrtc.API, channel string, uid uint32) (*rtc.Client, error) {
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: url, API: api})
+	if err != nil {
+		return nil, err
+	}
+	tok, _, _ := token.Mint("demo", testCert, channel, uid, token.RolePublisher, time.Hour, time.Now())
+	if _, err := c.Join(ctx, "demo", channel, uid, tok); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }

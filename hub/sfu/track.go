@@ -95,6 +95,8 @@ func (t *track) forward(ctx context.Context) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	var outlets []*outlet
+	fan := &fanout{t: t}
+	defer fan.stop()
 	for {
 		select {
 		case <-t.done:
@@ -123,23 +125,11 @@ func (t *track) forward(ctx context.Context) {
 		t.mu.Unlock()
 		// The gate sees every packet, so that it knows where access units begin.
 		start := t.gate != nil && t.gate.step(&pkt)
-		for _, o := range outlets {
-			if o.waiting.Load() {
-				if !start || !o.canReceive() {
-					continue
-				}
-				o.waiting.Store(false)
-			}
-			var err error
-			if o.feed != nil {
-				err = o.feed.write(&pkt)
-			} else {
-				err = o.local.WriteRTP(&pkt)
-			}
-			if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-				t.svc.log.Debug("forward packet", "kind", t.kind, "err", err)
-			}
-		}
+		// The publisher's header extensions are numbered for its own connection, not the
+		// subscribers'; pion adds each subscriber's own. Dropping them also means no two
+		// fan-out workers ever write to one extension array.
+		pkt.Header.Extension, pkt.Header.Extensions = false, nil
+		fan.send(&pkt, outlets, start)
 	}
 }
 
