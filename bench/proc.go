@@ -195,7 +195,8 @@ func startHubProcess(ctx context.Context, bin, dir string, e env) (*hubProcess, 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c, err := startChild(bin, filepath.Join(dir, "camhub.log"), "--listen", fmt.Sprintf("127.0.0.1:%d", web),
+	// The fan-out's hundreds of viewers all come from 127.0.0.1.
+	c, err := startChildEnv(bin, filepath.Join(dir, "camhub.log"), []string{"CAMHUB_MAX_CONNECTIONS_PER_ADDRESS=2000"}, "--listen", fmt.Sprintf("127.0.0.1:%d", web),
 		"--mqtt-listen", fmt.Sprintf("127.0.0.1:%d", mq), "--state-dir", state, "--log-level", "warn",
 		"--demo") // the bench measures media, not logins: loopback clients are trusted
 	if err != nil {

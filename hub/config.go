@@ -76,6 +76,10 @@ type Config struct {
 	MetricsListen string `yaml:"metricsListen"`
 	// ICELoopbackOnly limits media to loopback addresses; "auto" means: when Listen is loopback.
 	ICELoopbackOnly string `yaml:"iceLoopbackOnly"`
+	// MaxConnectionsPerAddress caps the signalling sockets of one client address (0: 32): a
+	// flood from one address cannot take every place, while a household or an office behind
+	// one NAT address may need more.
+	MaxConnectionsPerAddress int `yaml:"maxConnectionsPerAddress"`
 	// LogLevel is debug, info, warn or error; LogLevels sets it per component
 	// (hub, sfu, broker, directory…), e.g. {sfu: debug}.
 	LogLevel  string            `yaml:"logLevel"`
@@ -154,6 +158,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Apps) == 0 {
 		errs = append(errs, errors.New("apps: at least one App is needed"))
+	}
+	if c.MaxConnectionsPerAddress < 0 || c.MaxConnectionsPerAddress > 100000 {
+		errs = append(errs, fmt.Errorf("maxConnectionsPerAddress: %d is outside 0 (the default, 32) to 100000", c.MaxConnectionsPerAddress))
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
