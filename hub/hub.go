@@ -52,6 +52,7 @@ type Hub struct {
 	revokeMu  sync.Mutex
 	known     map[string]bool // devices and keys at the last dropRevoked
 	viewers   *viewerUIDs     // the uids /watch gave out (viewers.go)
+	snaps     *snapshots      // every device's latest snapshot (snapshot.go)
 }
 
 // New prepares a hub from a validated configuration.
@@ -213,6 +214,13 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer wg.Done()
 		h.dir.Run(ctx)
 	}()
+	h.snaps = newSnapshots(snapshotOptions{Broker: h.broker, Prefix: h.cfg.MQTTPrefix, Username: mqttUser, Password: mqttPass,
+		Logger: h.log, Ask: h.askSnapshot})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.snaps.Run(ctx)
+	}()
 
 	api, err := rtc.NewAPI(apiOpts)
 	if err != nil {
@@ -311,6 +319,8 @@ func (h *Hub) routes() http.Handler {
 	mux.HandleFunc("POST /api/devices/{id}/cmd", h.authed(h.handleCommand))
 	mux.HandleFunc("POST /api/devices/{id}/watch", h.authed(h.handleWatch))
 	mux.HandleFunc("POST /api/devices/{id}/unwatch", h.authed(h.handleUnwatch))
+	// The snapshot route checks its own credentials: a view channel's token counts (snapshot.go).
+	mux.HandleFunc("GET /api/devices/{id}/snapshot.jpg", h.handleSnapshot)
 	h.registerWHIP(mux) // WHIP and WHEP (whipauth.go)
 	mux.HandleFunc("GET /api/admin/users", h.admin(h.handleUsers))
 	mux.HandleFunc("POST /api/admin/users", h.admin(h.handleAddUser))
