@@ -90,7 +90,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		log = slog.Default()
 	}
 	counters := newSendCounters() // for the stats event (sendcounters.go)
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: cfg.ICELoopbackOnly, Interceptors: []interceptor.Factory{counters}})
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: cfg.ICELoopbackOnly, Interceptors: []interceptor.Factory{counters}, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}

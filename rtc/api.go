@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -36,6 +37,8 @@ type APIOptions struct {
 	// Net is the network the ICE agent uses (nil: the host's). Tests pass one that can cut a
 	// media path on purpose (rtctest.CutNet).
 	Net transport.Net
+	// Logger receives pion's own log lines (component "pion"); nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // NACKCachePackets is how many sent packets per stream are kept to answer NACKs.
@@ -89,7 +92,7 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 		webrtc.WithNackResponderOptions(nack.ResponderSize(NACKCachePackets))); err != nil {
 		return nil, fmt.Errorf("rtc: register interceptors: %w", err)
 	}
-	s := webrtc.SettingEngine{}
+	s := webrtc.SettingEngine{LoggerFactory: newPionLoggers(o.Logger)}
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if o.ICETCPMux != nil {
