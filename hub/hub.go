@@ -145,7 +145,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	errc := make(chan error, 4)
 
 	// The network first: the embedded broker's TLS listener uses the hub's certificate.
-	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE()}
+	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE(), Logger: h.log}
 	netw, err := h.startNetwork(&apiOpts)
 	if err != nil {
 		return err
@@ -227,7 +227,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("hub: %w", err)
 	}
 	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Verify: h.verifyCertificate, ClientAddr: h.clientAddr,
-		Logger: h.log, ICEServers: h.iceServers(netw)})
+		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress})
 	defer h.sfu.Close()
 
 	ln, err := net.Listen("tcp", h.cfg.Listen)
