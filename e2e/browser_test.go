@@ -22,16 +22,7 @@ const browserTalkToneHz = 1000.0
 // push-to-talk, the quickstart page, token refusals) against a real hub and agent, then
 // checks that the browser's voice reached the device's speaker.
 func TestBrowser(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is needed for the browser tests")
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		t.Fatal("Debian's chromium is needed for the browser tests: run `make test-deps`")
-	}
-	if _, err := os.Stat("browser/node_modules/playwright-core"); err != nil {
-		t.Fatal("playwright-core is not installed in e2e/browser: run `make test-deps`")
-	}
+	node := needChromium(t)
 	s := startSystem(t)
 	const tokenUID = 31337
 	channel := "browser-tokens"

@@ -5,8 +5,13 @@
 // back (hold to talk). Stop is POST /api/devices/<id>/unwatch: the hub tells the device to leave
 // once nobody else watches. The page never mints a token or commands a device itself.
 //
-// Stable hooks for tests and scripts: #devices (table), button[data-view="<id>"], #talk, #stop,
-// #remote-video video, #status, #error, and window.camagentViewer (the live state below).
+// The picture, its sound and their controls (fullscreen, volume, mute, who is talking,
+// reconnecting, a blocked autoplay) live in stage.js; the list's thumbnails in thumbs.js.
+//
+// Stable hooks for tests and scripts: #devices (table), tr[data-device="<id>"],
+// button[data-view="<id>"], #talk, #stop, #mute, #volume, #fullscreen, #stage, #remote-video video,
+// #remote-audio audio, #speaking-device, #speaking-you, #reconnecting, #play-blocked, #status,
+// #error, and window.camagentViewer (the live state below; .stage is camagentStage.state).
 'use strict';
 
 (function () {
@@ -33,6 +38,8 @@
     view,
     stop,
     setTalking,
+    stage: window.camagentStage.state,
+    thumbnails: window.camagentThumbs.state,
   };
   window.camagentViewer = viewer;
 
@@ -55,9 +62,32 @@
     }
     el.hidden = false;
     el.textContent = err.code ? `${err.code}: ${err.message}` : String(err.message || err);
+    if (err.advice) el.textContent += `\n${err.advice}`;
+  }
+
+  // What to do when the browser cannot play what the device sends: the SDK's error, and advice.
+  function playbackError(kind, e) {
+    const device = viewer.deviceId;
+    const err = { code: e.code, message: e.message || String(e) };
+    const h264 = typeof RTCRtpReceiver !== 'undefined' && RTCRtpReceiver.getCapabilities
+      ? (RTCRtpReceiver.getCapabilities('video')?.codecs || []).some((c) => /h264/i.test(c.mimeType))
+      : false;
+    if (kind === 'video') {
+      err.message = `This browser cannot show ${device}'s picture: ${err.message}`;
+      err.advice =
+        (h264 ? '' : 'Its WebRTC has no H.264, the codec the device sends. ') +
+        'Open this page in Chrome, Edge, Safari or Chromium, or in Firefox enable "OpenH264 Video Codec" ' +
+        '(about:addons → Plugins; Firefox downloads it once, from the internet). The sound keeps playing.';
+    } else {
+      err.message = `This browser cannot play ${device}'s sound: ${err.message}`;
+      err.advice = 'Try another browser; the picture keeps playing.';
+    }
+    return err;
   }
 
   const session = window.camagentSession;
+  const stage = window.camagentStage;
+  const thumbs = window.camagentThumbs;
   const devicePath = (id, what) => `/api/devices/${encodeURIComponent(id)}/${what}`;
 
   // Has the hub bring the device into its channel and mint this browser's token; calling it again
@@ -99,30 +129,38 @@
       if (!row) {
         row = document.createElement('tr');
         row.dataset.device = d.id;
-        for (let i = 0; i < 4; i++) row.appendChild(document.createElement('td'));
+        for (let i = 0; i < 5; i++) row.appendChild(document.createElement('td'));
         const button = document.createElement('button');
         button.type = 'button';
         button.className = 'primary';
         button.dataset.view = d.id;
         button.addEventListener('click', () => view(d.id));
-        row.cells[3].appendChild(button);
+        row.cells[4].appendChild(button);
+        row.cells[0].className = 'thumb-col';
+        thumbs.attach(row.cells[0], d.id, () => {
+          if (!button.disabled) view(d.id);
+        });
         tbody.appendChild(row);
       }
       const online = d.status === 'online';
-      row.cells[0].textContent = d.id;
-      row.cells[1].innerHTML = '';
+      row.classList.toggle('offline', !online);
+      row.cells[1].textContent = d.id;
+      row.cells[2].innerHTML = '';
       const badge = document.createElement('span');
       badge.className = `badge ${online ? 'online' : 'offline'}`;
       badge.textContent = d.status || 'unknown';
-      row.cells[1].appendChild(badge);
-      row.cells[2].textContent = describeState(d.state);
-      const button = row.cells[3].firstChild;
+      row.cells[2].appendChild(badge);
+      row.cells[3].textContent = describeState(d.state);
+      const button = row.cells[4].firstChild;
       const watching = viewer.deviceId === d.id;
       button.textContent = watching ? 'Viewing' : 'View';
       button.disabled = !online || watching;
     }
     for (const row of Array.from(tbody.rows)) {
-      if (!seen.has(row.dataset.device)) row.remove();
+      if (!seen.has(row.dataset.device)) {
+        thumbs.forget(row.dataset.device);
+        row.remove();
+      }
     }
   }
 
@@ -151,6 +189,7 @@
   }
 
   async function view(deviceId) {
+    stage.unlock(); // in the click's gesture, before anything is awaited
     if (viewer.client) await stop();
     showError(null);
     const entry = viewer.devices.find((d) => d.id === deviceId);
@@ -168,6 +207,7 @@
     viewStartedAt = performance.now();
     $('#viewer').hidden = false;
     $('#viewing').textContent = deviceId;
+    stage.setDeviceName(deviceId);
     showTalkPermission();
     renderDevices(viewer.devices);
 
@@ -191,6 +231,7 @@
     });
     client.on('connection-state-change', (cur, prev, reason) => {
       record('connection-state-change', null, { cur, prev, reason });
+      if (viewer.client === client) stage.setReconnecting(cur === 'RECONNECTING');
       if (cur === 'RECONNECTING' && viewer.client === client) {
         setStatus('The connection to the hub broke; reconnecting…');
       } else if (cur === 'CONNECTED' && reason === 'RECONNECTED' && viewer.client === client) {
@@ -200,6 +241,18 @@
         showError(`Disconnected from the hub: ${reason}`);
         cleanUp();
       }
+    });
+    // The media path broke while signalling lives: the SDK restarts ICE by itself.
+    const mediaPaths = new Set();
+    client.on('media-reconnect-start', (which) => {
+      record('media-reconnect-start', null, { which });
+      mediaPaths.add(which);
+      if (viewer.client === client) stage.setReconnecting(true);
+    });
+    client.on('media-reconnect-end', (which) => {
+      record('media-reconnect-end', null, { which });
+      mediaPaths.delete(which);
+      if (viewer.client === client && !mediaPaths.size && client.connectionState === 'CONNECTED') stage.setReconnecting(false);
     });
     // The hub renews by minting again for the same watch.
     client.on('token-privilege-will-expire', async () => {
@@ -263,7 +316,7 @@
       if (kind === 'video') {
         if (viewer.remoteVideoTrack === track) return;
         viewer.remoteVideoTrack = track;
-        track.play('remote-video');
+        stage.showVideo(track);
         const video = track.getMediaElement();
         video.addEventListener(
           'loadeddata',
@@ -276,10 +329,10 @@
       } else {
         if (viewer.remoteAudioTrack === track) return;
         viewer.remoteAudioTrack = track;
-        track.play('remote-audio');
+        stage.showAudio(track);
       }
     } catch (e) {
-      if (viewer.client === client) showError(e);
+      if (viewer.client === client) showError(playbackError(kind, e));
     }
   }
 
@@ -309,6 +362,7 @@
   async function setTalking(on) {
     talkWanted = !!on;
     $('#talk').classList.toggle('active', talkWanted);
+    $('#talk').setAttribute('aria-pressed', String(talkWanted));
     const client = viewer.client;
     if (!client || client.connectionState !== 'CONNECTED' || !deviceKnown || !viewer.canTalk) return;
     if (!viewer.micTrack) {
@@ -321,6 +375,7 @@
             return;
           }
           viewer.micTrack = track;
+          stage.setMic(track);
           await client.publish(track);
         })().finally(() => {
           micPending = null;
@@ -339,13 +394,15 @@
     // talkWanted, not `on`: the button may have been released while the microphone opened.
     await viewer.micTrack.setEnabled(talkWanted);
     viewer.talking = talkWanted;
+    stage.setTalking(talkWanted);
     setStatus(talkWanted ? `Talking to ${viewer.deviceId}…` : `Watching ${viewer.deviceId}.`);
   }
 
   function setUpTalkControls() {
     const talk = $('#talk');
     talk.addEventListener('pointerdown', (e) => {
-      if (talk.disabled) return;
+      if (talk.disabled || e.button !== 0) return;
+      e.preventDefault(); // no text selection, no focus ring, no emulated mouse events on touch
       // Capture, so the release is seen even if the pointer slides off the button.
       talk.setPointerCapture(e.pointerId);
       setTalking(true);
@@ -357,7 +414,9 @@
     }
     talk.addEventListener('contextmenu', (e) => e.preventDefault()); // long touch
 
-    const typing = (e) => e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+    // Space on the volume slider still talks; in a text field it types.
+    const typing = (e) =>
+      (e.target instanceof HTMLInputElement && e.target.type !== 'range') || e.target instanceof HTMLTextAreaElement;
     // Space is hold-to-talk while viewing. preventDefault keeps it from scrolling the page or
     // clicking whichever button has the focus.
     document.addEventListener('keydown', (e) => {
@@ -413,6 +472,7 @@
     if (viewer.micTrack) viewer.micTrack.close();
     if (viewer.remoteVideoTrack) viewer.remoteVideoTrack.stop();
     if (viewer.remoteAudioTrack) viewer.remoteAudioTrack.stop();
+    stage.reset();
     Object.assign(viewer, {
       client: null,
       deviceId: null,
@@ -427,6 +487,7 @@
     talkWanted = false;
     $('#talk').disabled = true;
     $('#talk').classList.remove('active');
+    $('#talk').setAttribute('aria-pressed', 'false');
     viewer.canTalk = false;
     $('#remote-video').replaceChildren();
     $('#stats').textContent = '';
