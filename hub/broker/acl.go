@@ -34,6 +34,11 @@ type rules struct {
 	haConfig []string
 	// own: the topics a device's discovery payloads may name
 	own []string
+	// watch: filters an integration may subscribe to though they reach beyond what it may
+	// read, because each message is checked again as it is delivered (mochi checks every
+	// delivery, retained ones too): Home Assistant's discovery filters, so Home Assistant
+	// logged in with a key scoped to some devices discovers exactly those, as on Mosquitto.
+	watch []string
 }
 
 // rulesFor works out id's rules under the topic prefix and Home Assistant
@@ -64,6 +69,7 @@ func rulesFor(id Identity, prefix, haPrefix string) rules {
 			prefix: prefix,
 			read:   []string{haPrefix + "/status"},
 			write:  []string{haPrefix + "/status"}, // Home Assistant's birth and will
+			watch:  []string{haPrefix + "/+/+/config", haPrefix + "/+/+/+/config"},
 		}
 		for _, d := range id.Devices {
 			switch {
@@ -100,6 +106,9 @@ func (r *rules) canRead(filter string) bool {
 			return false
 		}
 		filter = f
+	}
+	if slices.Contains(r.watch, filter) {
+		return true // a subscription only: no topic a message is delivered on has a "+"
 	}
 	for _, p := range r.read {
 		if covers(p, filter) {
