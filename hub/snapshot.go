@@ -274,9 +274,11 @@ func (h *Hub) askSnapshot(ctx context.Context, id string) error {
 }
 
 // snapshotViewer authenticates a snapshot request for device id: a principal that may view
-// it (session, key, demo trust), or Authorization: Bearer with a channel token of the
-// device's view channel that grants subscribe (what /watch gives a viewer).
+// it (session, key, also as a Basic password, demo trust), or Authorization: Bearer with a
+// channel token of the device's view channel that grants subscribe (what /watch gives a
+// viewer).
 func (h *Hub) snapshotViewer(r *http.Request, id string) (*auth.Principal, *apiError) {
+	r = basicKey(r) // Home Assistant's generic camera: the key as a Basic password (basickey.go)
 	text, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	text = strings.TrimSpace(text)
 	if bearer && !strings.HasPrefix(text, "cam_") {

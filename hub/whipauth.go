@@ -26,6 +26,7 @@ func (h *Hub) registerWHIP(mux *http.ServeMux) {
 }
 
 func (h *Hub) authorizeWHIP(r *http.Request, t whip.Target) (*whip.Grant, error) {
+	r = basicKey(r) // go2rtc's WHEP source: the key as a Basic password (basickey.go)
 	if text, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && !strings.HasPrefix(strings.TrimSpace(text), "cam_") {
 		// A channel token: the channel service checks it (App, channel, uid, expiry, privileges).
 		if t.Device != "" {
