@@ -15,8 +15,8 @@ import (
 // desktop (1280×800) and phone (390×844) sizes, takes screenshots, and works the page's
 // controls: the thumbnail from the snapshot route, fullscreen in and out (button and double
 // click), mute and volume on the device's sound, the talking indicators, the reconnecting banner,
-// the autoplay refusal's click-to-play, and Talk held by touch. This test then checks that the
-// device's speaker played the touch talk's tone.
+// the autoplay refusal's click-to-play, the advice when the picture cannot be decoded, and Talk
+// held by touch. This test then checks that the device's speaker played the touch talk's tone.
 //
 // Screenshots go to $CAMAGENT_SCREENSHOTS, else to <temp dir>/camagent-viewer-screenshots (kept
 // after the test, overwritten by the next run); the test log prints the path.
@@ -56,8 +56,8 @@ func TestViewerUI(t *testing.T) {
 		t.Fatalf("viewer-ui.mjs: %v", err)
 	}
 	t.Logf("screenshots of the viewer: %s", shots)
-	for _, name := range []string{"desktop-list.png", "desktop-viewer.png", "desktop-fullscreen.png", "phone-list.png",
-		"phone-viewer.png", "phone-talking.png"} {
+	for _, name := range []string{"desktop-list.png", "desktop-viewer.png", "desktop-fullscreen.png", "desktop-autoplay-refused.png",
+		"desktop-cannot-decode.png", "phone-list.png", "phone-viewer.png", "phone-talking.png"} {
 		if fi, err := os.Stat(filepath.Join(shots, name)); err != nil || fi.Size() < 2000 {
 			t.Errorf("screenshot %s missing or empty: %v", name, err)
 		}

@@ -5,8 +5,9 @@
 // click), mute and the volume slider (on the element playing the device's sound), the talking
 // indicators (WebAudio levels of the device's sound and of the microphone), the reconnecting
 // banner (the signalling socket is closed under the SDK), the click-to-play the page offers when
-// the browser's autoplay policy refuses playback, and Talk held on a touch screen (real touch
-// input through the DevTools protocol). The Go test checks the device's speaker for the tone.
+// the browser's autoplay policy refuses playback, the advice over the picture when the browser
+// cannot decode it, and Talk held on a touch screen (real touch input through the DevTools
+// protocol). The Go test checks the device's speaker for the tone.
 //
 // Not a *.test.mjs: it needs the Go test's hub and agents, so `node --test .` leaves it out.
 //
@@ -266,6 +267,45 @@ test('autoplay refused: the page offers a click that starts the picture and the 
   assert.equal(await page.$eval('#remote-audio audio', (a) => a.paused), false, 'the sound plays after the click');
   await stopViewing(page);
   // The SDK's own warning about the refused play() is expected here; nothing was thrown.
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a picture this browser cannot decode: the error says what to do, the sound plays on', async () => {
+  // The SDK's answer for a browser that can decode H.264 neither in WebRTC nor with WebCodecs,
+  // simulated at the SDK's edge: the video subscription alone fails with CODEC_NOT_SUPPORTED.
+  const { page, context, errors } = await loggedIn('no-h264', DESKTOP);
+  await page.evaluate(() => {
+    const create = CamagentRTC.createClient;
+    CamagentRTC.createClient = (config) => {
+      const client = create(config);
+      const subscribe = client.subscribe.bind(client);
+      client.subscribe = (user, kind) =>
+        kind === 'video'
+          ? Promise.reject(new CamagentRTC.CamagentRTCError('CODEC_NOT_SUPPORTED', 'no decoder for video/H264 (simulated)'))
+          : subscribe(user, kind);
+      return client;
+    };
+  });
+  await page.click(VIEW);
+  await page.waitForSelector('#picture-error:not([hidden])', { timeout: 20000 });
+  await page.waitForFunction(() => window.camagentViewer.stage.speaking.device, null, { timeout: 10000 });
+  const text = await errorText(page);
+  log(`error shown: ${text}`);
+  assert.match(text, /^CODEC_NOT_SUPPORTED: This browser cannot show .*'s picture/);
+  assert.match(text, /Chrome, Edge, Safari or Chromium/);
+  assert.match(text, /OpenH264/);
+  assert.match(text, /The sound keeps playing/);
+  assert.equal(await page.$eval('#remote-audio audio', (a) => a.paused), false, 'the sound plays');
+  assert.equal(await page.$('#remote-video video'), null);
+  const over = await page.$eval('#picture-error', (e) => e.textContent);
+  assert.ok(text.endsWith(over), `over the picture: ${over}`);
+  assert.equal(await page.isVisible('#error'), false, 'said once, over the picture');
+  await shot(page, 'desktop-cannot-decode.png');
+  await page.waitForTimeout(1500);
+  const states = await page.evaluate(() => window.camagentViewer.events.filter((e) => e.event === 'connection-state-change').length);
+  assert.equal(states, 2, 'no reconnection loop (CONNECTING, CONNECTED)');
+  await stopViewing(page);
   assert.deepEqual(errors, []);
   await context.close();
 });

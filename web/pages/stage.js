@@ -9,11 +9,12 @@
 //     held, for the microphone (#speaking-you), from WebAudio analysers on the tracks themselves,
 //     so muting the device's sound does not hide that it speaks;
 //   - #reconnecting over the picture while the SDK reconnects (viewer.js says when);
+//   - #picture-error over the picture when the browser cannot show it (what to do);
 //   - #play-blocked when the browser refuses to start playback without a gesture (autoplay
 //     policy): a click on it starts the picture, the sound and the meters.
 //
 // window.camagentStage: {state, unlock(), showVideo(track), showAudio(track), setMic(track),
-// setTalking(on), setDeviceName(name), setReconnecting(on), toggleFullscreen(), setMuted(on),
+// setTalking(on), setDeviceName(name), setReconnecting(on), showPictureError(text | null), toggleFullscreen(), setMuted(on),
 // setVolume(0…100), reset()}. state: {muted, volume, fullscreen, reconnecting, playBlocked,
 // levels: {device, you} (dBFS, -Infinity when silent or absent), speaking: {device, you}}.
 'use strict';
@@ -104,7 +105,15 @@
     refreshBlocked();
   }
 
+  function showPictureError(text) {
+    const box = $('#picture-error');
+    box.textContent = text || '';
+    box.hidden = !text;
+    $('#remote-video').classList.toggle('failed', !!text);
+  }
+
   function showVideo(track) {
+    showPictureError(null);
     videoTrack = track;
     track.play('remote-video');
     const video = videoElement();
@@ -250,6 +259,7 @@
     setTalking(false);
     setReconnecting(false);
     setPlayBlocked(false);
+    showPictureError(null);
     renderMeter('device', false, -Infinity);
     $('#speaking-device').hidden = true;
     $('#remote-video').classList.remove('live');
@@ -293,6 +303,7 @@
     setTalking,
     setDeviceName,
     setReconnecting,
+    showPictureError,
     toggleFullscreen,
     setMuted,
     setVolume,

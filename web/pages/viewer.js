@@ -33,6 +33,7 @@
     remoteAudioTrack: null,
     talking: false,
     firstFrameMs: null, // from View to the first decoded frame
+    videoTransport: null, // {transport: 'webrtc' | 'datachannel', reason, codec} of the picture
     devices: [],
     events: [], // {event, uid, kind, reason, at}
     view,
@@ -65,17 +66,24 @@
     if (err.advice) el.textContent += `\n${err.advice}`;
   }
 
-  // What to do when the browser cannot play what the device sends: the SDK's error, and advice.
+  // What to do when the browser cannot play what the device sends: the SDK's error, and advice,
+  // in #error and, for the picture, over it.
+  function showPlaybackError(kind, e) {
+    const err = playbackError(kind, e);
+    showError(err);
+    if (kind === 'video') stage.showPictureError(`${err.message}\n${err.advice}`);
+  }
+
   function playbackError(kind, e) {
     const device = viewer.deviceId;
-    const err = { code: e.code, message: e.message || String(e) };
+    const err = { code: e && e.code, message: (e && e.message) || String(e) };
     const h264 = typeof RTCRtpReceiver !== 'undefined' && RTCRtpReceiver.getCapabilities
       ? (RTCRtpReceiver.getCapabilities('video')?.codecs || []).some((c) => /h264/i.test(c.mimeType))
       : false;
     if (kind === 'video') {
       err.message = `This browser cannot show ${device}'s picture: ${err.message}`;
       err.advice =
-        (h264 ? '' : 'Its WebRTC has no H.264, the codec the device sends. ') +
+        (h264 ? '' : 'Its WebRTC has no H.264, the codec the device sends, and it cannot decode H.264 otherwise either. ') +
         'Open this page in Chrome, Edge, Safari or Chromium, or in Firefox enable "OpenH264 Video Codec" ' +
         '(about:addons → Plugins; Firefox downloads it once, from the internet). The sound keeps playing.';
     } else {
@@ -202,6 +210,7 @@
       remoteVideoTrack: null,
       remoteAudioTrack: null,
       firstFrameMs: null,
+      videoTransport: null,
     });
     deviceKnown = false;
     viewStartedAt = performance.now();
@@ -225,6 +234,15 @@
       }
     });
     client.on('user-joined', (user) => record('user-joined', user.uid));
+    // A track that was delivered but cannot be played (e.g. a codec the browser cannot decode):
+    // that subscription alone ends, and the page says what to do.
+    client.on('track-failed', (user, kind, err) => {
+      record('track-failed', user.uid, { kind, code: err && err.code });
+      if (viewer.client !== client || !isDevice(user)) return;
+      if (kind === 'video') viewer.remoteVideoTrack = null;
+      else viewer.remoteAudioTrack = null;
+      showPlaybackError(kind, err);
+    });
     client.on('user-left', (user, reason) => {
       record('user-left', user.uid, { reason });
       if (isDevice(user)) setStatus(`${deviceId} left the channel (${reason}).`);
@@ -316,6 +334,8 @@
       if (kind === 'video') {
         if (viewer.remoteVideoTrack === track) return;
         viewer.remoteVideoTrack = track;
+        // Which way the picture comes (WebRTC, or the SDK's fallback when WebRTC lacks H.264).
+        viewer.videoTransport = typeof track.getTransport === 'function' ? track.getTransport() : { transport: 'webrtc' };
         stage.showVideo(track);
         const video = track.getMediaElement();
         video.addEventListener(
@@ -332,7 +352,7 @@
         stage.showAudio(track);
       }
     } catch (e) {
-      if (viewer.client === client) showError(playbackError(kind, e));
+      if (viewer.client === client) showPlaybackError(kind, e);
     }
   }
 
@@ -349,7 +369,10 @@
       $('#stats').textContent =
         `receiving ${mbit(s.RecvBitrate)} Mbit/s, ${Math.round(s.RecvFrameRate)} fps, ` +
         `${s.FramesDecoded} frames decoded, ${s.RecvPacketsLost} packets lost, RTT ${s.RTT} ms` +
-        (viewer.micTrack ? ` · sending ${mbit(s.SendBitrate)} Mbit/s` : '');
+        (viewer.micTrack ? ` · sending ${mbit(s.SendBitrate)} Mbit/s` : '') +
+        (viewer.videoTransport && viewer.videoTransport.transport === 'datachannel'
+          ? ` · picture over a data channel (${viewer.videoTransport.reason})`
+          : '');
     } catch (e) {
       /* stats are best effort */
     }
