@@ -145,7 +145,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	errc := make(chan error, 4)
 
 	// The network first: the embedded broker's TLS listener uses the hub's certificate.
-	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE(), Logger: h.log}
+	// NoNACKResponder: the channel service answers NACKs from one cache per published track.
+	apiOpts := rtc.APIOptions{LoopbackOnly: h.cfg.loopbackOnlyICE(), Logger: h.log, NoNACKResponder: true}
 	netw, err := h.startNetwork(&apiOpts)
 	if err != nil {
 		return err
@@ -375,6 +376,8 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_ice_restarts_total ICE restarts, asked for by clients or started by the hub (a media path died, the session lived on).\n# TYPE camhub_ice_restarts_total counter\ncamhub_ice_restarts_total %d\n", st.ICERestarts)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_packets_total RTP packets received from publishers and forwarded.\n# TYPE camhub_forwarded_packets_total counter\ncamhub_forwarded_packets_total %d\n", st.ForwardedPackets)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
+	fmt.Fprintf(w, "# HELP camhub_nack_resent_packets_total Video packets sent again on subscribers' NACKs, from the hub's per-track cache.\n# TYPE camhub_nack_resent_packets_total counter\ncamhub_nack_resent_packets_total %d\n", st.NACKResent)
+	fmt.Fprintf(w, "# HELP camhub_nack_missed_packets_total Video packets NACKed that were no longer in the cache (256 per track).\n# TYPE camhub_nack_missed_packets_total counter\ncamhub_nack_missed_packets_total %d\n", st.NACKMissed)
 	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)
 }
 

@@ -39,6 +39,10 @@ type APIOptions struct {
 	Net transport.Net
 	// Logger receives pion's own log lines (component "pion"); nil: slog.Default().
 	Logger *slog.Logger
+	// NoNACKResponder leaves out pion's NACK responder, which keeps a copy of the last
+	// packets of every stream sent: the caller answers NACKs itself. The hub does, from one
+	// cache per published track instead of one per subscriber.
+	NoNACKResponder bool
 }
 
 // NACKCachePackets is how many sent packets per stream are kept to answer NACKs.
@@ -85,10 +89,15 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 		ir.Add(f)
 	}
 	// The NACK responder keeps a copy of the last packets of every stream it sends; the hub
-	// sends one stream per subscriber, so the cache's size is its main memory cost. 256
-	// packets cover about a second of 1 Mbit/s video, enough to repair loss on any path
-	// with an RTT under a few hundred milliseconds (pion's default is 1024).
-	if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir,
+	// sends one stream per subscriber, so it answers NACKs from its own per-track cache
+	// instead (NoNACKResponder). 256 packets cover about a second of 1 Mbit/s video, enough
+	// to repair loss on any path with an RTT under a few hundred milliseconds (pion's default
+	// is 1024).
+	if o.NoNACKResponder {
+		if err := registerInterceptorsWithoutResponder(m, ir); err != nil {
+			return nil, fmt.Errorf("rtc: register interceptors: %w", err)
+		}
+	} else if err := webrtc.RegisterDefaultInterceptorsWithOptions(m, ir,
 		webrtc.WithNackResponderOptions(nack.ResponderSize(NACKCachePackets))); err != nil {
 		return nil, fmt.Errorf("rtc: register interceptors: %w", err)
 	}
@@ -127,4 +136,26 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 		}
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s)), nil
+}
+
+// registerInterceptorsWithoutResponder registers what pion's defaults do (NACK generator and
+// feedback, RTCP reports, simulcast header extensions, stats, TWCC), without the responder.
+func registerInterceptorsWithoutResponder(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return err
+	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	ir.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return err
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return err
+	}
+	if err := webrtc.ConfigureStatsInterceptor(ir); err != nil {
+		return err
+	}
+	return webrtc.ConfigureTWCCSender(m, ir)
 }

@@ -437,6 +437,7 @@ type slot struct {
 	tsOff           uint32
 	pendingRestart  bool
 	frameTicksOnGap uint32
+	firstSeq        uint16 // the current source's first packet sent, in its own numbers
 }
 
 // slotFeed is a slot's current source: its payload type on the viewer's connection.
@@ -544,6 +545,7 @@ func (f *slotFeed) write(p *rtp.Packet) error {
 			sl.seqOff = sl.lastSeq + 1 - p.SequenceNumber
 			sl.tsOff = sl.lastTS + sl.frameTicksOnGap - p.Timestamp
 		}
+		sl.firstSeq = p.SequenceNumber
 	}
 	h := p.Header
 	h.SSRC = uint32(sl.ssrc)
@@ -553,6 +555,38 @@ func (f *slotFeed) write(p *rtp.Packet) error {
 	sl.sent, sl.lastSeq, sl.lastTS = true, h.SequenceNumber, h.Timestamp
 	_, err := sl.w.WriteRTP(&h, p.Payload)
 	return err
+}
+
+// resend answers the viewer's NACK for seqs (the slot's numbers) from the current source's
+// cache, mapped back to the source's numbers; packets of an earlier source are not resent.
+func (sl *slot) resend(seqs []uint16) {
+	if len(seqs) == 0 {
+		return
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	t := sl.src
+	if t == nil || t.cache == nil || sl.feed == nil || sl.w == nil || !sl.sent || sl.pendingRestart {
+		return
+	}
+	for _, seq := range seqs {
+		orig := seq - sl.seqOff
+		if int16(orig-sl.firstSeq) < 0 || int16(sl.lastSeq-seq) < 0 {
+			continue // before this source, or never sent
+		}
+		p := t.cache.get(orig)
+		if p == nil {
+			t.svc.nackMissed.Add(1)
+			continue
+		}
+		h := p.Header
+		h.SSRC, h.PayloadType = uint32(sl.ssrc), sl.feed.pt
+		h.SequenceNumber, h.Timestamp = seq, p.Timestamp+sl.tsOff
+		if _, err := sl.w.WriteRTP(&h, p.Payload); err != nil {
+			return
+		}
+		t.svc.nackResent.Add(1)
+	}
 }
 
 // readRTCP drains the viewer's RTCP for the slot and relays its keyframe requests to the
@@ -568,5 +602,6 @@ func (sl *slot) readRTCP() {
 				t.requestKeyframe()
 			}
 		}
+		sl.resend(nackedSeqs(pkts))
 	}
 }

@@ -25,7 +25,11 @@ func TestFanoutWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := New(Options{API: api, MaxPerAddress: n + 1,
+	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Options{API: hubAPI, MaxPerAddress: n + 1,
 		Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
 	srv := httptest.NewServer(svc)
 	defer func() { srv.Close(); svc.Close() }()

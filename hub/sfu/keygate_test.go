@@ -131,7 +131,11 @@ func TestKeyframeGateManyViewers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := New(Options{API: api, MaxPerAddress: n + 1, // every viewer comes from 127.0.0.1
+	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(Options{API: hubAPI, MaxPerAddress: n + 1, // every viewer comes from 127.0.0.1
 		Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
 	srv := httptest.NewServer(svc)
 	defer func() { srv.Close(); svc.Close() }()

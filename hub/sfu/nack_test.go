@@ -2,63 +2,25 @@ package sfu
 
 import (
 	"context"
-	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/interceptor"
-	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 )
 
-// lossyLink drops a fraction of the video packets the hub sends, after pion's NACK responder
-// has cached them and before SRTP: a lossy network between hub and subscriber.
-type lossyLink struct {
-	interceptor.NoOp
-	rate    float64
-	dropped atomic.Int64
-	mu      sync.Mutex
-	resent  int
-	sent    map[uint16]bool
-}
-
-func (l *lossyLink) NewInterceptor(string) (interceptor.Interceptor, error) { return l, nil }
-
-func (l *lossyLink) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	if !strings.HasPrefix(strings.ToLower(info.MimeType), "video") {
-		return w
-	}
-	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		l.mu.Lock()
-		if l.sent == nil {
-			l.sent = map[uint16]bool{}
-		}
-		if l.sent[h.SequenceNumber] {
-			l.resent++
-		}
-		l.sent[h.SequenceNumber] = true
-		l.mu.Unlock()
-		if rand.Float64() < l.rate {
-			l.dropped.Add(1)
-			return len(payload), nil
-		}
-		return w.Write(h, payload, a)
-	})
-}
-
 // TestNACKRecovery: with 5 % of the video packets lost between hub and subscriber, the hub
 // resends them from its cache on NACK and every frame arrives complete.
 func TestNACKRecovery(t *testing.T) {
-	loss := &lossyLink{rate: 0.05}
-	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, Interceptors: []interceptor.Factory{loss}})
+	loss := &rtctest.LossyLink{Rate: 0.05}
+	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true, Interceptors: []interceptor.Factory{loss}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +72,10 @@ func TestNACKRecovery(t *testing.T) {
 	for i := 1; i < len(counters); i++ {
 		missing += int(counters[i]-counters[i-1]) - 1
 	}
-	loss.mu.Lock()
-	resent := loss.resent
-	loss.mu.Unlock()
+	resent := loss.Resent()
 	t.Logf("%d frames; %d video packets lost on the way, %d resent by the hub; %d frames missing",
-		len(counters), loss.dropped.Load(), resent, missing)
-	if loss.dropped.Load() == 0 {
+		len(counters), loss.Dropped(), resent, missing)
+	if loss.Dropped() == 0 {
 		t.Fatal("no packet was lost: the lossy link did not run")
 	}
 	if missing > 0 {

@@ -82,7 +82,10 @@ type Stats struct {
 	Channels, Users  int
 	ForwardedPackets uint64
 	ForwardedBytes   uint64
-	Joins, Refused   uint64
+	// NACKResent: packets sent again on a subscriber's NACK from the track's cache;
+	// NACKMissed: NACKed packets no longer (or never) in it.
+	NACKResent, NACKMissed uint64
+	Joins, Refused         uint64
 	// ICERestarts counts ICE restarts, asked for by clients or started by the hub: media
 	// paths that died while the signalling socket lived.
 	ICERestarts uint64
@@ -123,6 +126,7 @@ type Service struct {
 	perAddr map[string]int // of them, per client address
 
 	forwardedPackets, forwardedBytes atomic.Uint64
+	nackResent, nackMissed           atomic.Uint64
 	joins, refused                   atomic.Uint64
 	iceRestarts                      atomic.Uint64
 	refusedConns, joinTimeouts       atomic.Uint64
@@ -286,6 +290,7 @@ func (s *Service) Stats() Stats {
 	s.mu.Unlock()
 	st.ForwardedPackets = s.forwardedPackets.Load()
 	st.ForwardedBytes = s.forwardedBytes.Load()
+	st.NACKResent, st.NACKMissed = s.nackResent.Load(), s.nackMissed.Load()
 	st.Joins = s.joins.Load()
 	st.Refused = s.refused.Load()
 	st.ICERestarts = s.iceRestarts.Load()

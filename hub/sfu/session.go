@@ -968,6 +968,7 @@ func (s *session) readRTCP(sender *webrtc.RTPSender, t *track) {
 		if wantsKeyframe(pkts) {
 			t.requestKeyframe()
 		}
+		t.resendTo(s, nackedSeqs(pkts))
 	}
 }
 

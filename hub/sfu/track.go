@@ -29,7 +29,8 @@ type track struct {
 	remote *webrtc.TrackRemote
 	kind   string
 	uid    uint32
-	gate   *keyGate // nil: every packet may start a subscriber (audio, other codecs)
+	gate   *keyGate     // nil: every packet may start a subscriber (audio, other codecs)
+	cache  *packetCache // video: the last packets, to answer subscribers' NACKs
 
 	mu    sync.Mutex
 	subs  map[*session]*outlet
@@ -73,6 +74,9 @@ func newTrack(svc *Service, pc *webrtc.PeerConnection, remote *webrtc.TrackRemot
 	case strings.ToLower(webrtc.MimeTypeVP8):
 		t.gate = &keyGate{}
 	}
+	if t.kind == "video" {
+		t.cache = &packetCache{}
+	}
 	var once sync.Once
 	t.close = func() { once.Do(func() { close(t.done) }) }
 	return t, nil
@@ -93,7 +97,6 @@ func (t *track) newOutlet() (*outlet, error) {
 // is unpublished, or ctx ends.
 func (t *track) forward(ctx context.Context) {
 	buf := make([]byte, 1500)
-	var pkt rtp.Packet
 	var outlets []*outlet
 	fan := &fanout{t: t}
 	defer fan.stop()
@@ -112,7 +115,9 @@ func (t *track) forward(ctx context.Context) {
 			}
 			return
 		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
+		// Each packet has its own memory: the cache keeps it and the fan-out workers share it.
+		pkt := &rtp.Packet{}
+		if err := pkt.Unmarshal(append([]byte(nil), buf[:n]...)); err != nil {
 			continue
 		}
 		t.svc.forwardedPackets.Add(1)
@@ -124,12 +129,15 @@ func (t *track) forward(ctx context.Context) {
 		}
 		t.mu.Unlock()
 		// The gate sees every packet, so that it knows where access units begin.
-		start := t.gate != nil && t.gate.step(&pkt)
+		start := t.gate != nil && t.gate.step(pkt)
 		// The publisher's header extensions are numbered for its own connection, not the
 		// subscribers'; pion adds each subscriber's own. Dropping them also means no two
 		// fan-out workers ever write to one extension array.
 		pkt.Header.Extension, pkt.Header.Extensions = false, nil
-		fan.send(&pkt, outlets, start)
+		if t.cache != nil {
+			t.cache.put(pkt)
+		}
+		fan.send(pkt, outlets, start)
 	}
 }
 

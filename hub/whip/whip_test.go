@@ -15,6 +15,7 @@ import (
 	"github.com/camagent/camagent/hub/whip/whiptest"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -30,11 +31,22 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with interceptors on the hub's side (closest to the network).
+func newEnvWith(t *testing.T, hubInterceptors []interceptor.Factory) *env {
+	t.Helper()
 	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := sfu.New(sfu.Options{API: api, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
+	// The hub's own API answers NACKs from its per-track caches, as camhub's does.
+	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true, Interceptors: hubInterceptors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := sfu.New(sfu.Options{API: hubAPI, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
 	h := whip.New(whip.Options{SFU: svc, Authorize: func(r *http.Request, tg whip.Target) (*whip.Grant, error) {
 		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
@@ -270,6 +282,48 @@ func TestViewerSlotRefill(t *testing.T) {
 		t.Errorf("the slot did not switch to the second publisher: %v then %v", c1, c2)
 	}
 	t.Logf("slot: %d..%d, then %d..%d", c1[0], c1[len(c1)-1], c2[0], c2[len(c2)-1])
+}
+
+// TestWHEPLoss: with 5 % of the hub's video packets lost on the way to a WHEP viewer, the
+// hub resends them from its track cache, mapped to the viewer's slot numbering, on the
+// viewer's NACKs, and every frame arrives.
+func TestWHEPLoss(t *testing.T) {
+	loss := &rtctest.LossyLink{Rate: 0.05}
+	e := newEnvWith(t, []interceptor.Factory{loss})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	outside := outsideAPI(t)
+	pub, err := whiptest.Publish(ctx, outside, e.base+"/whip/demo/lossy", e.token(t, "lossy", 10, token.RolePublisher), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	view, err := whiptest.View(ctx, outside, e.base+"/whep/demo/lossy", e.token(t, "lossy", 0, token.RoleSubscriber), 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	vt, err := view.Next(ctx, webrtc.RTPCodecTypeVideo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters, idr, err := whiptest.Frames(ctx, vt, 150)
+	if err != nil || !idr {
+		t.Fatalf("%d frames, first a keyframe %v, err %v", len(counters), idr, err)
+	}
+	missing := 0
+	for i := 1; i < len(counters); i++ {
+		missing += int(counters[i]-counters[i-1]) - 1
+	}
+	st := e.svc.Stats()
+	t.Logf("%d frames; %d video packets lost, %d sent again (%d resent from the cache, %d no longer there); %d frames missing",
+		len(counters), loss.Dropped(), loss.Resent(), st.NACKResent, st.NACKMissed, missing)
+	if loss.Dropped() == 0 {
+		t.Fatal("no packet was lost: the lossy link did not run")
+	}
+	if missing > 0 {
+		t.Errorf("%d frames never completed despite NACKs", missing)
+	}
 }
 
 // TestRefused: what an outside client may not do is refused with a clear 4xx and leaves the
