@@ -310,6 +310,38 @@ test('a picture this browser cannot decode: the error says what to do, the sound
   await context.close();
 });
 
+test('the list fetches each thumbnail again every 30 s', async () => {
+  const p = await openPage(chromium.browser, 'thumbnails', DESKTOP);
+  const res = await p.context.request.post(`${HUB}/api/login`, { data: { user: USER, password: PASSWORD } });
+  assert.equal(res.status(), 200);
+  await p.page.clock.install(); // the page's timers, under the test's control (time flows until told)
+  await p.page.goto(HUB + '/');
+  const img = `tr[data-device=${JSON.stringify(DEVICE)}] .thumb img`;
+  await p.page.waitForFunction((id) => window.camagentViewer.thumbnails[id] === 'loaded', DEVICE, { timeout: 10000 });
+  const first = await p.page.$eval(img, (i) => i.src);
+  const fetched = [];
+  p.page.on('request', (r) => r.url().includes('/snapshot.jpg') && fetched.push(r.url()));
+  await p.page.clock.pauseAt(Date.now() + 1000);
+  await p.page.clock.fastForward(27000);
+  assert.equal(await p.page.$eval(img, (i) => i.src), first, 'fetched again before 30 s');
+  await p.page.clock.fastForward(3000);
+  await p.page.waitForFunction(
+    ([sel, src]) => {
+      const i = document.querySelector(sel);
+      return i.src !== src && i.complete && i.naturalWidth > 0;
+    },
+    [img, first]
+  );
+  const again = await p.page.$eval(img, (i) => ({ src: i.src, width: i.naturalWidth }));
+  log(`thumbnail refreshed: ${first} → ${again.src}; requests ${fetched.length}`);
+  assert.notEqual(again.src, first);
+  assert.ok(again.width > 0);
+  assert.ok(fetched.some((u) => u === again.src), 'the new thumbnail came from the hub');
+  assert.ok(!fetched.some((u) => /fresh=/.test(u)), 'the list never asks for a fresh snapshot');
+  assert.deepEqual(p.errors, []);
+  await p.context.close();
+});
+
 // Last: the device's speaker WAV starts afresh at every call, and the Go test reads this one's.
 test('phone: the list as cards, the picture across the screen, Talk held by touch', async () => {
   const { page, context, errors } = await loggedIn('phone', PHONE);
@@ -325,6 +357,7 @@ test('phone: the list as cards, the picture across the screen, Talk held by touc
   assert.ok(Math.abs(l.stage.width - l.viewerContent) <= 1, 'the picture fills the card');
   assert.ok(l.talk.height >= 44 && l.talk.width >= 0.8 * l.stage.width, `Talk is not thumb-sized: ${JSON.stringify(l.talk)}`);
   assert.ok(l.talk.y + l.talk.height <= l.innerHeight, 'Talk is on screen without scrolling');
+  await page.waitForFunction(() => window.camagentViewer.stage.awake, null, { timeout: 5000 }); // the screen stays on
   await shot(page, 'phone-viewer.png');
 
   // Hold Talk with a finger: touchstart, hold, touchend, as the touch screen sends them.
@@ -366,6 +399,7 @@ test('phone: the list as cards, the picture across the screen, Talk held by touc
   assert.ok(sentAfter - sentBefore > 5000, `only ${sentAfter - sentBefore} bytes sent while talking`);
 
   await stopViewing(page);
+  assert.equal(await page.evaluate(() => window.camagentViewer.stage.awake), false, 'the wake lock is released on Stop');
   assert.equal(await errorText(page), '');
   assert.deepEqual(errors, []);
   await context.close();

@@ -10,12 +10,14 @@
 //     so muting the device's sound does not hide that it speaks;
 //   - #reconnecting over the picture while the SDK reconnects (viewer.js says when);
 //   - #picture-error over the picture when the browser cannot show it (what to do);
+//   - the screen stays on while watching (a screen wake lock, where the browser has one);
 //   - #play-blocked when the browser refuses to start playback without a gesture (autoplay
 //     policy): a click on it starts the picture, the sound and the meters.
 //
 // window.camagentStage: {state, unlock(), showVideo(track), showAudio(track), setMic(track),
-// setTalking(on), setDeviceName(name), setReconnecting(on), showPictureError(text | null), toggleFullscreen(), setMuted(on),
-// setVolume(0…100), reset()}. state: {muted, volume, fullscreen, reconnecting, playBlocked,
+// setTalking(on), setDeviceName(name), setReconnecting(on), showPictureError(text | null), keepAwake(on),
+// explain(kind, error, deviceId) → {code, message, advice}, toggleFullscreen(), setMuted(on),
+// setVolume(0…100), reset()}. state: {muted, volume, fullscreen, reconnecting, playBlocked, awake,
 // levels: {device, you} (dBFS, -Infinity when silent or absent), speaking: {device, you}}.
 'use strict';
 
@@ -32,6 +34,7 @@
     fullscreen: false,
     reconnecting: false,
     playBlocked: false,
+    awake: false, // a screen wake lock is held
     levels: { device: -Infinity, you: -Infinity },
     speaking: { device: false, you: false },
   };
@@ -41,6 +44,8 @@
   let talking = false;
   let audioCtx = null;
   let levelTimer = null;
+  let wakeWanted = false;
+  let wakeLock = null;
   const meters = {}; // 'device' | 'you' → {source, analyser, samples, loudAt}
 
   function loadSettings() {
@@ -158,6 +163,26 @@
     $('#stage').classList.toggle('reconnecting', !!on);
   }
 
+  // An error to show when the browser cannot play a track of the device's: {code, message,
+  // advice} (what to do about it).
+  function explain(kind, e, device) {
+    const err = { code: e && e.code, message: (e && e.message) || String(e) };
+    const h264 = typeof RTCRtpReceiver !== 'undefined' && RTCRtpReceiver.getCapabilities
+      ? (RTCRtpReceiver.getCapabilities('video')?.codecs || []).some((c) => /h264/i.test(c.mimeType))
+      : false;
+    if (kind === 'video') {
+      err.message = `This browser cannot show ${device}'s picture: ${err.message}`;
+      err.advice =
+        (h264 ? '' : 'Its WebRTC has no H.264, the codec the device sends, and it cannot decode H.264 otherwise either. ') +
+        'Open this page in Chrome, Edge, Safari or Chromium, or in Firefox enable "OpenH264 Video Codec" ' +
+        '(about:addons → Plugins; Firefox downloads it once, from the internet). The sound keeps playing.';
+    } else {
+      err.message = `This browser cannot play ${device}'s sound: ${err.message}`;
+      err.advice = 'Try another browser; the picture keeps playing.';
+    }
+    return err;
+  }
+
   // ----- who is talking
 
   function meter(who, track) {
@@ -204,6 +229,37 @@
     box.classList.toggle('speaking', speaking);
     const fill = Math.max(0, Math.min(1, (db - FLOOR_DBFS) / -FLOOR_DBFS));
     box.querySelector('.fill').style.transform = `scaleX(${Number.isFinite(fill) ? fill.toFixed(3) : 0})`;
+  }
+
+  // ----- the screen stays on while watching (a phone would dim and lock it)
+
+  async function keepAwake(on) {
+    wakeWanted = !!on;
+    if (!wakeWanted) {
+      const lock = wakeLock;
+      wakeLock = null;
+      state.awake = false;
+      if (lock) await lock.release().catch(() => {});
+      return;
+    }
+    if (wakeLock || !navigator.wakeLock || document.visibilityState !== 'visible') return;
+    try {
+      const lock = await navigator.wakeLock.request('screen');
+      if (!wakeWanted) {
+        lock.release().catch(() => {});
+        return;
+      }
+      wakeLock = lock;
+      state.awake = true;
+      // The browser releases it when the page is hidden; it is asked for again on return.
+      lock.addEventListener('release', () => {
+        if (wakeLock !== lock) return;
+        wakeLock = null;
+        state.awake = false;
+      });
+    } catch (e) {
+      /* refused (battery saver, no permission): the screen may dim */
+    }
   }
 
   // ----- fullscreen, volume and mute
@@ -260,6 +316,7 @@
     setReconnecting(false);
     setPlayBlocked(false);
     showPictureError(null);
+    keepAwake(false);
     renderMeter('device', false, -Infinity);
     $('#speaking-device').hidden = true;
     $('#remote-video').classList.remove('live');
@@ -291,6 +348,9 @@
       if (e.code === 'KeyF') toggleFullscreen().catch(() => {});
       else if (e.code === 'KeyM') setMuted(!state.muted);
     });
+    document.addEventListener('visibilitychange', () => {
+      if (wakeWanted && document.visibilityState === 'visible') keepAwake(true);
+    });
     onFullscreenChange();
   }
 
@@ -304,6 +364,8 @@
     setDeviceName,
     setReconnecting,
     showPictureError,
+    explain,
+    keepAwake,
     toggleFullscreen,
     setMuted,
     setVolume,

@@ -69,28 +69,9 @@
   // What to do when the browser cannot play what the device sends: the SDK's error, and advice,
   // in #error and, for the picture, over it.
   function showPlaybackError(kind, e) {
-    const err = playbackError(kind, e);
+    const err = stage.explain(kind, e, viewer.deviceId);
     showError(err);
     if (kind === 'video') stage.showPictureError(`${err.message}\n${err.advice}`);
-  }
-
-  function playbackError(kind, e) {
-    const device = viewer.deviceId;
-    const err = { code: e && e.code, message: (e && e.message) || String(e) };
-    const h264 = typeof RTCRtpReceiver !== 'undefined' && RTCRtpReceiver.getCapabilities
-      ? (RTCRtpReceiver.getCapabilities('video')?.codecs || []).some((c) => /h264/i.test(c.mimeType))
-      : false;
-    if (kind === 'video') {
-      err.message = `This browser cannot show ${device}'s picture: ${err.message}`;
-      err.advice =
-        (h264 ? '' : 'Its WebRTC has no H.264, the codec the device sends, and it cannot decode H.264 otherwise either. ') +
-        'Open this page in Chrome, Edge, Safari or Chromium, or in Firefox enable "OpenH264 Video Codec" ' +
-        '(about:addons → Plugins; Firefox downloads it once, from the internet). The sound keeps playing.';
-    } else {
-      err.message = `This browser cannot play ${device}'s sound: ${err.message}`;
-      err.advice = 'Try another browser; the picture keeps playing.';
-    }
-    return err;
   }
 
   const session = window.camagentSession;
@@ -301,6 +282,7 @@
       await client.join(w.appId, w.channel, w.token, w.uid);
       if (viewer.client !== client) return;
       $('#talk').disabled = !viewer.canTalk;
+      stage.keepAwake(true);
       setStatus(`Waiting for ${deviceId}'s camera…`);
       statsTimer = setInterval(showStats, STATS_MS);
     } catch (e) {
