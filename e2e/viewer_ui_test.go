@@ -10,7 +10,7 @@ import (
 	"github.com/camagent/camagent/device/wav"
 )
 
-// TestViewerUI is issue 13's "the viewer as people expect it", in Chromium against a hub in its
+// TestViewerUIBrowser is issue 13's "the viewer as people expect it", in Chromium against a hub in its
 // default (secure) mode with enrolled agents: e2e/browser/viewer-ui.mjs logs the admin in at
 // desktop (1280×800) and phone (390×844) sizes, takes screenshots, and works the page's
 // controls: the thumbnail from the snapshot route, fullscreen in and out (button and double
@@ -20,7 +20,7 @@ import (
 //
 // Screenshots go to $CAMAGENT_SCREENSHOTS, else to <temp dir>/camagent-viewer-screenshots (kept
 // after the test, overwritten by the next run); the test log prints the path.
-func TestViewerUI(t *testing.T) {
+func TestViewerUIBrowser(t *testing.T) {
 	node := needChromium(t)
 	shots := os.Getenv("CAMAGENT_SCREENSHOTS")
 	if shots == "" {

@@ -25,7 +25,7 @@ const DEVICE = process.env.CAMAGENT_DEVICE_ID;
 const SHOTS = process.env.CAMAGENT_SCREENSHOTS;
 const TALK_MS = envNumber('CAMAGENT_TALK_MS', 2500);
 for (const [name, v] of Object.entries({ USER, PASSWORD, DEVICE, SHOTS })) {
-  if (!v) throw new Error(`${name} is not set: run this through go test -run TestViewerUI ./e2e/`);
+  if (!v) throw new Error(`${name} is not set: run this through go test -run TestViewerUIBrowser ./e2e/`);
 }
 const VIEW = `button[data-view=${JSON.stringify(DEVICE)}]`;
 const DESKTOP = { viewport: { width: 1280, height: 800 } };
