@@ -40,8 +40,10 @@ after(async () => {
 });
 
 // A logged-in page: POST /api/login through the context's own request client shares its cookies.
+// What the hub's Content-Security-Policy refuses counts among the page's errors.
 async function loggedIn(label, options) {
   const p = await openPage(chromium.browser, label, options);
+  p.page.on('console', (m) => /Content Security Policy/i.test(m.text()) && p.errors.push(new Error(m.text())));
   const res = await p.context.request.post(`${HUB}/api/login`, { data: { user: USER, password: PASSWORD } });
   assert.equal(res.status(), 200, await res.text());
   p.csrf = (await res.json()).csrf;
