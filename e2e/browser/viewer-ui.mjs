@@ -1,7 +1,7 @@
 // The viewer at / as people use it (issue 13): at desktop (1280×800) and phone (390×844) sizes,
 // against the secure-mode hub and enrolled agents of e2e/viewer_ui_test.go, logged in as the
 // admin. It takes screenshots and works every control: the device's thumbnail (the hub's snapshot
-// route; a placeholder before there is one), fullscreen in and out (the button and a double
+// route; a placeholder before there is one), how many others watch, fullscreen in and out (the button and a double
 // click), mute and the volume slider (on the element playing the device's sound), the talking
 // indicators (WebAudio levels of the device's sound and of the microphone), the reconnecting
 // banner (the signalling socket is closed under the SDK), the click-to-play the page offers when
@@ -202,6 +202,17 @@ test('desktop: thumbnail, fullscreen, mute and volume, who is talking, reconnect
   await page.dblclick('#remote-video video');
   await page.waitForFunction(() => document.fullscreenElement === null);
   assert.equal(await fullscreenId(page), null);
+
+  // Someone else watches too: the stage says so, and stops saying so when they stop.
+  assert.equal(await page.$eval('#watchers', (e) => e.hidden), true);
+  const other = await loggedIn('second viewer', DESKTOP);
+  await startViewing(other.page, () => other.page.click(VIEW));
+  await page.waitForFunction(() => window.camagentViewer.watchers === 1 && !document.querySelector('#watchers').hidden, null, { timeout: 10000 });
+  assert.equal(await page.textContent('#watchers'), '1 other person watching');
+  await stopViewing(other.page);
+  await page.waitForFunction(() => window.camagentViewer.watchers === 0 && document.querySelector('#watchers').hidden, null, { timeout: 10000 });
+  assert.deepEqual(other.errors, []);
+  await other.context.close();
 
   // Reconnecting: the signalling socket breaks; the banner shows until the SDK is back, and the
   // picture and sound come back with the settings kept.

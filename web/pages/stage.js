@@ -8,6 +8,7 @@
 //   - who is talking: a level meter for the device's sound (#speaking-device) and, while Talk is
 //     held, for the microphone (#speaking-you), from WebAudio analysers on the tracks themselves,
 //     so muting the device's sound does not hide that it speaks;
+//   - #watchers: how many other people watch the device now (it is someone's home);
 //   - #reconnecting over the picture while the SDK reconnects (viewer.js says when);
 //   - #picture-error over the picture when the browser cannot show it (what to do);
 //   - the screen stays on while watching (a screen wake lock, where the browser has one);
@@ -15,7 +16,7 @@
 //     policy): a click on it starts the picture, the sound and the meters.
 //
 // window.camagentStage: {state, unlock(), showVideo(track), showAudio(track), setMic(track),
-// setTalking(on), setDeviceName(name), setReconnecting(on), showPictureError(text | null), keepAwake(on),
+// setTalking(on), setDeviceName(name), setWatchers(n), setReconnecting(on), showPictureError(text | null), keepAwake(on),
 // explain(kind, error, deviceId) → {code, message, advice}, toggleFullscreen(), setMuted(on),
 // setVolume(0…100), reset()}. state: {muted, volume, fullscreen, reconnecting, playBlocked, awake,
 // levels: {device, you} (dBFS, -Infinity when silent or absent), speaking: {device, you}}.
@@ -155,6 +156,12 @@
 
   function setDeviceName(name) {
     $('#speaking-device .who').textContent = name;
+  }
+
+  function setWatchers(n) {
+    const box = $('#watchers');
+    box.hidden = !(n > 0);
+    box.textContent = n === 1 ? '1 other person watching' : `${n} others watching`;
   }
 
   function setReconnecting(on) {
@@ -316,6 +323,7 @@
     setReconnecting(false);
     setPlayBlocked(false);
     showPictureError(null);
+    setWatchers(0);
     keepAwake(false);
     renderMeter('device', false, -Infinity);
     $('#speaking-device').hidden = true;
@@ -362,6 +370,7 @@
     setMic,
     setTalking,
     setDeviceName,
+    setWatchers,
     setReconnecting,
     showPictureError,
     explain,

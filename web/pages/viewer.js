@@ -34,6 +34,7 @@
     talking: false,
     firstFrameMs: null, // from View to the first decoded frame
     videoTransport: null, // {transport: 'webrtc' | 'datachannel', reason, codec} of the picture
+    watchers: 0, // other people watching the device now
     devices: [],
     events: [], // {event, uid, kind, reason, at}
     view,
@@ -192,6 +193,7 @@
       remoteAudioTrack: null,
       firstFrameMs: null,
       videoTransport: null,
+      watchers: 0,
     });
     deviceKnown = false;
     viewStartedAt = performance.now();
@@ -214,7 +216,10 @@
         viewer.remoteAudioTrack = null;
       }
     });
-    client.on('user-joined', (user) => record('user-joined', user.uid));
+    client.on('user-joined', (user) => {
+      record('user-joined', user.uid);
+      if (viewer.client === client) countWatchers();
+    });
     // A track that was delivered but cannot be played (e.g. a codec the browser cannot decode):
     // that subscription alone ends, and the page says what to do.
     client.on('track-failed', (user, kind, err) => {
@@ -226,6 +231,7 @@
     });
     client.on('user-left', (user, reason) => {
       record('user-left', user.uid, { reason });
+      if (viewer.client === client) countWatchers();
       if (isDevice(user)) setStatus(`${deviceId} left the channel (${reason}).`);
     });
     client.on('connection-state-change', (cur, prev, reason) => {
@@ -277,6 +283,7 @@
         deviceUid: typeof uid === 'number' ? uid : null,
       });
       deviceKnown = true;
+      countWatchers();
       setStatus(`Joining ${w.channel}…`);
       // The users already in the channel (the device) are announced once join resolves.
       await client.join(w.appId, w.channel, w.token, w.uid);
@@ -295,6 +302,14 @@
       if (watched) unwatch(deviceId, uid).catch(() => {});
       cleanUp();
     }
+  }
+
+  // The other people in the device's channel: everyone but the device (and this browser).
+  function countWatchers() {
+    const users = viewer.client ? viewer.client.remoteUsers : [];
+    const others = viewer.deviceUid === null ? Math.max(0, users.length - 1) : users.filter((u) => u.uid !== viewer.deviceUid).length;
+    viewer.watchers = deviceKnown ? others : 0;
+    stage.setWatchers(viewer.watchers);
   }
 
   // Without the talk permission the button stays disabled and says why.
