@@ -21,11 +21,12 @@ probe devices 2>&1
 echo "VMTEST LIST END"
 camhub --demo --state-dir /tmp/hub --log-level warn > /tmp/hub.log 2>&1 &
 camagent --config /etc/camagent.yaml --log-level debug > /tmp/agent.log 2>&1 &
-probe --id vm --timeout 300s --unplug > /tmp/probe.out 2> /tmp/probe.err
+probe --id vm --timeout 300s --unplug --privacy > /tmp/probe.out 2> /tmp/probe.err
 echo "VMTEST PROBE DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 cat /tmp/probe.out
 echo "VMTEST LOG probe"; tail -n 20 /tmp/probe.err
-echo "VMTEST LOG agent"; grep -v "level=DEBUG msg=\"write video" /tmp/agent.log | tail -n 60
+echo "VMTEST LOG agent"; grep 'msg="camera failed; reopening"' /tmp/agent.log | head -n 3
+grep -v "level=DEBUG msg=\"write video" /tmp/agent.log | tail -n 60
 echo "VMTEST LOG hub"; tail -n 20 /tmp/hub.log
 echo "VMTEST END"
 poweroff -f

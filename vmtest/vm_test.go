@@ -37,6 +37,8 @@ type result struct {
 	UnplugGapMs          int64 `json:"unplugGapMs"`
 	FramesAfterUnplug    int   `json:"framesAfterUnplug"`
 	KeyframesAfterUnplug int   `json:"keyframesAfterUnplug"`
+	// snapshots and privacy mode (privacy_test.go)
+	Privacy *privacyResult `json:"privacy"`
 }
 
 func section(console, name string) string {
@@ -138,6 +140,7 @@ func TestVM(t *testing.T) {
 		t.Errorf("the agent's log does not show the camera failing and being reopened")
 	}
 	t.Logf("camera unplugged mid-call: video stood still %d ms, then %d frames (%d keyframes)", r.UnplugGapMs, r.FramesAfterUnplug, r.KeyframesAfterUnplug)
+	checkPrivacy(t, r.Privacy)
 	if r.Attempts > 1 {
 		t.Logf("NOTE: the call needed %d attempts (the emulated CPU stalled; see the console log)", r.Attempts)
 	}

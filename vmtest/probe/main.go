@@ -56,6 +56,8 @@ type Result struct {
 	UnplugGapMs          int64 `json:"unplugGapMs"`
 	FramesAfterUnplug    int   `json:"framesAfterUnplug"`
 	KeyframesAfterUnplug int   `json:"keyframesAfterUnplug"`
+	// Snapshots and privacy mode (privacy.go), with --privacy.
+	Privacy *PrivacyResult `json:"privacy,omitempty"`
 }
 
 func main() {
@@ -73,11 +75,12 @@ func main() {
 	watch := flag.Duration("watch", 8*time.Second, "how long to receive")
 	timeout := flag.Duration("timeout", 120*time.Second, "overall limit")
 	unplug := flag.Bool("unplug", false, "after the call works, unplug vivid's camera and wait for the picture to return")
+	privacy := flag.Bool("privacy", false, "then take snapshots and turn privacy mode on and off (privacy.go)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	r := Result{SentToneHz: *tone}
-	if err := run(ctx, *hub, *broker, *id, *watch, *unplug, &r); err != nil {
+	if err := run(ctx, *hub, *broker, *id, *watch, *unplug, *privacy, &r); err != nil {
 		r.Error = err.Error()
 	} else {
 		r.OK = true
@@ -172,7 +175,7 @@ func mqttCommand(ctx context.Context, broker, id, cmdID, action, channel string)
 	}
 }
 
-func run(ctx context.Context, hub, broker, id string, watch time.Duration, unplug bool, r *Result) error {
+func run(ctx context.Context, hub, broker, id string, watch time.Duration, unplug, privacy bool, r *Result) error {
 	const channel, me = "vmtest", uint32(777)
 	if err := waitDevice(ctx, hub, id); err != nil {
 		return err
@@ -206,7 +209,12 @@ func run(ctx context.Context, hub, broker, id string, watch time.Duration, unplu
 		var video *webrtc.TrackRemote
 		if video, err2 = call(ctx, c, broker, id, channel, watch, r); err2 == nil {
 			if unplug {
-				return hotUnplug(ctx, video, r)
+				if err := hotUnplug(ctx, video, r); err != nil {
+					return err
+				}
+			}
+			if privacy {
+				return privacyCheck(ctx, hub, broker, id, channel, r)
 			}
 			return nil
 		}
