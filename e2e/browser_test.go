@@ -15,14 +15,25 @@ import (
 	"github.com/camagent/camagent/hub/token"
 )
 
-// browserTalkToneHz is the tone of Chromium's fake microphone (e2e/browser/lib.mjs MIC_TONE_HZ).
-const browserTalkToneHz = 1000.0
+// browserTalkToneHz is the tone of Chromium's fake microphone (e2e/browser/lib.mjs MIC_TONE_HZ),
+// firefoxTalkToneHz Firefox's (FIREFOX_TONE_HZ).
+const (
+	browserTalkToneHz = 1000.0
+	firefoxTalkToneHz = 700.0
+)
 
-// TestBrowser runs the headless Chromium tests (e2e/browser/*.test.mjs: the viewer page with
-// push-to-talk, the quickstart page, token refusals) against a real hub and agent, then
-// checks that the browser's voice reached the device's speaker.
+// TestBrowser runs the headless browser tests (e2e/browser/*.test.mjs: the viewer page with
+// push-to-talk in Chromium and in Firefox, the quickstart page, a Chromium-Firefox call, a
+// browser without H.264, token refusals) against a real hub and agent, then checks that both
+// browsers' voices reached the device's speaker.
 func TestBrowser(t *testing.T) {
 	node := needChromium(t)
+	if _, err := os.Stat("/usr/bin/firefox-esr"); err != nil {
+		t.Fatal("Debian's firefox-esr is needed for the browser tests: run `make test-deps`")
+	}
+	if _, err := os.Stat("browser/node_modules/puppeteer-core"); err != nil {
+		t.Fatal("puppeteer-core is not installed in e2e/browser: run `make test-deps`")
+	}
 	s := startSystem(t)
 	const tokenUID = 31337
 	channel := "browser-tokens"
@@ -50,26 +61,35 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("browser tests failed: %v", err)
 	}
 
-	// The viewer test held Talk for a few seconds: the device's speaker must have played it.
+	// The viewer tests held Talk for a few seconds: the device's speaker must have played both.
 	samples, _, _, err := wav.ReadFile(s.speaker)
 	must(t, err, "read the device's speaker WAV")
+	for _, b := range []struct {
+		name string
+		hz   float64
+	}{{"Chromium", browserTalkToneHz}, {"Firefox", firefoxTalkToneHz}} {
+		secs, peak := toneSeconds(samples, b.hz)
+		t.Logf("device speaker: %.1f s of %.0f Hz from %s (loudest %.1f dBFS) in %s", secs, b.hz, b.name, peak, filepath.Base(s.speaker))
+		if secs < 1 {
+			t.Errorf("%s's talk tone reached the device's speaker for only %.1f s (want ≥ 1 s)", b.name, secs)
+		}
+	}
+}
+
+// toneSeconds returns how long (in 0.1 s windows) samples hold a tone of hz, and its loudest window.
+func toneSeconds(samples []int16, hz float64) (secs, peakDBFS float64) {
 	const win = device.SampleRate / 10
-	var talk int
-	var peak float64
+	var n int
+	peakDBFS = -120
 	for i := 0; i+win <= len(samples); i += win {
 		w := samples[i : i+win]
 		if audio.RMS(w) < 300 {
 			continue
 		}
-		f := audio.DominantFrequency(w, device.SampleRate)
-		if f > browserTalkToneHz-20 && f < browserTalkToneHz+20 {
-			talk++
-			peak = max(peak, audio.DBFS(w))
+		if f := audio.DominantFrequency(w, device.SampleRate); f > hz-20 && f < hz+20 {
+			n++
+			peakDBFS = max(peakDBFS, audio.DBFS(w))
 		}
 	}
-	t.Logf("device speaker: %.1f s of %.0f Hz from the browser (loudest %.1f dBFS) in %s",
-		float64(talk)/10, browserTalkToneHz, peak, filepath.Base(s.speaker))
-	if talk < 10 {
-		t.Errorf("the browser's talk tone reached the device's speaker for only %.1f s (want ≥ 1 s)", float64(talk)/10)
-	}
+	return float64(n) / 10, peakDBFS
 }

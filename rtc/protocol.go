@@ -52,6 +52,20 @@ const (
 	// connection the hub restarts itself, with an offer.) A client may notice a dead path
 	// much later than the hub, or never: when only its uplink died, media still arrives.
 	EventRestartICE = "restart-ice"
+	// EventSubscribeFailed tells a subscriber that its subscription to UID's Kind ended
+	// because its side cannot receive it (Error: CodeCodecNotSupported, with the track's codec
+	// in Codec); its other subscriptions and the connection go on.
+	EventSubscribeFailed = "subscribe-failed"
+)
+
+// Transports a subscription arrives on (Message.Transport in subscribe).
+const (
+	// TransportRTP: RTP on a transceiver of the subscribe connection (the default).
+	TransportRTP = "rtp"
+	// TransportDataChannel: a video track's access units on a data channel of the subscribe
+	// connection, for a browser whose WebRTC cannot decode the codec but which can decode it
+	// otherwise (WebCodecs); the framing is in docs/protocol.md.
+	TransportDataChannel = "datachannel"
 )
 
 // Peer connections (Message.Connection).
@@ -90,6 +104,9 @@ const (
 	CodeUIDInUse = "UID_IN_USE"
 	// CodeRateLimited: too many messages or requests; slow down (a flood closes the session).
 	CodeRateLimited = "RATE_LIMITED"
+	// CodeCodecNotSupported: the subscriber's answer carries no codec the track can be sent
+	// with (EventSubscribeFailed), or a data-channel subscription to a codec it cannot carry.
+	CodeCodecNotSupported = "CODEC_NOT_SUPPORTED"
 )
 
 // MaxMessageBytes bounds one signalling message, and is the hub's WebSocket read limit (a
@@ -122,6 +139,9 @@ type User struct {
 	UID   uint32 `json:"uid"`
 	Audio bool   `json:"audio"`
 	Video bool   `json:"video"`
+	// AudioCodec and VideoCodec are the published tracks' codecs (MIME types, e.g. video/H264).
+	AudioCodec string `json:"audioCodec,omitempty"`
+	VideoCodec string `json:"videoCodec,omitempty"`
 }
 
 // TrackInfo tells a subscriber whose track arrives on a transceiver (by mid).
@@ -157,6 +177,12 @@ type Message struct {
 
 	// subscribe / unsubscribe / events
 	Kind string `json:"kind,omitempty"`
+	// user-published, subscribe-failed: the track's codec (a MIME type such as video/H264)
+	Codec string `json:"codec,omitempty"`
+	// subscribe: TransportRTP (or empty) or TransportDataChannel
+	Transport string `json:"transport,omitempty"`
+	// reply to a data-channel subscribe: the label of the data channel the track arrives on
+	Label string `json:"label,omitempty"`
 
 	// restart: which peer connection (ConnPublish or ConnSubscribe)
 	Connection string `json:"connection,omitempty"`
@@ -208,6 +234,9 @@ func ParseMessage(b []byte) (*Message, error) {
 		}
 		if m.Kind != KindAudio && m.Kind != KindVideo {
 			return &m, Errorf(CodeInvalidParams, "%s: kind must be audio or video", m.Type)
+		}
+		if m.Transport != "" && m.Transport != TransportRTP && (m.Transport != TransportDataChannel || m.Kind != KindVideo) {
+			return &m, Errorf(CodeInvalidParams, "%s: transport must be rtp, or datachannel for video", m.Type)
 		}
 	case TypeRenew:
 		if m.Token == "" {

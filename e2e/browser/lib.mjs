@@ -12,6 +12,9 @@ export const SDK_PATH = fileURLToPath(new URL('../../web/sdk/camagent-rtc.js', i
 
 // The tone the fake microphone plays; the Go harness looks for it in the device's speaker output.
 export const MIC_TONE_HZ = 1000;
+// Firefox's fake microphone tone in these tests (its default is 1000 Hz too): the device's
+// speaker then tells the two browsers apart (e2e/browser_test.go looks for both).
+export const FIREFOX_TONE_HZ = 700;
 
 /** The hub under test. Unset is a failure, not a skip: a silent skip would pass CI untested. */
 export function hubURL() {
@@ -96,26 +99,32 @@ export async function launchChromium({ toneHz = MIC_TONE_HZ, args = [] } = {}) {
 
 /**
  * Launches Debian's Firefox ESR headless through puppeteer-core over WebDriver BiDi, with
- * Firefox's fake camera and microphone (its fake microphone plays a 1000 Hz tone, MIC_TONE_HZ)
- * and autoplay allowed. Firefox opens no audio output on a machine without a sound card (its
- * content process dies at the first AudioContext), so it gets ALSA's null device through an
- * ~/.asoundrc in a temporary HOME. Returns {browser, close()} as launchChromium does; the
- * browser is a puppeteer Browser (page.evaluate and evaluateHandle work as in Playwright).
+ * Firefox's fake camera and microphone (the microphone plays a `toneHz` tone, FIREFOX_TONE_HZ by
+ * default), autoplay allowed, and real host addresses in its ICE candidates (the tests' hub
+ * offers loopback candidates only, which Firefox pairs with no mDNS-obfuscated candidate).
+ * Without a sound card Firefox's content process dies at the first AudioContext (with ALSA's
+ * null device too), so audio output goes to cubeb's mock context (media.cubeb.force_mock_context,
+ * which Firefox's own tests use): WebRTC audio and WebAudio analysis run as usual. Returns
+ * {browser, close()} as launchChromium does; the browser is a puppeteer Browser (page.evaluate
+ * and evaluateHandle work as in Playwright). CAMAGENT_FIREFOX_LOG=1 shows Firefox's output.
  */
-export async function launchFirefox({ prefs = {} } = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'camagent-e2e-ff-'));
-  await writeFile(join(dir, '.asoundrc'), 'pcm.!default { type null }\nctl.!default { type hw card 0 }\n');
+export async function launchFirefox({ toneHz = FIREFOX_TONE_HZ, prefs = {} } = {}) {
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: process.env.CAMAGENT_FIREFOX || '/usr/bin/firefox-esr',
     headless: true,
-    env: { ...process.env, HOME: dir },
+    dumpio: !!process.env.CAMAGENT_FIREFOX_LOG,
     extraPrefsFirefox: {
       'media.navigator.streams.fake': true,
       'media.navigator.permission.disabled': true,
+      'media.navigator.audio.fake_frequency': toneHz,
       'media.autoplay.default': 0,
       'media.autoplay.block-webaudio': false,
-      'media.cubeb.backend': 'alsa',
+      'media.cubeb.force_mock_context': true,
+      // The tests' hub offers loopback candidates only: with its host addresses hidden behind
+      // mDNS names Firefox's ICE never connects to it (checked: ICE failed), with them plain it does.
+      'media.peerconnection.ice.loopback': true,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
       // No downloads (the OpenH264 plugin among them) and no phoning home, as on an offline LAN.
       'media.gmp-manager.url': '',
       'media.gmp-gmpopenh264.enabled': false,
@@ -128,7 +137,6 @@ export async function launchFirefox({ prefs = {} } = {}) {
     browser,
     async close() {
       await browser.close().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
     },
   };
 }
@@ -172,6 +180,20 @@ export async function openPage(browser, label, contextOptions = {}) {
 
 export function log(...args) {
   console.log(...args);
+}
+
+/**
+ * Polls fn(arg) in the page (Playwright's or puppeteer's: only page.evaluate is used) until it
+ * returns something truthy, and returns that; throws after timeoutMs with `what`.
+ */
+export async function waitInPage(page, fn, arg, { timeoutMs = 10000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await page.evaluate(fn, arg);
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

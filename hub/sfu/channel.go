@@ -37,6 +37,7 @@ func (c *channel) snapshot(except uint32) []rtc.User {
 	for _, s := range sessions {
 		u := rtc.User{UID: s.uid}
 		u.Audio, u.Video = s.publishes()
+		u.AudioCodec, u.VideoCodec = s.publishedCodecs()
 		users = append(users, u)
 	}
 	sort.Slice(users, func(i, j int) bool { return users[i].UID < users[j].UID })

@@ -39,7 +39,8 @@ type subKey struct {
 // subscription is one forwarded track sent to one subscriber.
 type subscription struct {
 	track       *track
-	transceiver *webrtc.RTPTransceiver
+	transceiver *webrtc.RTPTransceiver // nil for a data-channel subscription
+	feed        *auFeed                // a data-channel subscription's (aufeed.go)
 	// fresh: the subscriber has not yet been given a keyframe request for this track.
 	fresh bool
 }
@@ -842,7 +843,7 @@ func (s *session) onTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote,
 	s.published[kind] = t
 	s.mu.Unlock()
 	s.log.Info("user published", "kind", kind, "codec", remote.Codec().MimeType)
-	ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserPublished, UID: &uid, Kind: kind})
+	ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserPublished, UID: &uid, Kind: kind, Codec: remote.Codec().MimeType})
 	s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventPublished, Kind: kind})
 	t.forward(s.ctx) // returns when the publisher's stream ends
 	s.mu.Lock()
@@ -879,6 +880,19 @@ func (s *session) publishes() (audio, video bool) {
 	return s.published[rtc.KindAudio] != nil, s.published[rtc.KindVideo] != nil
 }
 
+// publishedCodecs returns the MIME types of the published tracks ("" for a kind not published).
+func (s *session) publishedCodecs() (audio, video string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.published[rtc.KindAudio]; t != nil {
+		audio = t.remote.Codec().MimeType
+	}
+	if t := s.published[rtc.KindVideo]; t != nil {
+		video = t.remote.Codec().MimeType
+	}
+	return audio, video
+}
+
 func (s *session) publishedTrack(kind string) *track {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -906,7 +920,11 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 	existing := s.subs[key]
 	pc := s.sub
 	s.mu.Unlock()
-	if existing != nil && existing.track == t {
+	overDC := m.Transport == rtc.TransportDataChannel
+	if existing != nil && existing.track == t && (existing.feed != nil) == overDC {
+		if existing.feed != nil {
+			return &rtc.Message{Label: existing.feed.dc.Label()}, nil
+		}
 		return &rtc.Message{Mid: existing.transceiver.Mid()}, nil
 	}
 	if existing != nil {
@@ -929,6 +947,13 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 		s.mu.Lock()
 		s.sub = pc
 		s.mu.Unlock()
+	}
+	if overDC {
+		label, err := s.subscribeDataChannel(pc, t, key)
+		if err != nil {
+			return nil, err
+		}
+		return &rtc.Message{Label: label}, nil
 	}
 	out, err := t.newOutlet()
 	if err != nil {
@@ -995,6 +1020,10 @@ func (s *session) dropSubscription(key subKey) {
 		return
 	}
 	sub.track.removeSubscriber(s)
+	if sub.feed != nil {
+		sub.feed.close() // a data channel needs no renegotiation
+		return
+	}
 	if pc == nil || s.ctx.Err() != nil {
 		return
 	}
@@ -1041,6 +1070,9 @@ func (s *session) renegotiate() error {
 	tracks := map[string]rtc.TrackInfo{}
 	s.mu.Lock()
 	for key, sub := range s.subs {
+		if sub.transceiver == nil {
+			continue
+		}
 		if mid := sub.transceiver.Mid(); mid != "" {
 			tracks[mid] = rtc.TrackInfo{UID: key.uid, Kind: key.kind}
 		}
@@ -1132,12 +1164,17 @@ func (s *session) answer(m *rtc.Message) error {
 		s.negMu.Unlock()
 		return rtc.Errorf(rtc.CodeBadMessage, "answer without an offer")
 	}
+	// A track the subscriber cannot decode ends alone, not the connection (playable.go).
+	refused := s.refuseUnplayable(m.SDP, pc)
 	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
 	s.awaitingAnswer = false
 	s.restartSent = false
-	again := s.dirty
+	again := s.dirty || len(refused) > 0
 	s.dirty = false
 	s.negMu.Unlock()
+	for _, e := range refused {
+		s.send(e)
+	}
 	if err != nil {
 		return rtc.Errorf(rtc.CodeNegotiation, "apply answer: %v", err)
 	}
@@ -1167,7 +1204,7 @@ func (s *session) requestFreshKeyframes() {
 	var tracks []*track
 	s.mu.Lock()
 	for _, sub := range s.subs {
-		if sub.fresh && sub.transceiver.Mid() != "" {
+		if sub.fresh && sub.transceiver != nil && sub.transceiver.Mid() != "" {
 			sub.fresh = false
 			tracks = append(tracks, sub.track)
 		}
@@ -1175,7 +1212,34 @@ func (s *session) requestFreshKeyframes() {
 	s.mu.Unlock()
 	for _, t := range tracks {
 		t.requestKeyframeNow()
+		s.awaitFirstKeyframe(t, keyframeRetries)
 	}
+}
+
+// A subscriber still waiting for its first keyframe keyframeRetry after asking asks again, a
+// few times: the publisher's keyframe may have come before the subscriber could take it, or been
+// lost, and a browser publisher may send no other for a long time (seen: Chromium's VP8 to a
+// Firefox viewer, now and then no picture at all).
+const (
+	keyframeRetry   = 700 * time.Millisecond
+	keyframeRetries = 5
+)
+
+func (s *session) awaitFirstKeyframe(t *track, tries int) {
+	if t.kind != rtc.KindVideo || tries <= 0 {
+		return
+	}
+	s.after(keyframeRetry, func() {
+		t.mu.Lock()
+		o := t.subs[s]
+		t.mu.Unlock()
+		if o == nil || !o.waiting.Load() {
+			return
+		}
+		s.log.Debug("still no keyframe for a new subscriber; asking again", "of", t.uid)
+		t.requestKeyframe()
+		s.awaitFirstKeyframe(t, tries-1)
+	})
 }
 
 // teardown removes the user from its channel, stops its tracks and closes its connections.
@@ -1196,6 +1260,9 @@ func (s *session) teardown() {
 	s.mu.Unlock()
 	for _, x := range subs {
 		x.track.removeSubscriber(s)
+		if x.feed != nil {
+			x.feed.close()
+		}
 	}
 	if pub != nil {
 		pub.Close()

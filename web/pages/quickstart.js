@@ -106,7 +106,9 @@ $('#join-form').addEventListener('submit', async (e) => {
 $('#leave').addEventListener('click', () => leave());
 
 async function join() {
-  client = CamagentRTC.createClient({ mode: 'rtc', codec: 'h264' });
+  // VP8: what every browser's WebRTC decodes (Firefox as Debian ships it has no H.264 in WebRTC),
+  // so a call between any two browsers needs no fallback. Devices take only the audio.
+  client = CamagentRTC.createClient({ mode: 'rtc', codec: 'vp8' });
 
   // Add event listeners before joining: the users already in the channel are announced too.
   client.on('user-published', handleUserPublished);

@@ -65,7 +65,9 @@
    * The one error type the SDK throws or rejects with. `code` is either a hub protocol code
    * (TOKEN_EXPIRED, NO_PRIVILEGE, …, see docs/protocol.md) or one of the SDK's own:
    * TIMEOUT, NETWORK_ERROR, WS_ABORT, INVALID_OPERATION, INVALID_PARAMS, NOT_SUPPORTED,
-   * PERMISSION_DENIED, DEVICE_NOT_FOUND, MEDIA_ERROR, TOKEN_SERVICE_ERROR.
+   * PERMISSION_DENIED, DEVICE_NOT_FOUND, MEDIA_ERROR, TOKEN_SERVICE_ERROR, CODEC_NOT_SUPPORTED (this
+   * browser can play a track's codec neither in WebRTC nor otherwise: that subscription alone
+   * fails; `data` is {uid, kind, codec}).
    */
   class CamagentRTCError extends Error {
     constructor(code, message, data) {
@@ -482,19 +484,42 @@
   // Remote users and tracks
 
   class RemoteTrack extends BaseTrack {
-    constructor(mediaStreamTrack, kind, uid) {
+    constructor(mediaStreamTrack, kind, uid, transport) {
       super(mediaStreamTrack, kind);
       this._uid = uid;
+      this._transport = transport || { transport: 'webrtc', reason: 'WebRTC', codec: '' };
+      this._channelVideo = null; // the decoder of a data-channel video track
     }
 
     getUserId() {
       return this._uid;
     }
+
+    /**
+     * How the track reaches this browser: {transport: 'webrtc' | 'datachannel', reason, codec}.
+     * 'datachannel' is the fallback for H.264 a browser's WebRTC cannot decode (WebCodecs).
+     */
+    getTransport() {
+      return Object.assign({}, this._transport);
+    }
+
+    /** Counters of a data-channel video track's decoder (null on WebRTC). */
+    getDecoderStats() {
+      return this._channelVideo ? this._channelVideo.stats() : null;
+    }
+
+    _release() {
+      this.stop();
+      if (this._channelVideo) {
+        this._channelVideo.close();
+        this._channelVideo = null;
+      }
+    }
   }
 
   class RemoteAudioTrack extends RemoteTrack {
-    constructor(mediaStreamTrack, uid) {
-      super(mediaStreamTrack, 'audio', uid);
+    constructor(mediaStreamTrack, uid, transport) {
+      super(mediaStreamTrack, 'audio', uid, transport);
     }
 
     /** Playback volume, 0–100. */
@@ -505,8 +530,8 @@
   }
 
   class RemoteVideoTrack extends RemoteTrack {
-    constructor(mediaStreamTrack, uid) {
-      super(mediaStreamTrack, 'video', uid);
+    constructor(mediaStreamTrack, uid, transport) {
+      super(mediaStreamTrack, 'video', uid, transport);
     }
   }
 
@@ -518,6 +543,247 @@
       this.hasVideo = false;
       this.audioTrack = null;
       this.videoTrack = null;
+      // The published tracks' codecs (MIME types, e.g. video/H264), when the hub says.
+      this.audioCodec = '';
+      this.videoCodec = '';
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Video over a data channel (the fallback for H.264 that WebRTC cannot decode)
+  //
+  // The hub sends a video track's H.264 access units, as they arrive from the device, on a data
+  // channel of the subscribe connection (the same ICE, DTLS and token as the WebRTC tracks).
+  // WebCodecs decodes them, and the pictures become a MediaStreamTrack again (a
+  // MediaStreamTrackGenerator where there is one, else a canvas's captureStream), so that
+  // track.play() and getMediaStreamTrack() work as for a WebRTC track. Framing: docs/protocol.md.
+
+  const DC_HEADER = 12;
+  const DC_FLAG_KEY = 1;
+  const DC_FLAG_FIRST = 2;
+  const DC_FLAG_LAST = 4;
+  // Beyond this many chunks waiting in the decoder, delta frames are skipped to the next keyframe.
+  const DC_MAX_DECODE_QUEUE = 8;
+  // Decoder errors in a row, with no picture, before the track counts as unplayable.
+  const DC_MAX_DECODER_ERRORS = 4;
+
+  function webrtcReceives(mime) {
+    const R = root.RTCRtpReceiver;
+    const caps = R && R.getCapabilities && R.getCapabilities(mime.split('/')[0]);
+    return !!caps && caps.codecs.some((c) => c.mimeType.toLowerCase() === mime.toLowerCase());
+  }
+
+  let h264Probe = null;
+  // Whether WebCodecs decodes constrained-baseline H.264 (probed once; needs a secure context).
+  function webCodecsDecodesH264() {
+    if (!h264Probe) {
+      h264Probe = (async () => {
+        if (typeof root.VideoDecoder !== 'function' || typeof root.EncodedVideoChunk !== 'function') return false;
+        try {
+          const r = await root.VideoDecoder.isConfigSupported({ codec: 'avc1.42e01f', optimizeForLatency: true });
+          return !!(r && r.supported);
+        } catch (e) {
+          return false;
+        }
+      })();
+    }
+    return h264Probe;
+  }
+
+  // The SPS of an Annex B access unit (from its NAL header byte), or null.
+  function findSPS(au) {
+    for (let i = 0; i + 6 < au.length; i++) {
+      if (au[i] === 0 && au[i + 1] === 0 && au[i + 2] === 1) {
+        if ((au[i + 3] & 0x1f) === 7) return au.subarray(i + 3);
+        i += 2;
+      }
+    }
+    return null;
+  }
+
+  // avc1.PPCCLL (RFC 6381) from an SPS: profile_idc, the constraint flags, level_idc.
+  function avcCodec(sps) {
+    const hex = (b) => b.toString(16).padStart(2, '0');
+    return `avc1.${hex(sps[1])}${hex(sps[2])}${hex(sps[3])}`;
+  }
+
+  class ChannelVideo {
+    constructor(channel, onFailed) {
+      this._channel = channel;
+      this._onFailed = onFailed;
+      this._parts = null; // the fragments of the access unit being received
+      this._next = 0; // the index of the fragment expected next
+      this._number = -1; // the number of the last whole access unit
+      this._waitKey = true;
+      this._codec = null;
+      this._decoder = null;
+      this._errors = 0;
+      this._tsBase = null;
+      this._tsLast = 0;
+      this._tsWraps = 0;
+      this._closed = false;
+      this._stats = { received: 0, decoded: 0, skipped: 0, keyframeRequests: 0, decoderErrors: 0, output: '' };
+      this._makeOutput();
+      channel.binaryType = 'arraybuffer';
+      channel.addEventListener('message', (e) => this._onMessage(e.data));
+    }
+
+    // The pictures' way back into a MediaStreamTrack.
+    _makeOutput() {
+      if (typeof root.MediaStreamTrackGenerator === 'function') {
+        this._generator = new root.MediaStreamTrackGenerator({ kind: 'video' });
+        this._writer = this._generator.writable.getWriter();
+        this.track = this._generator;
+        this._stats.output = 'MediaStreamTrackGenerator';
+        return;
+      }
+      this._canvas = root.document.createElement('canvas');
+      this._canvas.width = 2;
+      this._canvas.height = 2;
+      this._ctx = this._canvas.getContext('2d');
+      this.track = this._canvas.captureStream().getVideoTracks()[0];
+      this._stats.output = 'canvas.captureStream';
+    }
+
+    stats() {
+      return Object.assign({ codec: this._codec }, this._stats);
+    }
+
+    _onMessage(data) {
+      if (this._closed || !(data instanceof ArrayBuffer) || data.byteLength < DC_HEADER) return;
+      const b = new Uint8Array(data);
+      const v = new DataView(data);
+      if (b[0] !== 1) return;
+      const flags = b[1];
+      const number = v.getUint32(2);
+      const index = v.getUint16(10);
+      if (flags & DC_FLAG_FIRST) {
+        if (this._parts) this._gap(); // the previous unit's last fragment never came
+        this._parts = [];
+        this._next = 0;
+        this._partNumber = number;
+      }
+      if (!this._parts || number !== this._partNumber || index !== this._next) {
+        this._parts = null;
+        this._gap();
+        return;
+      }
+      this._parts.push(b.subarray(DC_HEADER));
+      this._next++;
+      if (!(flags & DC_FLAG_LAST)) return;
+      const parts = this._parts;
+      this._parts = null;
+      let size = 0;
+      for (const p of parts) size += p.length;
+      const au = new Uint8Array(size);
+      let off = 0;
+      for (const p of parts) {
+        au.set(p, off);
+        off += p.length;
+      }
+      this._unit(number, v.getUint32(6), (flags & DC_FLAG_KEY) !== 0, au);
+    }
+
+    // Units were lost: nothing decodes until a keyframe, which is asked for once.
+    _gap() {
+      if (this._waitKey) return;
+      this._waitKey = true;
+      this._requestKeyframe();
+    }
+
+    _requestKeyframe() {
+      if (this._channel.readyState !== 'open') return;
+      this._stats.keyframeRequests++;
+      try {
+        this._channel.send('keyframe');
+      } catch (e) {
+        log.debug('keyframe request not sent:', e.message);
+      }
+    }
+
+    _unit(number, rtpTime, key, au) {
+      this._stats.received++;
+      if (this._number >= 0 && number !== ((this._number + 1) >>> 0)) this._gap();
+      this._number = number;
+      if (this._waitKey && !key) {
+        this._stats.skipped++;
+        return;
+      }
+      if (key) {
+        const sps = findSPS(au);
+        const codec = sps ? avcCodec(sps) : this._codec || 'avc1.42e01f';
+        if (!this._decoder || this._decoder.state === 'closed' || codec !== this._codec) this._configure(codec);
+        this._waitKey = false;
+      } else if (this._decoder.decodeQueueSize > DC_MAX_DECODE_QUEUE) {
+        this._stats.skipped++;
+        this._gap();
+        return;
+      }
+      try {
+        this._decoder.decode(new root.EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: this._micros(rtpTime), data: au }));
+      } catch (e) {
+        this._decoderError(e);
+      }
+    }
+
+    // The RTP time (90 kHz, 32 bits) as microseconds since the first unit.
+    _micros(rtpTime) {
+      if (this._tsBase === null) this._tsBase = rtpTime;
+      if (rtpTime < this._tsLast && this._tsLast - rtpTime > 0x80000000) this._tsWraps++;
+      this._tsLast = rtpTime;
+      const ticks = this._tsWraps * 4294967296 + rtpTime - this._tsBase;
+      return Math.round((ticks * 1000) / 90);
+    }
+
+    _configure(codec) {
+      if (this._decoder && this._decoder.state !== 'closed') this._decoder.close();
+      this._codec = codec;
+      this._decoder = new root.VideoDecoder({
+        output: (frame) => this._present(frame),
+        error: (e) => this._decoderError(e),
+      });
+      this._decoder.configure({ codec, optimizeForLatency: true });
+    }
+
+    _decoderError(e) {
+      if (this._closed) return;
+      this._stats.decoderErrors++;
+      log.warn('video decoder error:', (e && e.message) || e);
+      if (++this._errors >= DC_MAX_DECODER_ERRORS && this._stats.decoded === 0) {
+        this._onFailed(new CamagentRTCError('CODEC_NOT_SUPPORTED', `WebCodecs cannot decode this ${this._codec} stream: ${(e && e.message) || e}`));
+        return;
+      }
+      this._codec = null; // a new decoder at the next keyframe
+      this._waitKey = false;
+      this._gap();
+    }
+
+    _present(frame) {
+      if (this._closed) {
+        frame.close();
+        return;
+      }
+      this._errors = 0;
+      this._stats.decoded++;
+      if (this._writer) {
+        this._writer.write(frame).catch(() => {}); // the sink closes the frame
+        return;
+      }
+      if (this._canvas.width !== frame.displayWidth || this._canvas.height !== frame.displayHeight) {
+        this._canvas.width = frame.displayWidth;
+        this._canvas.height = frame.displayHeight;
+      }
+      this._ctx.drawImage(frame, 0, 0);
+      frame.close();
+    }
+
+    close() {
+      if (this._closed) return;
+      this._closed = true;
+      if (this._decoder && this._decoder.state !== 'closed') this._decoder.close();
+      if (this._writer) this._writer.close().catch(() => {});
+      this.track.stop();
+      if (this._channel.readyState === 'open' || this._channel.readyState === 'connecting') this._channel.close();
     }
   }
 
@@ -650,6 +916,28 @@
     }
   }
 
+  // For each mid of an SDP, the codecs (lower-case MIME types) its m-line accepts; none when the
+  // m-line is rejected (port 0).
+  function answerCodecs(sdp) {
+    const out = new Map();
+    let kind = null;
+    let port = 0;
+    let codecs = null;
+    for (const line of sdp.split(/\r?\n/)) {
+      let m;
+      if ((m = /^m=(\w+) (\d+)/.exec(line))) {
+        kind = m[1];
+        port = Number(m[2]);
+        codecs = new Set();
+      } else if (codecs && (m = /^a=mid:(\S+)/.exec(line))) {
+        out.set(m[1], codecs);
+      } else if (codecs && port !== 0 && (m = /^a=rtpmap:\d+ ([^/\s]+)/.exec(line))) {
+        codecs.add(`${kind}/${m[1]}`.toLowerCase());
+      }
+    }
+    return out;
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Codec preference
 
@@ -712,6 +1000,9 @@
       super();
       this.mode = config.mode || 'rtc';
       this.codec = (config.codec || 'h264').toLowerCase();
+      // 'auto' (the default): WebRTC, or H.264 over a data channel when WebRTC cannot decode it
+      // and WebCodecs can; 'rtp' or 'datachannel' force one (tests, measurements).
+      this.videoTransport = config.videoTransport || 'auto';
       this._server = config.server || null;
       this._iceServers = config.iceServers || [];
       this._timeoutMs = config.requestTimeoutMs || REQUEST_TIMEOUT_MS;
@@ -737,7 +1028,8 @@
       // subscribe: mid → {uid, kind} from the hub's offers; "uid:kind" → {mid, track} delivered
       this._midMap = new Map();
       this._received = new Map();
-      this._subscriptions = new Map(); // "uid:kind" → pending {resolve, reject, mid, timer}
+      this._subscriptions = new Map(); // "uid:kind" → pending {resolve, reject, mid, label, timer}
+      this._channels = new Map(); // label → RTCDataChannel the hub opened on the subscribe connection
       this._pingTimer = null;
       this._closeReason = null;
       this._joinedAt = 0;
@@ -826,6 +1118,8 @@
         const user = new RemoteUser(u.uid);
         user.hasAudio = !!u.audio;
         user.hasVideo = !!u.video;
+        user.audioCodec = u.audioCodec || '';
+        user.videoCodec = u.videoCodec || '';
         this.remoteUsers.push(user);
       }
       this._pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
@@ -956,8 +1250,8 @@
         }
         for (const u of present.values()) {
           if (!this._user(u.uid)) this._onEvent({ type: 'event', event: 'user-joined', uid: u.uid });
-          if (u.audio) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'audio' });
-          if (u.video) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'video' });
+          if (u.audio) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'audio', codec: u.audioCodec });
+          if (u.video) this._onEvent({ type: 'event', event: 'user-published', uid: u.uid, kind: 'video', codec: u.videoCodec });
         }
         if (tracks.length) {
           try {
@@ -979,8 +1273,8 @@
         sub.reject(new CamagentRTCError('WS_ABORT', 'subscribe: the client left the channel'));
       }
       for (const user of this.remoteUsers) {
-        if (user.audioTrack) user.audioTrack.stop();
-        if (user.videoTrack) user.videoTrack.stop();
+        if (user.audioTrack) user.audioTrack._release();
+        if (user.videoTrack) user.videoTrack._release();
       }
       for (const track of this.localTracks) track._client = null;
       if (this._pubPC) this._pubPC.close();
@@ -1242,7 +1536,7 @@
 
       let sub;
       const promise = new Promise((resolve, reject) => {
-        sub = { uid, kind: mediaType, resolve, reject, replied: false, mid: null, promise: null };
+        sub = { uid, kind: mediaType, resolve, reject, replied: false, mid: null, label: null, promise: null };
       });
       sub.promise = promise;
       // One deadline for the whole thing: the reply, the offer and the track.
@@ -1251,40 +1545,142 @@
         sub.reject(new CamagentRTCError('TIMEOUT', `subscribe ${key}: no track within ${this._timeoutMs} ms`));
       }, this._timeoutMs);
       this._subscriptions.set(key, sub);
-      this._sig.request('subscribe', { uid, kind: mediaType }, this._timeoutMs).then(
-        (reply) => {
-          sub.replied = true;
-          // A hub may not know the mid yet (its offer for this track still to come): then the
-          // offer's track map alone tells where the track arrives.
-          sub.mid = reply.mid ? String(reply.mid) : null;
-          this._settleSubscription(key);
-        },
-        (err) => {
-          clearTimeout(sub.timer);
-          if (this._subscriptions.get(key) === sub) this._subscriptions.delete(key);
-          sub.reject(err);
-        }
-      );
+      this._requestSubscription(key, sub);
       return promise;
+    }
+
+    // Chooses how the track comes (video: WebRTC or the data channel), then asks the hub.
+    async _requestSubscription(key, sub) {
+      const sig = this._sig;
+      let reply;
+      try {
+        if (!sub.transport) Object.assign(sub, await this._chooseTransport(sub.uid, sub.kind));
+        if (this._subscriptions.get(key) !== sub) return;
+        if (this._sig !== sig || !sig) throw new CamagentRTCError('WS_ABORT', 'subscribe: the client left the channel');
+        const fields = { uid: sub.uid, kind: sub.kind };
+        if (sub.transport === 'datachannel') fields.transport = 'datachannel';
+        reply = await sig.request('subscribe', fields, this._timeoutMs);
+      } catch (err) {
+        this._failSubscription(key, sub, err);
+        return;
+      }
+      if (this._subscriptions.get(key) !== sub) return;
+      sub.replied = true;
+      // A hub may not know the mid yet (its offer for this track still to come): then the
+      // offer's track map alone tells where the track arrives.
+      sub.mid = reply.mid ? String(reply.mid) : null;
+      sub.label = reply.label || null;
+      this._settleSubscription(key);
+    }
+
+    _failSubscription(key, sub, err) {
+      clearTimeout(sub.timer);
+      if (this._subscriptions.get(key) === sub) this._subscriptions.delete(key);
+      sub.reject(toRTCError(err, 'INTERNAL'));
+    }
+
+    // How a track will reach this browser: {transport: 'rtp' | 'datachannel', reason}. Only H.264
+    // video has a fallback: when WebRTC cannot decode it (Firefox without its OpenH264 plugin)
+    // but WebCodecs can, its access units come over a data channel.
+    async _chooseTransport(uid, kind) {
+      const user = this._user(uid);
+      const codec = (user && user[kind + 'Codec']) || '';
+      if (kind !== 'video' || this.videoTransport === 'rtp') return { transport: 'rtp', reason: 'WebRTC' };
+      if (this.videoTransport === 'datachannel') {
+        return { transport: 'datachannel', reason: "createClient({videoTransport: 'datachannel'})" };
+      }
+      if (!/^video\/h264$/i.test(codec) || webrtcReceives(codec)) {
+        return { transport: 'rtp', reason: codec ? `WebRTC decodes ${codec.replace('video/', '')}` : 'WebRTC' };
+      }
+      if (await webCodecsDecodesH264()) {
+        return { transport: 'datachannel', reason: "this browser's WebRTC has no H.264; WebCodecs decodes it" };
+      }
+      throw new CamagentRTCError(
+        'CODEC_NOT_SUPPORTED',
+        `subscribe: this browser decodes ${codec} neither in WebRTC nor with WebCodecs`,
+        { uid, kind, codec }
+      );
     }
 
     // Resolves a pending subscription once both the hub's reply and the track are here.
     _settleSubscription(key) {
       const sub = this._subscriptions.get(key);
       if (!sub || !sub.replied) return;
-      const got = this._received.get(key);
-      if (!got || (sub.mid !== null && got.mid !== sub.mid)) return;
+      let mst;
+      let channelVideo = null;
+      if (sub.transport === 'datachannel') {
+        const channel = sub.label && this._channels.get(sub.label);
+        if (!channel) return;
+        channelVideo = new ChannelVideo(channel, (err) => this._onTrackFailed(sub.uid, sub.kind, err));
+        mst = channelVideo.track;
+      } else {
+        const got = this._received.get(key);
+        if (!got || (sub.mid !== null && got.mid !== sub.mid)) return;
+        mst = got.track;
+      }
       this._subscriptions.delete(key);
       clearTimeout(sub.timer);
-      const remote =
-        sub.kind === 'video' ? new RemoteVideoTrack(got.track, sub.uid) : new RemoteAudioTrack(got.track, sub.uid);
       const user = this._user(sub.uid);
+      const transport = {
+        transport: sub.transport === 'datachannel' ? 'datachannel' : 'webrtc',
+        reason: sub.reason || 'WebRTC',
+        codec: (user && user[sub.kind + 'Codec']) || '',
+      };
+      const remote =
+        sub.kind === 'video' ? new RemoteVideoTrack(mst, sub.uid, transport) : new RemoteAudioTrack(mst, sub.uid, transport);
+      remote._channelVideo = channelVideo;
       if (user) {
         user[sub.kind + 'Track'] = remote;
         if (sub.kind === 'video') user.hasVideo = true;
         else user.hasAudio = true;
       }
       sub.resolve(remote);
+      if (user && sub.kind === 'video') this.emit('video-transport', user, remote.getTransport());
+    }
+
+    // The hub ended a subscription this browser cannot receive (subscribe-failed). A pending one
+    // falls back to the data channel when it can, else fails alone; the others play on.
+    async _onSubscribeFailed(msg) {
+      const kind = msg.kind;
+      const key = subKey(msg.uid, kind);
+      const user = this._user(msg.uid);
+      if (user && msg.codec) user[kind + 'Codec'] = msg.codec;
+      this._received.delete(key);
+      const e = msg.error || {};
+      const err = new CamagentRTCError(e.code || 'CODEC_NOT_SUPPORTED', e.message || `the hub cannot send ${key} to this browser`, {
+        uid: msg.uid,
+        kind,
+        codec: msg.codec || '',
+      });
+      log.warn(`subscription to ${key} failed: ${err.message}`);
+      const sub = this._subscriptions.get(key);
+      if (!sub) {
+        this._onTrackFailed(msg.uid, kind, err);
+        return;
+      }
+      const canFallBack =
+        kind === 'video' && sub.transport === 'rtp' && this.videoTransport === 'auto' && /^video\/h264$/i.test(msg.codec || '');
+      if (canFallBack && (await webCodecsDecodesH264()) && this._subscriptions.get(key) === sub) {
+        Object.assign(sub, {
+          transport: 'datachannel',
+          reason: "this browser's WebRTC refused H.264; WebCodecs decodes it",
+          replied: false,
+          mid: null,
+        });
+        this._requestSubscription(key, sub);
+        return;
+      }
+      if (this._subscriptions.get(key) === sub) this._failSubscription(key, sub, err);
+    }
+
+    // A delivered track stopped being playable: it is released and the page told.
+    _onTrackFailed(uid, kind, err) {
+      const user = this._user(uid);
+      const track = user && user[kind + 'Track'];
+      if (!track) return;
+      track._release();
+      user[kind + 'Track'] = null;
+      this.emit('track-failed', user, kind, err);
     }
 
     /** Stops receiving a remote user's audio or video (or both when mediaType is omitted). */
@@ -1295,7 +1691,7 @@
       for (const kind of kinds) {
         const ru = this._user(uid);
         if (ru && ru[kind + 'Track']) {
-          ru[kind + 'Track'].stop();
+          ru[kind + 'Track']._release();
           ru[kind + 'Track'] = null;
         }
         this._received.delete(subKey(uid, kind));
@@ -1309,7 +1705,19 @@
     }
 
     _createSubscribePC() {
-      this._subPC = this._newPeerConnection('subscribe');
+      const pc = this._newPeerConnection('subscribe');
+      this._subPC = pc;
+      // Data-channel video subscriptions: the hub opens one channel per track.
+      pc.addEventListener('datachannel', (e) => {
+        if (this._subPC !== pc) return;
+        this._channels.set(e.channel.label, e.channel);
+        e.channel.addEventListener('close', () => {
+          if (this._channels.get(e.channel.label) === e.channel) this._channels.delete(e.channel.label);
+        });
+        for (const [key, sub] of this._subscriptions) {
+          if (sub.label === e.channel.label) this._settleSubscription(key);
+        }
+      });
     }
 
     // Hub offers are applied strictly one after another: each needs the previous one's answer.
@@ -1334,6 +1742,7 @@
       await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
       if (this._sig !== sig || pc.signalingState === 'closed') return;
       sig.send({ type: 'answer', sdp: pc.localDescription.sdp });
+      const accepted = answerCodecs(pc.localDescription.sdp);
 
       for (const tr of pc.getTransceivers()) {
         if (tr.mid === null) continue;
@@ -1341,7 +1750,11 @@
         if (!info) continue;
         const key = subKey(info.uid, info.kind);
         const receiving = tr.currentDirection === 'recvonly' || tr.currentDirection === 'sendrecv';
-        if (receiving && tr.receiver.track.kind === info.kind) {
+        // An answer without the publisher's codec: the hub will refuse the track (subscribe-failed).
+        const user = this._user(info.uid);
+        const codec = user && user[info.kind + 'Codec'];
+        const playable = !codec || !accepted.has(tr.mid) || accepted.get(tr.mid).has(codec.toLowerCase());
+        if (receiving && playable && tr.receiver.track.kind === info.kind) {
           this._received.set(key, { mid: tr.mid, track: tr.receiver.track });
           this._settleSubscription(key);
         } else if (this._received.has(key) && this._received.get(key).mid === tr.mid) {
@@ -1368,6 +1781,9 @@
           this.emit('user-joined', user);
           return;
         }
+        case 'subscribe-failed':
+          if (msg.kind === 'audio' || msg.kind === 'video') this._onSubscribeFailed(msg);
+          return;
         case 'user-published': {
           if (uid === this.uid || (msg.kind !== 'audio' && msg.kind !== 'video')) return;
           let user = this._user(uid);
@@ -1378,6 +1794,7 @@
             this.emit('user-joined', user);
           }
           user[msg.kind === 'audio' ? 'hasAudio' : 'hasVideo'] = true;
+          if (msg.codec) user[msg.kind + 'Codec'] = msg.codec;
           this.emit('user-published', user, msg.kind);
           return;
         }
@@ -1421,7 +1838,7 @@
     _dropRemoteTrack(user, kind) {
       user[kind === 'audio' ? 'hasAudio' : 'hasVideo'] = false;
       const t = user[kind + 'Track'];
-      if (t) t.stop();
+      if (t) t._release();
       user[kind + 'Track'] = null;
       this._received.delete(subKey(user.uid, kind));
       const sub = this._subscriptions.get(subKey(user.uid, kind));
@@ -1475,6 +1892,11 @@
             if (typeof r.currentRoundTripTime === 'number') rtts.push(r.currentRoundTripTime * 1000);
           }
         });
+      }
+      // Video over a data channel is decoded outside WebRTC.
+      for (const user of this.remoteUsers) {
+        const dec = user.videoTrack && user.videoTrack.getDecoderStats();
+        if (dec) s.FramesDecoded += dec.decoded;
       }
       if (rtts.length) s.RTT = Math.round(rtts.reduce((a, b) => a + b, 0) / rtts.length);
       const now = Date.now();
