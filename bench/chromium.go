@@ -17,6 +17,25 @@ import (
 // string sorts right after theirs.
 const chromiumSection = "4 glass-to-glass to headless Chromium (capture-time strip → requestVideoFrameCallback)"
 
+// chromiumDCSection: the same in Chromium with the SDK's fallback forced, H.264 access units over
+// a data channel into WebCodecs (what Firefox without H.264 in WebRTC gets; docs/sdk.md).
+const chromiumDCSection = "4 glass-to-glass to headless Chromium, H.264 over a data channel into WebCodecs (the fallback)"
+
+// firefoxSection: Debian's Firefox ESR, whose WebRTC has no H.264, gets the fallback by itself.
+const firefoxSection = "4 glass-to-glass to headless Firefox ESR, no H.264 in its WebRTC: the data-channel fallback"
+
+// chromiumPath is a browser and how the viewer's video reaches it: the SDK's videoTransport (""
+// is the default: its own choice), and where its figures go.
+type chromiumPath struct {
+	browser, transport, id, section, via string
+}
+
+var (
+	chromiumWebRTC = chromiumPath{"chromium", "", "glass.chromium", chromiumSection, "Chromium"}
+	chromiumDC     = chromiumPath{"chromium", "datachannel", "glass.chromium.dc", chromiumDCSection, "Chromium (data channel)"}
+	firefoxDC      = chromiumPath{"firefox", "", "glass.firefox", firefoxSection, "Firefox"}
+)
+
 // chromiumWarmup frames are presented before the measured ones (the jitter buffer settles).
 const chromiumWarmup = 30
 
@@ -39,6 +58,7 @@ type chromiumRun struct {
 	Seen       int             `json:"seen"`
 	FirstFrame *float64        `json:"firstFrameAfterClickMs"`
 	Browser    string          `json:"browser"`
+	Transport  string          `json:"transport"` // the SDK's getTransport(), as text
 	PageErrors []string        `json:"pageErrors"`
 	Error      string          `json:"error"`
 }
@@ -67,10 +87,21 @@ func chromiumDeps(repo string) (node, browser, playwright, missing string) {
 // agent's camera and times n presented frames from the capture time drawn into the picture to
 // requestVideoFrameCallback's expected display time. A missing browser, node or playwright-core
 // is reported in the table, not as a failure.
-func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup int, r *Results) error {
+func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup int, path chromiumPath, r *Results) error {
 	node, browser, playwright, missing := chromiumDeps(repo)
+	if path.browser == "firefox" && missing == "" {
+		browser = os.Getenv("CAMAGENT_FIREFOX")
+		if browser == "" {
+			browser = "/usr/bin/firefox-esr"
+		}
+		if _, err := os.Stat(browser); err != nil {
+			missing = "no Firefox at " + browser + " (set CAMAGENT_FIREFOX)"
+		} else if _, err := os.Stat(filepath.Join(filepath.Dir(playwright), "puppeteer-core", "package.json")); err != nil {
+			missing = "puppeteer-core is not installed (cd e2e/browser && npm ci)"
+		}
+	}
 	if missing != "" {
-		r.Add(Figure{ID: "glass.chromium.p95", Section: chromiumSection, Name: "capture → presented in Chromium p95", Unit: "ms",
+		r.Add(Figure{ID: path.id + ".p95", Section: path.section, Name: "capture → presented in " + path.via + " p95", Unit: "ms",
 			Skipped: missing})
 		return nil
 	}
@@ -86,6 +117,9 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 		fmt.Sprintf("CAMBENCH_TIMEOUT_MS=%d", timeout.Milliseconds()),
 		"CAMBENCH_PLAYWRIGHT="+playwright,
 		"CAMBENCH_CHROMIUM="+browser,
+		"CAMBENCH_TRANSPORT="+path.transport,
+		"CAMBENCH_BROWSER="+path.browser,
+		"CAMAGENT_FIREFOX="+browser,
 	)
 	// Node and the browser it launches form one process group, ended together on a timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -129,26 +163,31 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 	if len(display) == 0 {
 		return fmt.Errorf("chromium: no frame with a readable capture time (%d read, %d misread)", len(run.Frames), misread)
 	}
-	r.Machine.Chromium = run.Browser
-	note := fmt.Sprintf("Chromium %s, %dx%d; %d frames skipped, %d repeated, %d misread", run.Browser, run.Width, run.Height, gaps, repeats, misread)
-	add := func(id, name string, d Durations, q float64, note string) {
-		r.Add(Figure{ID: id, Section: chromiumSection, Name: name, Unit: "ms", Value: d.P(q), N: len(d), Note: note})
+	if path.browser == "chromium" {
+		r.Machine.Chromium = run.Browser
 	}
-	add("glass.chromium.p50", "capture → presented in Chromium p50", display, 50,
+	note := fmt.Sprintf("%s %s, %dx%d; %d frames skipped, %d repeated, %d misread", path.browser, run.Browser, run.Width, run.Height, gaps, repeats, misread)
+	if run.Transport != "" {
+		note += "; video " + run.Transport
+	}
+	add := func(id, name string, d Durations, q float64, note string) {
+		r.Add(Figure{ID: path.id + id, Section: path.section, Name: name, Unit: "ms", Value: d.P(q), N: len(d), Note: note})
+	}
+	add(".p50", "capture → presented in "+path.via+" p50", display, 50,
 		fmt.Sprintf("expectedDisplayTime; timeOrigin clock − Date.now(): %+.1f ms at start, %+.1f at end", -run.SkewStart, -run.SkewEnd))
-	add("glass.chromium.p95", "capture → presented in Chromium p95", display, 95, "")
-	add("glass.chromium.p99", "capture → presented in Chromium p99", display, 99, note)
+	add(".p95", "capture → presented in "+path.via+" p95", display, 95, "")
+	add(".p99", "capture → presented in "+path.via+" p99", display, 99, note)
 	if len(receive) > 0 {
-		add("glass.chromium.receive.p50", "  capture → last packet received (receiveTime) p50", receive, 50, "")
-		add("glass.chromium.receive.p95", "  capture → last packet received (receiveTime) p95", receive, 95, "")
-		add("glass.chromium.decode.p50", "  received → presented (jitter buffer, decode, render) p50", toDisplay, 50, "")
-		add("glass.chromium.decode.p95", "  received → presented (jitter buffer, decode, render) p95", toDisplay, 95, "")
+		add(".receive.p50", "  capture → last packet received (receiveTime) p50", receive, 50, "")
+		add(".receive.p95", "  capture → last packet received (receiveTime) p95", receive, 95, "")
+		add(".decode.p50", "  received → presented (jitter buffer, decode, render) p50", toDisplay, 50, "")
+		add(".decode.p95", "  received → presented (jitter buffer, decode, render) p95", toDisplay, 95, "")
 	}
 	if run.Error != "" {
-		r.Note("glass-to-glass to Chromium: %s", run.Error)
+		r.Note("glass-to-glass to %s: %s", path.via, run.Error)
 	}
 	if len(run.PageErrors) > 0 {
-		r.Note("glass-to-glass to Chromium: page errors: %s", strings.Join(run.PageErrors, "; "))
+		r.Note("glass-to-glass to %s: page errors: %s", path.via, strings.Join(run.PageErrors, "; "))
 	}
 	return nil
 }

@@ -9,8 +9,14 @@
 //
 // Env: CAMBENCH_HUB_URL, CAMBENCH_DEVICE, CAMBENCH_FRAMES, CAMBENCH_WARMUP (frames not kept),
 // CAMBENCH_TIMEOUT_MS, CAMBENCH_PLAYWRIGHT (the playwright-core package directory),
-// CAMBENCH_CHROMIUM (the browser executable).
+// CAMBENCH_CHROMIUM (the browser executable), CAMBENCH_TRANSPORT (the SDK's videoTransport for
+// the viewer's client: empty for its default, datachannel for the fallback Firefox gets),
+// CAMBENCH_BROWSER (chromium, or firefox: Debian's Firefox ESR through e2e/browser/lib.mjs's
+// launchFirefox, puppeteer-core over WebDriver BiDi; its WebRTC has no H.264, so the viewer
+// gets the data-channel fallback by itself).
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const env = (name, fallback) => {
   const v = process.env[name];
@@ -26,6 +32,8 @@ const device = env('CAMBENCH_DEVICE');
 const frames = Number(env('CAMBENCH_FRAMES', '1000'));
 const warmup = Number(env('CAMBENCH_WARMUP', '30'));
 const timeoutMs = Number(env('CAMBENCH_TIMEOUT_MS', '90000'));
+const transport = env('CAMBENCH_TRANSPORT', '');
+const engine = env('CAMBENCH_BROWSER', 'chromium');
 const { chromium } = createRequire(import.meta.url)(env('CAMBENCH_PLAYWRIGHT'));
 
 const say = (msg) => process.stderr.write(`chromium_g2g: ${msg}\n`);
@@ -114,7 +122,15 @@ async function collect({ selector, frames, warmup, timeoutMs }) {
   });
 }
 
-const browser = await chromium.launch({
+// Firefox comes from the browser tests' launcher (its prefs: fake devices, no OpenH264, audio);
+// its pages speak puppeteer, whose calls used here are Playwright's but for these two.
+let firefox = null;
+if (engine === 'firefox') {
+  const lib = join(dirname(dirname(env('CAMBENCH_PLAYWRIGHT'))), 'lib.mjs');
+  firefox = await (await import(pathToFileURL(lib).href)).launchFirefox();
+}
+const newContext = (b) => (firefox ? b.createBrowserContext() : b.newContext());
+const browser = firefox ? firefox.browser : await chromium.launch({
   executablePath: env('CAMBENCH_CHROMIUM', '/usr/bin/chromium'),
   headless: true,
   args: [
@@ -129,7 +145,24 @@ const browser = await chromium.launch({
 });
 let result;
 try {
-  const page = await (await browser.newContext()).newPage();
+  const context = await newContext(browser);
+  if (transport) {
+    // Every client the viewer creates gets this videoTransport (the SDK sets window.CamagentRTC
+    // once, when it loads).
+    await context.addInitScript((videoTransport) => {
+      let sdk;
+      Object.defineProperty(window, 'CamagentRTC', {
+        configurable: true,
+        get: () => sdk,
+        set: (v) => {
+          const create = v.createClient;
+          v.createClient = (config) => create(Object.assign({}, config, { videoTransport }));
+          sdk = v;
+        },
+      });
+    }, transport);
+  }
+  const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (e) => {
     pageErrors.push(String(e));
@@ -146,12 +179,18 @@ try {
   say(`viewing ${device}; collecting ${frames} frames after ${warmup} warm-up frames`);
   result = await page.evaluate(collect, { selector: '#remote-video video', frames, warmup, timeoutMs });
   result.firstFrameAfterClickMs = await page.evaluate(() => window.camagentViewer.firstFrameMs);
+  result.transport = await page.evaluate(() => {
+    const t = window.camagentViewer.remoteVideoTrack;
+    return t ? JSON.stringify(Object.assign(t.getTransport(), { decoder: t.getDecoderStats() })) : '';
+  });
   result.clickedAt = clickedAt;
-  result.browser = browser.version();
+  result.browser = await browser.version();
   result.pageErrors = pageErrors;
   // Leave like a user would (the device is told to leave too).
   await page.click('#stop').catch(() => {});
-  await page.waitForFunction(() => window.camagentViewer.client === null, null, { timeout: 10000 }).catch(() => {});
+  for (let i = 0; i < 100 && (await page.evaluate(() => window.camagentViewer.client !== null)); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
 } catch (e) {
   result = { error: String(e && e.stack ? e.stack : e), frames: [] };
 } finally {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -309,4 +310,51 @@ func TestDataChannelSubscription(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("unsubscribing did not close the data channel")
 	}
+}
+
+// TestAnswerCodecs: the codecs an answer's m-lines accept, as the refusal reads them, against
+// an SDP from pion: both mids, H.264 with its packetization mode, and none for a rejected m-line.
+func TestAnswerCodecs(t *testing.T) {
+	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	sdpText := offerSDP(t, api)
+	got, err := answerCodecs(sdpText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h264 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, SDPFmtpLine: "packetization-mode=1;profile-level-id=42e01f"}
+	accepts := func(mid string, c webrtc.RTPCodecCapability) bool {
+		for _, r := range got[mid] {
+			if codecAccepts(r, c) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(got) != 2 || !accepts("0", webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}) || !accepts("1", h264) {
+		t.Fatalf("answerCodecs: %v", got)
+	}
+	if accepts("1", webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, SDPFmtpLine: "packetization-mode=2"}) {
+		t.Error("packetization-mode 2 accepted")
+	}
+	rejected := strings.Replace(sdpText, "m=video 9 ", "m=video 0 ", 1)
+	if got, _ = answerCodecs(rejected); len(got["1"]) != 0 {
+		t.Errorf("a rejected m-line accepts %v", got["1"])
+	}
+}
+
+// FuzzAnswerCodecs: a subscriber's answer is untrusted; reading it never panics.
+func FuzzAnswerCodecs(f *testing.F) {
+	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	f.Add(offerSDP(f, api))
+	f.Add("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96\r\na=fmtp:96\r\n")
+	f.Fuzz(func(t *testing.T, answer string) {
+		got, err := answerCodecs(answer)
+		if err == nil {
+			for _, codecs := range got {
+				for _, c := range codecs {
+					codecAccepts(c, webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264})
+				}
+			}
+		}
+	})
 }

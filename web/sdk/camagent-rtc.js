@@ -623,6 +623,8 @@
       this._tsWraps = 0;
       this._closed = false;
       this._stats = { received: 0, decoded: 0, skipped: 0, keyframeRequests: 0, decoderErrors: 0, output: '' };
+      this._arrivals = new Map(); // chunk timestamp → when its last fragment arrived
+      this._decodeMs = { sum: 0, max: 0, n: 0 }; // last fragment in → picture out
       this._makeOutput();
       channel.binaryType = 'arraybuffer';
       channel.addEventListener('message', (e) => this._onMessage(e.data));
@@ -646,7 +648,11 @@
     }
 
     stats() {
-      return Object.assign({ codec: this._codec }, this._stats);
+      const d = this._decodeMs;
+      return Object.assign({ codec: this._codec }, this._stats, {
+        decodeMsMean: d.n ? Math.round((d.sum / d.n) * 10) / 10 : null,
+        decodeMsMax: d.n ? Math.round(d.max * 10) / 10 : null,
+      });
     }
 
     _onMessage(data) {
@@ -719,8 +725,11 @@
         this._gap();
         return;
       }
+      const timestamp = this._micros(rtpTime);
+      if (this._arrivals.size > 64) this._arrivals.clear(); // outputs that never came
+      this._arrivals.set(timestamp, root.performance.now());
       try {
-        this._decoder.decode(new root.EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp: this._micros(rtpTime), data: au }));
+        this._decoder.decode(new root.EncodedVideoChunk({ type: key ? 'key' : 'delta', timestamp, data: au }));
       } catch (e) {
         this._decoderError(e);
       }
@@ -765,6 +774,14 @@
       }
       this._errors = 0;
       this._stats.decoded++;
+      const arrived = this._arrivals.get(frame.timestamp);
+      if (arrived !== undefined) {
+        this._arrivals.delete(frame.timestamp);
+        const ms = root.performance.now() - arrived;
+        this._decodeMs.sum += ms;
+        this._decodeMs.n++;
+        this._decodeMs.max = Math.max(this._decodeMs.max, ms);
+      }
       if (this._writer) {
         this._writer.write(frame).catch(() => {}); // the sink closes the frame
         return;
