@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/device/synth"
+	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 	"github.com/gorilla/websocket"
 	"github.com/pion/rtcp"
@@ -302,6 +303,29 @@ func TestDataChannelSubscription(t *testing.T) {
 		t.Error("a keyframe request on the data channel did not reach the publisher")
 	}
 
+	// A subscriber flooding keyframe requests and junk reaches the publisher at most once per
+	// keyframeGap, and its feed goes on.
+	time.Sleep(keyframeGap)
+	before = plis.Load()
+	flood := time.Now()
+	for i := 0; i < 300; i++ {
+		dc.SendText(dcKeyframeRequest)
+		dc.Send([]byte{0xff, 0x00, 0x13})
+	}
+	time.Sleep(300 * time.Millisecond)
+	allowed := int64(time.Since(flood)/keyframeGap) + 2
+	if n := plis.Load() - before; n > allowed {
+		t.Errorf("300 keyframe requests in %v made %d PLIs (at most %d allowed)", time.Since(flood).Round(time.Millisecond), n, allowed)
+	}
+	for len(units) > 0 {
+		<-units
+	}
+	select {
+	case <-units:
+	case <-time.After(3 * time.Second):
+		t.Error("the feed stopped after the flood")
+	}
+
 	closed := make(chan struct{})
 	dc.OnClose(func() { close(closed) })
 	user.send(rtc.Message{Type: rtc.TypeUnsubscribe, UID: ptr(uint32(1)), Kind: rtc.KindVideo})
@@ -357,4 +381,44 @@ func FuzzAnswerCodecs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDataChannelRefusals: a data-channel subscription needs the subscribe privilege and is for
+// H.264 video only; a refused one opens no channel and adds no subscriber to the track.
+func TestDataChannelRefusals(t *testing.T) {
+	svc, url := newTestService(t)
+	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	publishCameraAndTone(ctx, t, url, api)
+	video := svc.channels[channelKey{"demo", "room"}].lookup(1).publishedTrack(rtc.KindVideo)
+	if video == nil {
+		t.Fatal("the publisher's video is not published")
+	}
+
+	joinOnly := dialUser(t, url, api)
+	accepted(t, "join", joinOnly.join(3, mintPrivs(t, 3, []string{token.PrivJoin})))
+	refusedWith(t, "subscribe without the privilege", joinOnly.request(rtc.Message{Type: rtc.TypeSubscribe, UID: ptr(uint32(1)),
+		Kind: rtc.KindVideo, Transport: rtc.TransportDataChannel}), rtc.CodeNoPrivilege)
+
+	user := dialUser(t, url, api)
+	accepted(t, "join", user.join(2, mintPrivs(t, 2, privSubscriber)))
+	for _, m := range []rtc.Message{
+		{Type: rtc.TypeSubscribe, UID: ptr(uint32(1)), Kind: rtc.KindAudio, Transport: rtc.TransportDataChannel},
+		{Type: rtc.TypeSubscribe, UID: ptr(uint32(1)), Kind: rtc.KindVideo, Transport: "carrier-pigeon"},
+	} {
+		refusedWith(t, "subscribe over "+m.Transport+" to "+m.Kind, user.request(m), rtc.CodeInvalidParams)
+	}
+	if n := len(video.subscribers()); n != 0 {
+		t.Errorf("the video has %d subscribers after refusals", n)
+	}
+	for _, uid := range []uint32{2, 3} {
+		sess := svc.channels[channelKey{"demo", "room"}].lookup(uid)
+		sess.mu.Lock()
+		subs, pc := len(sess.subs), sess.sub
+		sess.mu.Unlock()
+		if subs != 0 || pc != nil {
+			t.Errorf("uid %d: %d subscriptions, subscribe connection %v after refusals", uid, subs, pc != nil)
+		}
+	}
 }
