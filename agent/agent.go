@@ -45,6 +45,48 @@ type Agent struct {
 	// privacy is privacy mode (privacy.go): kept in the state directory, stamped on
 	// every state.
 	privacy atomic.Bool
+
+	// cmds gates the command handler at shutdown (see Run): once closed, a command running
+	// is cancelled and waited for, and later ones are refused.
+	cmds commandGate
+}
+
+// ErrShuttingDown is the answer to a command that arrives, or is running, while the agent
+// shuts down: it was not executed (or was abandoned before it changed anything lasting).
+var ErrShuttingDown = errors.New("the agent is shutting down")
+
+// commandGate lets commands run until it is closed.
+type commandGate struct {
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
+	ctx     context.Context // cancelled by close
+	cancel  context.CancelFunc
+}
+
+func (g *commandGate) init() { g.ctx, g.cancel = context.WithCancel(context.Background()) }
+
+// enter admits one command, with a context that also ends when the gate closes; false
+// once closed. The caller calls done when the command has finished.
+func (g *commandGate) enter(ctx context.Context) (context.Context, func(), bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, nil, false
+	}
+	g.running.Add(1)
+	cctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(g.ctx, cancel)
+	return cctx, func() { stop(); cancel(); g.running.Done() }, true
+}
+
+// close refuses further commands, cancels the running one and waits for it to return.
+func (g *commandGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.cancel()
+	g.running.Wait()
 }
 
 // heartbeatEvery is how often Run's heartbeat checks the agent's health.
@@ -102,6 +144,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log.With("component", "agent"), api: api, counters: counters,
 		hubTLS: hubTLS, hubHTTP: hubHTTP,
 		ctl: cfg.ControlConfig, state: control.State{State: "idle", Since: time.Now().UTC()}}
+	a.cmds.init()
 	for _, o := range opts {
 		o(a)
 	}
@@ -134,28 +177,37 @@ func (a *Agent) State() control.State {
 	return a.state
 }
 
-// Run serves commands until ctx ends; then it leaves any call, publishes its final state
-// and disconnects.
+// Run serves commands until ctx ends; then it stops taking commands (one running is
+// cancelled and answered), leaves any call, publishes its final state and disconnects. It
+// returns once every goroutine it started has ended.
 func (a *Agent) Run(ctx context.Context) error {
 	a.ctrl.PublishState(a.State())
 	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	done := make(chan error, 1)
-	go func() { done <- a.ctrl.Run(runCtx) }()
-	go a.heartbeat(runCtx)
+	wg.Go(func() { done <- a.ctrl.Run(runCtx) })
+	wg.Go(func() { a.heartbeat(runCtx) })
 	if a.cfg.MetricsListen != "" {
-		go func() {
+		wg.Go(func() {
 			if err := a.serveMetrics(runCtx, a.cfg.MetricsListen); err != nil {
 				a.log.Error("metrics endpoint stopped", "err", err)
 			}
-		}()
+		})
 	}
 	select {
 	case <-ctx.Done():
 	case err := <-done:
-		cancel()
+		a.cmds.close()
+		a.leave("control client stopped")
 		return err
 	}
-	// Shutdown: leave the call while MQTT is still up, so the last state reaches the broker.
+	// Shutdown: answer the running command first (its reply and the last state must
+	// reach the broker while MQTT is still up), then leave the call.
+	a.cmds.close()
 	a.leave("shutdown")
 	cancel()
 	return <-done
@@ -181,6 +233,11 @@ func (a *Agent) event(e control.Event) {
 
 // handle executes one command (called by the control client, one at a time).
 func (a *Agent) handle(ctx context.Context, cmd control.Command) (control.State, error) {
+	ctx, done, ok := a.cmds.enter(ctx)
+	if !ok {
+		return a.State(), ErrShuttingDown
+	}
+	defer done()
 	a.busySince.Store(time.Now().UnixNano())
 	defer a.busySince.Store(0)
 	switch cmd.Action {
@@ -240,6 +297,11 @@ func (a *Agent) join(ctx context.Context, cmd control.Command) error {
 	jctx, cancel := context.WithTimeout(ctx, a.cfg.JoinTimeout)
 	defer cancel()
 	c, err := a.startCall(jctx, p)
+	if err != nil && a.cmds.ctx.Err() != nil {
+		// Shutdown cancelled the join: nothing failed, and Run reports idle next.
+		a.log.Info("join abandoned: shutting down", "channel", p.channel)
+		return ErrShuttingDown
+	}
 	if err != nil {
 		a.log.Warn("join failed", "channel", p.channel, "err", err)
 		a.setState(control.State{State: "error", Channel: p.channel, UID: p.uid, Error: err.Error()})

@@ -19,8 +19,8 @@ import (
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/spec"
+	"github.com/camagent/camagent/internal/backoff"
 	"github.com/camagent/camagent/rtc"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 )
@@ -56,18 +56,16 @@ type call struct {
 	audio *webrtc.TrackLocalStaticSample
 
 	mu     sync.Mutex
-	client *rtc.Client
+	sess   *session    // the current connection to the hub (session.go); nil between two
+	client *rtc.Client // sess's client, for stats and metrics
 	users  map[uint32]bool
-	// remote audio subscriptions by uid, cancelled when the user unpublishes or leaves
-	listening map[uint32]context.CancelFunc
 }
 
 // startCall opens the devices, joins and publishes; it returns once media flows (or fails).
 func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &call{a: a, p: p, ctx: cctx, cancel: cancel, mixer: audio.NewMixer(audio.MixerLogger(a.log)),
-		log: a.log.With("channel", p.channel, "uid", p.uid), users: map[uint32]bool{},
-		listening: map[uint32]context.CancelFunc{}}
+		log: a.log.With("channel", p.channel, "uid", p.uid), users: map[uint32]bool{}}
 	if a.cfg.MicDuckDB > 0 {
 		c.duck = audio.NewDucker(a.cfg.MicDuckDB, a.cfg.MicDuckHold)
 	}
@@ -79,12 +77,12 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 	// hub has packets to announce as soon as the publish connection is up.
 	c.goRun(c.pumpVideo)
 	c.goRun(c.pumpAudio)
-	client, err := c.connect(ctx)
+	sess, err := c.connect(ctx)
 	if err != nil {
 		c.stop()
 		return nil, err
 	}
-	c.start(client)
+	c.start(sess)
 	return c, nil
 }
 
@@ -159,79 +157,9 @@ func (c *call) fetchToken(ctx context.Context) (string, error) {
 	return r.Token, nil
 }
 
-// connect dials the hub, joins and publishes the call's tracks.
-func (c *call) connect(ctx context.Context) (*rtc.Client, error) {
-	tok := c.p.token
-	if tok == "" {
-		var err error
-		if tok, err = c.fetchToken(ctx); err != nil {
-			return nil, err
-		}
-	}
-	client, err := rtc.Dial(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS})
-	if err != nil {
-		return nil, err
-	}
-	res, err := client.Join(ctx, c.p.appID, c.p.channel, c.p.uid, tok)
-	if err != nil {
-		client.Close()
-		return nil, errorf("join "+c.p.channel, err)
-	}
-	var tracks []webrtc.TrackLocal
-	if c.video != nil {
-		tracks = append(tracks, c.video)
-	}
-	if c.audio != nil {
-		tracks = append(tracks, c.audio)
-	}
-	senders, err := client.Publish(ctx, tracks...)
-	if err != nil {
-		client.Close()
-		return nil, errorf("publish", err)
-	}
-	for i, s := range senders {
-		onKeyframeRequest := func() {}
-		if tracks[i] == webrtc.TrackLocal(c.video) {
-			onKeyframeRequest = c.cam.RequestKeyframe
-		}
-		go drainRTCP(s, onKeyframeRequest)
-	}
-	c.mu.Lock()
-	c.users = map[uint32]bool{}
-	for _, u := range res.Users {
-		c.users[u.UID] = true
-	}
-	c.mu.Unlock()
-	for _, u := range res.Users {
-		if u.Audio {
-			c.listen(client, u.UID)
-		}
-	}
-	c.log.Info("joined channel", "users", len(res.Users), "hub", c.p.hub)
-	return client, nil
-}
-
-// drainRTCP reads a sender's RTCP (pion's interceptors need it read) and answers keyframe requests.
-func drainRTCP(s *webrtc.RTPSender, keyframe func()) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				keyframe()
-			}
-		}
-	}
-}
-
 // start runs the speaker's mixer and the supervisor.
-func (c *call) start(client *rtc.Client) {
-	c.mu.Lock()
-	c.client = client
-	c.mu.Unlock()
+func (c *call) start(first *session) {
+	c.setSession(first)
 	c.publishState()
 	if c.spk != nil { // speaker "null": nobody is listened to
 		spk := c.spk
@@ -240,8 +168,8 @@ func (c *call) start(client *rtc.Client) {
 		}
 		c.goRun(func() { c.mixer.Run(c.ctx, spk) })
 	}
-	c.goRun(c.supervise)
-	c.goRun(c.reportStats) // stats.go
+	c.goRun(func() { c.supervise(first) }) // session.go
+	c.goRun(c.reportStats)                 // stats.go
 }
 
 func (c *call) goRun(f func()) {
@@ -282,7 +210,7 @@ func (c *call) pumpAudio() {
 	}
 	pcm := make([]int16, device.FrameSamples)
 	buf := make([]byte, 1500)
-	backoff := 100 * time.Millisecond
+	bo := backoff.New(100*time.Millisecond, 5*time.Second)
 	for {
 		if err := c.mic.ReadFrame(c.ctx, pcm); err != nil {
 			if c.ctx.Err() != nil {
@@ -290,17 +218,15 @@ func (c *call) pumpAudio() {
 			}
 			// ALSA microphones restart themselves and report each failure once: report it,
 			// wait a little, and read on.
-			c.log.Error("microphone failed", "err", err, "retry in", backoff)
+			delay := bo.Next()
+			c.log.Error("microphone failed", "err", err, "retry in", delay)
 			c.a.event(control.Event{Event: "error", Channel: c.p.channel, Error: "microphone: " + err.Error()})
-			select {
-			case <-c.ctx.Done():
+			if backoff.Sleep(c.ctx, delay, nil) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		bo.Reset()
 		if c.duck != nil {
 			c.duck.Apply(pcm)
 		}
@@ -315,61 +241,7 @@ func (c *call) pumpAudio() {
 	}
 }
 
-// supervise follows the channel's events and rejoins when the connection to the hub ends.
-func (c *call) supervise() {
-	delay := 500 * time.Millisecond
-	for {
-		c.mu.Lock()
-		client := c.client
-		c.mu.Unlock()
-		c.followEvents(client)
-		if c.ctx.Err() != nil || c.leaving.Load() {
-			return
-		}
-		c.log.Warn("connection to hub lost; rejoining", "err", client.Err())
-		c.stopListening()
-		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: fmt.Sprint(client.Err())})
-		for {
-			select {
-			case <-c.ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			jctx, cancel := context.WithTimeout(c.ctx, c.a.cfg.JoinTimeout)
-			next, err := c.connect(jctx)
-			cancel()
-			if err == nil {
-				c.mu.Lock()
-				c.client = next
-				c.mu.Unlock()
-				c.publishState()
-				c.a.metrics.rejoins.Add(1)
-				delay = 500 * time.Millisecond
-				break
-			}
-			c.log.Warn("rejoin failed", "err", err, "retry in", delay)
-			c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: err.Error()})
-			delay = min(delay*2, 30*time.Second)
-		}
-	}
-}
-
-// followEvents handles the hub's events until the client ends.
-func (c *call) followEvents(client *rtc.Client) {
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case m, ok := <-client.Events():
-			if !ok {
-				return
-			}
-			c.onEvent(client, m)
-		}
-	}
-}
-
-func (c *call) onEvent(client *rtc.Client, m *rtc.Message) {
+func (c *call) onEvent(s *session, m *rtc.Message) {
 	var uid uint32
 	if m.UID != nil {
 		uid = *m.UID
@@ -380,19 +252,19 @@ func (c *call) onEvent(client *rtc.Client, m *rtc.Message) {
 		c.setUser(uid, true)
 	case rtc.EventUserLeft:
 		c.setUser(uid, false)
-		c.stopListeningTo(uid)
+		s.stopListeningTo(uid)
 	case rtc.EventUserPublished:
 		if m.Kind == rtc.KindAudio {
-			c.listen(client, uid)
+			c.listen(s, uid)
 		}
 	case rtc.EventUserUnpublished:
 		if m.Kind == rtc.KindAudio {
-			c.stopListeningTo(uid)
+			s.stopListeningTo(uid)
 		}
 	case rtc.EventTokenWillExpire:
 		ev.Event = "token-will-expire"
 		if c.p.token == "" {
-			go c.renew(client)
+			s.goRun(func() { c.renew(s) })
 		}
 	case rtc.EventTokenDidExpire, rtc.EventReplaced:
 		ev.Event = "error"
@@ -401,12 +273,12 @@ func (c *call) onEvent(client *rtc.Client, m *rtc.Message) {
 	c.a.event(ev)
 }
 
-func (c *call) renew(client *rtc.Client) {
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+func (c *call) renew(s *session) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	tok, err := c.fetchToken(ctx)
 	if err == nil {
-		_, err = client.RenewToken(ctx, tok)
+		_, err = s.client.RenewToken(ctx, tok)
 	}
 	if err != nil {
 		c.log.Warn("token renewal failed", "err", err)
@@ -437,29 +309,23 @@ func (c *call) publishState() {
 	c.a.setState(control.State{State: "joined", Channel: c.p.channel, UID: c.p.uid, Users: users})
 }
 
-// listen subscribes to uid's audio and plays it through the mixer.
-func (c *call) listen(client *rtc.Client, uid uint32) {
+// listen subscribes to uid's audio on session s and plays it through the mixer, until the
+// user unpublishes or leaves or the session ends.
+func (c *call) listen(s *session, uid uint32) {
 	if c.spk == nil {
 		return
 	}
-	c.mu.Lock()
-	if _, ok := c.listening[uid]; ok {
-		c.mu.Unlock()
+	ctx, ok := s.startListening(uid)
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	c.listening[uid] = cancel
-	c.mu.Unlock()
-	c.goRun(func() {
-		defer cancel()
-		track, err := client.Subscribe(ctx, uid, rtc.KindAudio)
+	s.goRun(func() {
+		defer s.stopListeningTo(uid)
+		track, err := s.client.Subscribe(ctx, uid, rtc.KindAudio)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("subscribe to remote audio", "remote", uid, "err", err)
 			}
-			c.mu.Lock()
-			delete(c.listening, uid)
-			c.mu.Unlock()
 			return
 		}
 		c.log.Info("playing remote audio", "remote", uid)
@@ -476,10 +342,8 @@ func (c *call) play(ctx context.Context, track *webrtc.TrackRemote, key string) 
 	}
 	in := c.mixer.Input(key)
 	defer in.Close()
-	go func() {
-		<-ctx.Done()
-		track.SetReadDeadline(time.Now()) // unblock ReadRTP
-	}()
+	unblock := context.AfterFunc(ctx, func() { track.SetReadDeadline(time.Now()) }) // unblock ReadRTP
+	defer unblock()
 	pcm := make([]int16, 0, 5760) // up to 120 ms at 48 kHz
 	for {
 		pkt, _, err := track.ReadRTP()
@@ -494,41 +358,21 @@ func (c *call) play(ctx context.Context, track *webrtc.TrackRemote, key string) 
 	}
 }
 
-func (c *call) stopListeningTo(uid uint32) {
-	c.mu.Lock()
-	cancel := c.listening[uid]
-	delete(c.listening, uid)
-	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
-
-func (c *call) stopListening() {
-	c.mu.Lock()
-	l := c.listening
-	c.listening = map[uint32]context.CancelFunc{}
-	c.mu.Unlock()
-	for _, cancel := range l {
-		cancel()
-	}
-}
-
 // stop leaves the channel and releases the devices.
 func (c *call) stop() {
 	c.leaving.Store(true)
 	c.mu.Lock()
-	client := c.client
+	sess := c.sess
 	c.mu.Unlock()
-	if client != nil {
+	if sess != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := client.Leave(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := sess.client.Leave(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			c.log.Debug("leave", "err", err)
 		}
 		cancel()
 	}
 	c.cancel()
-	c.wg.Wait()
+	c.wg.Wait() // supervise has ended the session it held (session.go)
 	for _, closer := range []io.Closer{c.cam, c.mic, c.spk} {
 		if closer != nil {
 			closer.Close()

@@ -111,4 +111,5 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camagent_sent_frames_total Video frames sent on the current connection.\n# TYPE camagent_sent_frames_total counter\ncamagent_sent_frames_total %d\n", t.frames)
 	gauge("camagent_packets_lost", "Packets the hub reported lost on the current connection.", float64(t.lost))
 	gauge("camagent_rtt_seconds", "Round-trip time to the hub.", t.rttMillis/1000)
+	writeProcessMetrics(w) // procstats.go
 }

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/camagent/camagent/internal/backoff"
 )
 
 // Handler runs one command and returns the device's state afterwards. A
@@ -91,12 +93,11 @@ const (
 // Client is a device's connection to the broker. Create it with New, then
 // call Run once.
 type Client struct {
-	opts    Options
-	topics  Topics
-	log     *slog.Logger
-	broker  string // URL without credentials, for logs
-	pc      paho.Client
-	backoff backoff
+	opts   Options
+	topics Topics
+	log    *slog.Logger
+	broker string // URL without credentials, for logs
+	pc     paho.Client
 
 	queue   chan []byte   // received command payloads, in arrival order
 	lost    chan error    // connection lost, from paho
@@ -165,7 +166,6 @@ func New(opts Options) (*Client, error) {
 		topics:  Topics{Prefix: opts.Prefix, ID: opts.ID},
 		log:     log.With("component", "control"),
 		broker:  u.Redacted(),
-		backoff: backoff{min: minBackoff, max: maxBackoff},
 		queue:   make(chan []byte, queueLen),
 		lost:    make(chan error, 1),
 		ready:   make(chan struct{}),
@@ -247,7 +247,7 @@ func (c *Client) Run(ctx context.Context) error {
 	attempt := 0
 	for {
 		if attempt > 0 {
-			d := c.backoff.delay(attempt - 1)
+			d := backoff.Delay(minBackoff, maxBackoff, attempt-1)
 			c.log.Info("reconnecting", "broker", c.broker, "in", d.Round(time.Millisecond), "attempt", attempt)
 			t := time.NewTimer(d)
 			select {

@@ -166,22 +166,6 @@ func TestTopics(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := backoff{min: 500 * time.Millisecond, max: 30 * time.Second}
-	for attempt := range 20 {
-		want := min(b.min<<attempt, b.max)
-		if attempt > 10 {
-			want = b.max
-		}
-		for range 50 {
-			d := b.delay(attempt)
-			if d < want/2 || d > want {
-				t.Fatalf("attempt %d: delay %v outside [%v, %v]", attempt, d, want/2, want)
-			}
-		}
-	}
-}
-
 func TestReplyCache(t *testing.T) {
 	c := newReplyCache(3)
 	for _, id := range []string{"a", "b", "c"} {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/camagent/camagent/internal/backoff"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 )
@@ -40,7 +41,7 @@ type ClientOptions struct {
 }
 
 // Restart back-off: the first retry of a restart that did not bring the path back waits
-// restartRetryMin, doubling to restartRetryMax.
+// up to restartRetryMin, doubling to restartRetryMax, jittered (internal/backoff).
 const (
 	restartRetryMin = 5 * time.Second
 	restartRetryMax = 30 * time.Second
@@ -513,6 +514,7 @@ type pathWatch struct {
 	lostAt      time.Time // when ICE went disconnected or failed; zero while the path is up
 	lastRestart time.Time
 	retry       time.Duration // how long after lastRestart to restart again
+	bo          backoff.Backoff
 }
 
 // watchPaths restarts ICE on a peer connection whose media path died while the signalling
@@ -578,8 +580,9 @@ func (c *Client) watchPaths() {
 				continue
 			}
 			w.lastRestart = now
-			w.retry = min(max(2*w.retry, restartRetryMin), restartRetryMax)
-			if which == ConnSubscribe && time.Unix(0, c.hubRestart.Load()).After(w.lostAt.Add(-time.Second)) && w.retry == restartRetryMin {
+			w.bo.First, w.bo.Max = restartRetryMin, restartRetryMax
+			w.retry = w.bo.Next()
+			if which == ConnSubscribe && time.Unix(0, c.hubRestart.Load()).After(w.lostAt.Add(-time.Second)) && w.bo.Failures() == 1 {
 				// The hub is restarting this connection already; asking again would reset
 				// a path it may just have found. Retry later if that one does not work.
 				c.log.Info("the hub is restarting ICE", "connection", which)

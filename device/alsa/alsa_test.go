@@ -436,17 +436,17 @@ func TestBackoff(t *testing.T) {
 	b := newBackoff()
 	prev := time.Duration(0)
 	for i := 0; i < 10; i++ {
-		d := b.next()
-		if d < 75*time.Millisecond || d > 5*time.Second*5/4 {
+		d := b.Next()
+		if d < 50*time.Millisecond || d > 5*time.Second {
 			t.Fatalf("delay %d: %v", i, d)
 		}
-		if i == 9 && d < 3*time.Second {
+		if i == 9 && d < 2500*time.Millisecond {
 			t.Fatalf("no growth: %v after %v", d, prev)
 		}
 		prev = d
 	}
-	b.reset()
-	if d := b.next(); d > 125*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
 		t.Fatalf("after reset: %v", d)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/internal/backoff"
 )
 
 // Microphone is a device.Microphone capturing through arecord.
@@ -25,7 +26,7 @@ type Microphone struct {
 	proc   *process   // nil while arecord is down
 	buf    []byte     // one frame of S16_LE
 	fill   int        // bytes of buf already read
-	bo     backoff
+	bo     *backoff.Backoff
 	failed bool // the last process failed: back off before the next start
 
 	closeCtx context.Context
@@ -132,7 +133,7 @@ func (m *Microphone) ReadFrame(ctx context.Context, pcm []int16) error {
 		pcm[i] = int16(binary.LittleEndian.Uint16(m.buf[2*i:]))
 	}
 	if time.Since(p.started) > healthyAfter {
-		m.bo.reset()
+		m.bo.Reset()
 	}
 	return nil
 }
@@ -153,15 +154,10 @@ func (m *Microphone) died(readErr error) error {
 // restart starts arecord again, after a back-off delay if the last one failed.
 func (m *Microphone) restart(ctx context.Context) error {
 	if m.failed {
-		delay := m.bo.next()
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.closeCtx.Done():
+		if _, err := m.bo.Wait(ctx, m.closeCtx.Done()); errors.Is(err, backoff.ErrStopped) {
 			return ErrClosed
-		case <-t.C:
+		} else if err != nil {
+			return err
 		}
 	}
 	p, err := startProcess("arecord", m.path, m.args, m.env, false)

@@ -3,12 +3,13 @@ package alsa
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/camagent/camagent/internal/backoff"
 )
 
 // startWait is how long Open waits for aplay/arecord to fail at start-up (a bad
@@ -133,27 +134,9 @@ func (t *tail) String() string {
 	return strings.Join(lines, " | ")
 }
 
-// backoff is an exponential delay with jitter between restarts.
-type backoff struct {
-	min, max time.Duration
-	cur      time.Duration
-}
-
-func newBackoff() backoff { return backoff{min: 100 * time.Millisecond, max: 5 * time.Second} }
-
-// next returns the delay before the next attempt and doubles the following one.
-func (b *backoff) next() time.Duration {
-	if b.cur < b.min {
-		b.cur = b.min
-	}
-	d := b.cur
-	b.cur = min(2*b.cur, b.max)
-	// ±25 % jitter so that several failing devices do not restart in lockstep.
-	return d - d/4 + rand.N(d/2+1)
-}
-
-// reset forgets past failures (after a process ran well for a while).
-func (b *backoff) reset() { b.cur = 0 }
+// newBackoff is the delay between restarts of arecord or aplay: 100 ms doubling to 5 s,
+// jittered (internal/backoff).
+func newBackoff() *backoff.Backoff { return backoff.New(100*time.Millisecond, 5*time.Second) }
 
 // healthyAfter is how long a process must run before its exit no longer counts
 // towards the back-off.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/internal/backoff"
 )
 
 // Speaker is a device.Speaker playing through aplay.
@@ -165,23 +166,21 @@ func (s *Speaker) run(p *process) {
 			return
 		}
 		if time.Since(p.started) > healthyAfter {
-			bo.reset()
+			bo.Reset()
 		}
 		s.fail(err)
-		delay := bo.next()
+		delay := bo.Next()
 		s.log.Warn("aplay failed; restarting", "err", err, "backoff", delay)
 		for {
-			select {
-			case <-s.closing:
+			if backoff.Sleep(context.Background(), delay, s.closing) != nil {
 				return
-			case <-time.After(delay):
 			}
 			p, err = startProcess("aplay", s.path, s.args, s.env, true)
 			if err == nil {
 				break
 			}
 			s.fail(err)
-			delay = bo.next()
+			delay = bo.Next()
 			s.log.Warn("aplay restart failed", "err", err, "backoff", delay)
 		}
 		s.cur.Store(p)

@@ -9,11 +9,11 @@ package reopen
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/camagent/camagent/device"
+	"github.com/camagent/camagent/internal/backoff"
 )
 
 // ErrClosed is returned by ReadSample after Close.
@@ -33,7 +33,7 @@ type Source struct {
 	cur       device.VideoSource
 	closed    chan struct{}
 	closeOnce sync.Once
-	wait      time.Duration
+	bo        backoff.Backoff // Min and Max, read when a failure is counted
 }
 
 var (
@@ -141,7 +141,7 @@ func (s *Source) ReadSample(ctx context.Context) (device.Sample, error) {
 		}
 		smp, err := cur.ReadSample(ctx)
 		if err == nil {
-			s.wait = 0
+			s.bo.Reset()
 			return smp, nil
 		}
 		if ctx.Err() != nil {
@@ -163,22 +163,13 @@ func (s *Source) ReadSample(ctx context.Context) (device.Sample, error) {
 	}
 }
 
-// pause waits out the next back-off step (doubling, ±25 % jitter).
+// pause waits out the next back-off step (Min doubling to Max, jittered: internal/backoff).
 func (s *Source) pause(ctx context.Context) error {
-	if s.wait == 0 {
-		s.wait = s.Min
-	} else {
-		s.wait = min(2*s.wait, s.Max)
-	}
-	d := time.Duration(float64(s.wait) * (0.75 + 0.5*rand.Float64()))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closed:
+	s.bo.First, s.bo.Max = s.Min, s.Max
+	if _, err := s.bo.Wait(ctx, s.closed); errors.Is(err, backoff.ErrStopped) {
 		return ErrClosed
+	} else if err != nil {
+		return err
 	}
+	return nil
 }

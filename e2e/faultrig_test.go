@@ -1,0 +1,457 @@
+package e2e
+
+// The fault matrix's rig (faults_test.go uses it): the hub and the agent as real processes
+// (the camhub and camagent binaries, built once per test binary) that can be killed with
+// SIGKILL or stopped with SIGTERM and started again on the same addresses, an in-process
+// embedded broker that can be stopped and started again on its port, and a Go viewer that
+// rejoins by itself and timestamps every video packet it receives from the device.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/hub/broker"
+	"github.com/camagent/camagent/internal/backoff"
+	"github.com/camagent/camagent/rtc"
+	"github.com/pion/webrtc/v4"
+)
+
+var (
+	rigBinsOnce sync.Once
+	rigBinsDir  string
+	rigBinsErr  error
+)
+
+// rigBinaries builds camhub and camagent once (CGO_ENABLED=0, as shipped) and returns their
+// directory; TestMain-free, so the directory is left in the system's temp dir of this run.
+func rigBinaries(t *testing.T) (hubBin, agentBin string) {
+	t.Helper()
+	rigBinsOnce.Do(func() {
+		rigBinsDir, rigBinsErr = os.MkdirTemp("", "camagent-faults-")
+		for _, p := range []string{"camhub", "camagent"} {
+			if rigBinsErr != nil {
+				return
+			}
+			cmd := exec.Command("go", "build", "-o", filepath.Join(rigBinsDir, p), "github.com/camagent/camagent/cmd/"+p)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				rigBinsErr = fmt.Errorf("build %s: %v\n%s", p, err, out)
+			}
+		}
+	})
+	if rigBinsErr != nil {
+		t.Fatal(rigBinsErr)
+	}
+	return filepath.Join(rigBinsDir, "camhub"), filepath.Join(rigBinsDir, "camagent")
+}
+
+// proc is a child process whose output is kept for the test's log.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+	exited chan struct{}
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func startProc(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: exec.Command(bin, args...), exited: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	must(t, p.cmd.Start(), "start "+name)
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	return p
+}
+
+// stop signals the process and waits for it to exit (SIGKILL after timeout); it returns how
+// the process ended.
+func (p *proc) stop(sig syscall.Signal, timeout time.Duration) (exitCode int, killed bool) {
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		killed = true
+	}
+	return p.cmd.ProcessState.ExitCode(), killed
+}
+
+// hubProc is camhub on a fixed loopback address, in demo mode, with an external broker.
+type hubProc struct {
+	t                      *testing.T
+	bin, addr, mqtt, state string
+	p                      *proc
+	allOutput              strings.Builder
+}
+
+func newHubProc(t *testing.T, bin, mqttURL string) *hubProc {
+	h := &hubProc{t: t, bin: bin, addr: freeAddr(t), mqtt: mqttURL, state: filepath.Join(t.TempDir(), "hub")}
+	t.Cleanup(func() {
+		if h.p != nil {
+			h.p.stop(syscall.SIGTERM, 10*time.Second)
+			h.allOutput.WriteString(h.p.output())
+		}
+		if t.Failed() {
+			t.Logf("camhub output:\n%s", h.allOutput.String())
+		}
+	})
+	return h
+}
+
+func (h *hubProc) url() string { return "http://" + h.addr }
+
+// start runs camhub and returns once it answers /healthz (the moment a fault ends).
+func (h *hubProc) start() time.Time {
+	h.t.Helper()
+	h.p = startProc(h.t, "camhub", nil, h.bin, "--listen", h.addr, "--mqtt", h.mqtt, "--state-dir", h.state,
+		"--demo", "--log-level", "warn")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(h.url() + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Now()
+			}
+		}
+		select {
+		case <-h.p.exited:
+			h.t.Fatalf("camhub exited at start:\n%s", h.p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("camhub not healthy on %s: %v\n%s", h.addr, err, h.p.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop ends camhub with sig (SIGKILL: no goodbye to anyone; SIGTERM: a graceful shutdown).
+func (h *hubProc) stop(sig syscall.Signal) {
+	h.t.Helper()
+	h.p.stop(sig, 10*time.Second)
+	h.allOutput.WriteString(h.p.output())
+	h.p = nil
+}
+
+// agentProc is camagent with synthetic devices and a metrics endpoint.
+type agentProc struct {
+	t                                *testing.T
+	bin, id, mqtt, hub, dir, metrics string
+	p                                *proc
+}
+
+func newAgentProc(t *testing.T, bin, id, mqttURL, hubURL string) *agentProc {
+	a := &agentProc{t: t, bin: bin, id: id, mqtt: mqttURL, hub: hubURL, dir: t.TempDir(), metrics: freeAddr(t)}
+	t.Cleanup(func() {
+		if a.p != nil {
+			a.p.stop(syscall.SIGTERM, 15*time.Second)
+		}
+		if t.Failed() && a.p != nil {
+			t.Logf("camagent output:\n%s", a.p.output())
+		}
+	})
+	return a
+}
+
+func (a *agentProc) start() {
+	a.t.Helper()
+	a.p = startProc(a.t, "camagent", []string{"CAMAGENT_METRICS_LISTEN=" + a.metrics}, a.bin,
+		"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
+		"--speaker", "wav:"+filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),
+		"--ice-loopback-only", "--log-level", "warn")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := a.sample(); err == nil {
+			return
+		}
+		select {
+		case <-a.p.exited:
+			a.t.Fatalf("camagent exited at start:\n%s", a.p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("camagent metrics never answered:\n%s", a.p.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// procSample is what the agent says of itself on /metrics.
+type procSample struct {
+	Goroutines, FDs int
+	RSS, Heap       float64 // bytes
+	State           string
+	Rejoins         int
+}
+
+func (s procSample) String() string {
+	return fmt.Sprintf("%d goroutines, %d fds, RSS %.1f MB, heap %.1f MB", s.Goroutines, s.FDs, s.RSS/1e6, s.Heap/1e6)
+}
+
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+
+func (a *agentProc) sample() (procSample, error) {
+	resp, err := noKeepAlive.Get("http://" + a.metrics + "/metrics")
+	if err != nil {
+		return procSample{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return procSample{}, err
+	}
+	var s procSample
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		switch {
+		case name == "go_goroutines":
+			s.Goroutines = int(v)
+		case name == "process_open_fds":
+			s.FDs = int(v)
+		case name == "process_resident_memory_bytes":
+			s.RSS = v
+		case name == "go_memstats_heap_inuse_bytes":
+			s.Heap = v
+		case name == "camagent_rejoins_total":
+			s.Rejoins = int(v)
+		case strings.HasPrefix(name, "camagent_state{") && v == 1:
+			s.State = strings.TrimSuffix(strings.TrimPrefix(name, `camagent_state{state="`), `"}`)
+		}
+	}
+	if s.Goroutines == 0 {
+		return s, fmt.Errorf("no go_goroutines in the agent's metrics")
+	}
+	return s, nil
+}
+
+// settled samples the agent until goroutines and fds hold still for a second (pion ends some
+// goroutines a moment after a close), or 8 s have passed; it returns the last sample.
+func (a *agentProc) settled() procSample {
+	a.t.Helper()
+	var last procSample
+	same := 0
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		s, err := a.sample()
+		if err != nil {
+			a.t.Fatalf("agent metrics: %v", err)
+		}
+		if s.Goroutines == last.Goroutines && s.FDs == last.FDs {
+			if same++; same >= 4 {
+				return s
+			}
+		} else {
+			same = 0
+		}
+		last = s
+	}
+	return last
+}
+
+// waitState waits until the agent reports state st on /metrics.
+func (a *agentProc) waitState(st string, timeout time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := a.sample()
+		if err == nil && s.State == st {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("agent not %s within %v (last %+v, %v)", st, timeout, s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rigBroker is the hub's embedded broker (hub/broker), run here so it can be restarted on
+// its port without the hub.
+type rigBroker struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startRigBroker(t *testing.T, addr string) *rigBroker {
+	t.Helper()
+	b, err := broker.New(broker.Options{TCPAddr: addr, AllowAnonymous: true})
+	must(t, err, "broker")
+	ctx, cancel := context.WithCancel(context.Background())
+	rb := &rigBroker{addr: addr, cancel: cancel, done: make(chan error, 1)}
+	go func() { rb.done <- b.Run(ctx) }()
+	select {
+	case <-b.Ready():
+	case err := <-rb.done:
+		t.Fatalf("broker: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("broker did not start")
+	}
+	rb.addr = b.Addr()
+	return rb
+}
+
+func (b *rigBroker) url() string { return "tcp://" + b.addr }
+
+func (b *rigBroker) stop(t *testing.T) {
+	b.cancel()
+	select {
+	case <-b.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("broker did not stop")
+	}
+}
+
+// rigViewer is a Go viewer of the device's video that rejoins whenever its connection ends
+// (the hub died), like a viewer page that reconnects.
+type rigViewer struct {
+	api          *webrtc.API
+	hub, channel string
+	uid, device  uint32
+	mu           sync.Mutex
+	packets      int
+	lastPacket   time.Time
+	sessions     int
+	lastErr      error
+}
+
+// run keeps the viewer in the channel until ctx ends.
+func (v *rigViewer) run(ctx context.Context, t *testing.T) {
+	bo := backoff.New(100*time.Millisecond, time.Second)
+	for ctx.Err() == nil {
+		err := v.session(ctx, t)
+		v.mu.Lock()
+		v.lastErr = err
+		v.mu.Unlock()
+		if _, err := bo.Wait(ctx, nil); err != nil {
+			return
+		}
+	}
+}
+
+func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
+	tok, err := demoToken(ctx, v.hub, v.channel, v.uid)
+	if err != nil {
+		return err
+	}
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: v.hub, API: v.api, Logger: testLogger(t), RequestTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// A client whose signalling died keeps its peer connections (ReadRTP would block on
+	// them for ever): close it as soon as its connection ends or the viewer stops.
+	unblock := context.AfterFunc(ctx, func() { c.Close() })
+	defer unblock()
+	go func() {
+		<-c.Done() // ends at the latest with the deferred Close
+		c.Close()
+	}()
+	res, err := c.Join(ctx, "demo", v.channel, v.uid, tok)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.sessions++
+	v.mu.Unlock()
+	published := false
+	for _, u := range res.Users {
+		published = published || (u.UID == v.device && u.Video)
+	}
+	for !published {
+		select {
+		case m, ok := <-c.Events():
+			if !ok {
+				return c.Err()
+			}
+			published = m.Event == rtc.EventUserPublished && m.UID != nil && *m.UID == v.device && m.Kind == rtc.KindVideo
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	track, err := c.Subscribe(ctx, v.device, rtc.KindVideo)
+	if err != nil {
+		return err
+	}
+	for {
+		track.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, _, err := track.ReadRTP(); err == nil {
+			v.mu.Lock()
+			v.packets++
+			v.lastPacket = time.Now()
+			v.mu.Unlock()
+			continue
+		}
+		if ctx.Err() != nil || c.Err() != nil {
+			return c.Err()
+		}
+	}
+}
+
+// videoAfter waits for a video packet that arrived after t0 and returns when it did.
+func (v *rigViewer) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v.mu.Lock()
+		last, err := v.lastPacket, v.lastErr
+		v.mu.Unlock()
+		if last.After(t0) {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no video at the viewer within %v (viewer's last error: %v)", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// demoToken asks a demo-mode hub's token service for a publisher token (loopback trust).
+func demoToken(ctx context.Context, hub, channel string, uid uint32) (string, error) {
+	body, _ := json.Marshal(map[string]any{"appId": "demo", "channel": channel, "uid": uid, "role": "publisher", "expireSeconds": 3600})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hub+"/api/token", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var r struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Token == "" {
+		return "", fmt.Errorf("token: %s: %v", resp.Status, err)
+	}
+	return r.Token, nil
+}

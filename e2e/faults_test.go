@@ -1,0 +1,154 @@
+package e2e
+
+// The fault matrix (docs/reliability.md): a real call — camagent with synthetic devices,
+// camhub, a Go viewer — taken through each fault again and again. After every repetition
+// the viewer must see the device's video again; after the last, the agent's goroutines and
+// file descriptors must be back to their count after the first (a call that forgets to
+// close its old connection to the hub grows by two peer connections per fault). Each
+// command is answered exactly once, and SIGTERM in every call state ends the agent cleanly.
+//
+// `make test` runs a few repetitions of each; `make faults` (FAULTS_REPEAT=20) the full run.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/rtc"
+)
+
+// faultRepeats is how often each fault is repeated: FAULTS_REPEAT, else short.
+func faultRepeats(t *testing.T, short int) int {
+	if s := os.Getenv("FAULTS_REPEAT"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("FAULTS_REPEAT=%q: want a positive number", s)
+		}
+		return n
+	}
+	return short
+}
+
+// Leak tolerance between the sample after the first repetition and the one after the last.
+// Goroutines: 2, for what is legitimately in flight at a given moment in a healthy call
+// (a stats report's RTCP read, a pion timer goroutine between two ticks); a leaked
+// connection costs dozens. File descriptors: none.
+const (
+	leakGoroutines = 2
+	leakFDs        = 0
+)
+
+// faultCall is a call in progress through the rig: hub and agent processes, a broker, a
+// viewer that rejoins by itself.
+type faultCall struct {
+	hub    *hubProc
+	agent  *agentProc
+	viewer *rigViewer
+	broker string
+	dev    string
+	devUID uint32
+}
+
+const faultChannel = "faults"
+
+func startFaultCall(t *testing.T, brokerURL string) *faultCall {
+	t.Helper()
+	hubBin, agentBin := rigBinaries(t)
+	fc := &faultCall{broker: brokerURL, dev: "e2e-faults"}
+	fc.hub = newHubProc(t, hubBin, brokerURL)
+	fc.hub.start()
+	fc.agent = newAgentProc(t, agentBin, fc.dev, brokerURL, fc.hub.url())
+	fc.agent.start()
+	w := watchDevice(t, brokerURL, fc.dev)
+	w.send(t, fc.dev, `{"id":"join-1","action":"join","channel":"`+faultChannel+`"}`)
+	r := w.reply(t, fc.dev, "join-1", 30*time.Second)
+	if !r.OK || r.State == nil || r.State.State != control.StateJoined {
+		t.Fatalf("join reply %+v", r)
+	}
+	fc.devUID = r.State.UID
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	must(t, err, "api")
+	fc.viewer = &rigViewer{api: api, hub: fc.hub.url(), channel: faultChannel, uid: 7001, device: fc.devUID}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); fc.viewer.run(ctx, t) }()
+	t.Cleanup(func() { cancel(); <-done })
+	fc.viewer.videoAfter(t, time.Now(), 20*time.Second)
+	return fc
+}
+
+// faultReport collects one fault's figures.
+type faultReport struct {
+	name        string
+	recover     []time.Duration // end of the fault → video again at the viewer
+	first, last procSample
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func (r *faultReport) check(t *testing.T) {
+	t.Helper()
+	t.Logf("FAULT %s: %d repetitions; video again p50 %v p95 %v max %v", r.name, len(r.recover),
+		pct(r.recover, .5).Round(time.Millisecond), pct(r.recover, .95).Round(time.Millisecond),
+		pct(r.recover, 1).Round(time.Millisecond))
+	t.Logf("FAULT %s: agent after the first: %v", r.name, r.first)
+	t.Logf("FAULT %s: agent after the last:  %v (RSS %+.2f MB, heap %+.2f MB)", r.name, r.last,
+		(r.last.RSS-r.first.RSS)/1e6, (r.last.Heap-r.first.Heap)/1e6)
+	if d := r.last.Goroutines - r.first.Goroutines; d > leakGoroutines {
+		t.Errorf("%s: goroutines grew by %d over %d repetitions (%d → %d)", r.name, d, len(r.recover)-1, r.first.Goroutines, r.last.Goroutines)
+	}
+	if d := r.last.FDs - r.first.FDs; d > leakFDs {
+		t.Errorf("%s: file descriptors grew by %d over %d repetitions (%d → %d)", r.name, d, len(r.recover)-1, r.first.FDs, r.last.FDs)
+	}
+}
+
+// hubFault takes the call through n hub deaths by sig, each followed by a restart on the
+// same address: the agent rejoins by itself, the viewer sees its video again.
+func hubFault(t *testing.T, name string, sig syscall.Signal, n int) {
+	b := startRigBroker(t, "127.0.0.1:0")
+	t.Cleanup(func() { b.stop(t) })
+	fc := startFaultCall(t, b.url())
+	r := &faultReport{name: name}
+	for i := range n {
+		fc.hub.stop(sig)
+		time.Sleep(200 * time.Millisecond) // the agent and the viewer notice the loss
+		back := fc.hub.start()
+		at := fc.viewer.videoAfter(t, back, 20*time.Second)
+		r.recover = append(r.recover, at.Sub(back))
+		fc.agent.waitState(control.StateJoined, 10*time.Second)
+		if i == 0 {
+			r.first = fc.agent.settled()
+		}
+	}
+	r.last = fc.agent.settled()
+	if s := r.last; s.Rejoins < n {
+		t.Errorf("agent counted %d rejoins after %d hub restarts", s.Rejoins, n)
+	}
+	r.check(t)
+}
+
+// TestFaultHubKill: camhub is killed with SIGKILL mid-call and started again, 5 times (more
+// with FAULTS_REPEAT). This is the test for the rejoin leak of issue 12.
+func TestFaultHubKill(t *testing.T) {
+	hubFault(t, "hub kill -9", syscall.SIGKILL, faultRepeats(t, 5))
+}
+
+// TestFaultHubRestart: camhub shuts down gracefully (SIGTERM) mid-call and starts again.
+func TestFaultHubRestart(t *testing.T) {
+	hubFault(t, "hub SIGTERM", syscall.SIGTERM, faultRepeats(t, 2))
+}
+
+var _ = fmt.Sprint
