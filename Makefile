@@ -36,6 +36,9 @@ test-go: ## Go unit, integration and end-to-end tests (includes the headless Chr
 test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TURN/UDP, no UDP at all (root)
 	$(GO) test -count=1 -timeout 5m -tags nat -v ./nattest/
 
+faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recovery p50/p95 and the agent's goroutines, fds, RSS (docs/reliability.md)
+	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 30m -run 'TestFault' -v ./e2e/
+
 test-browser: ## only the headless Chromium end-to-end tests
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/
 
