@@ -13,7 +13,6 @@ import (
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
-	"github.com/gorilla/websocket"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -114,7 +113,7 @@ func (u *rawUser) answerOffers(ctx context.Context, pc *webrtc.PeerConnection, e
 			pc.SetLocalDescription(ans)
 			<-gathered
 			out, _ := json.Marshal(rtc.Message{Type: rtc.TypeAnswer, SDP: pc.LocalDescription().SDP})
-			u.ws.WriteMessage(websocket.TextMessage, out)
+			u.write(out)
 		}
 	}()
 	return &offers
@@ -125,7 +124,7 @@ func (u *rawUser) send(m rtc.Message) {
 	u.id++
 	m.ID = u.id
 	b, _ := json.Marshal(m)
-	if err := u.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if err := u.write(b); err != nil {
 		u.t.Fatalf("write %s: %v", m.Type, err)
 	}
 }

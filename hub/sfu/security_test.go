@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,6 +158,14 @@ type rawUser struct {
 	api    *webrtc.API
 	id     uint64
 	offers chan rtc.Message
+	wmu    sync.Mutex // gorilla allows one writer at a time: send and answerOffers write
+}
+
+// write sends one text message, one writer at a time.
+func (u *rawUser) write(b []byte) error {
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	return u.ws.WriteMessage(websocket.TextMessage, b)
 }
 
 func dialUser(t *testing.T, url string, api *webrtc.API) *rawUser {
@@ -169,7 +178,7 @@ func (u *rawUser) request(m rtc.Message) rtc.Message {
 	u.id++
 	m.ID = u.id
 	b, _ := json.Marshal(m)
-	if err := u.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+	if err := u.write(b); err != nil {
 		u.t.Fatalf("write %s: %v", m.Type, err)
 	}
 	for {
