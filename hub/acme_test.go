@@ -1,12 +1,10 @@
 package hub
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -103,21 +101,7 @@ func TestACME(t *testing.T) {
 	cfg := Defaults()
 	cfg.Listen, cfg.MQTTListen, cfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 	cfg.Network.ACME = netconf.ACME{Domains: []string{name}, Directory: directory, DirectoryCAFile: httpsRoot}
-	h, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-h.Ready():
-	case err := <-done:
-		t.Fatalf("hub: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("hub did not start")
-	}
+	h := runTestHub(t, cfg, 15*time.Second)
 
 	resp, err := trusting(t, httpsRoot).Get(rootURL)
 	if err != nil {

@@ -20,21 +20,7 @@ func TestMaxConnectionsPerAddress(t *testing.T) {
 	cfg.Listen, cfg.MQTTListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.StateDir = filepath.Join(t.TempDir(), "hub")
 	cfg.MaxConnectionsPerAddress = 3
-	h, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	select {
-	case <-h.Ready():
-	case err := <-done:
-		t.Fatalf("hub: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("hub did not start")
-	}
+	h := runTestHub(t, cfg, 10*time.Second)
 	url := "ws://" + h.Addr() + "/rtc"
 	var open []*websocket.Conn
 	defer func() {
@@ -73,4 +59,26 @@ func TestMaxConnectionsPerAddress(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// runTestHub runs a hub with cfg until the test ends; it fails the test if the hub does not
+// report ready within wait.
+func runTestHub(t *testing.T, cfg Config, wait time.Duration) *Hub {
+	t.Helper()
+	h, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-h.Ready():
+	case err := <-done:
+		t.Fatalf("hub: %v", err)
+	case <-time.After(wait):
+		t.Fatal("hub did not start")
+	}
+	return h
 }
