@@ -313,6 +313,17 @@ func viewerOffer(offer string, may func(kind string) bool) (string, map[string]i
 	if err != nil {
 		return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer: %v", err)
 	}
+	// Reading and writing an offer is not always the identity (stray CRs and control bytes
+	// in attributes move line breaks): read what will be applied and check it again.
+	sends, _, err := OfferMedia(string(b))
+	if err != nil {
+		return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer cannot be rewritten to receive only: %v", err)
+	}
+	for kind := range sends {
+		if !may(kind) {
+			return "", nil, false, rtc.Errorf(rtc.CodeInvalidParams, "offer cannot be rewritten to receive only: its %s m-line still sends", kind)
+		}
+	}
 	return string(b), wants, true, nil
 }
 
