@@ -105,6 +105,12 @@ type Client struct {
 	running atomic.Bool
 	conn    atomic.Bool // connected and announced
 	replies *replyCache
+
+	// queueMu orders onMessage's "queue or refuse" against the worker's shutdown: once
+	// stopping is set (under queueMu) nothing more is queued, so every command received is
+	// either run, answered from the queue's drain, or refused at once; none is left unanswered.
+	queueMu  sync.Mutex
+	stopping bool
 	// refusedLog and commandLog bound the log lines a flood of commands
 	// writes (loglimit.go): refusals, and commands run.
 	refusedLog *logLimit
@@ -225,6 +231,9 @@ func (c *Client) Topics() Topics { return c.topics }
 // Ready is closed once the client has connected, subscribed and announced
 // itself for the first time.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Queued is the number of commands received and waiting to run.
+func (c *Client) Queued() int { return len(c.queue) }
 
 // Connected reports whether the client is connected to the broker now.
 func (c *Client) Connected() bool { return c.conn.Load() }
@@ -411,11 +420,19 @@ func (c *Client) onMessage(_ paho.Client, m paho.Message) {
 		c.reply(context.Background(), Reply{Error: errTooLarge(len(payload)).Error(), State: c.latest()}, false)
 		return
 	}
+	c.queueMu.Lock()
+	if c.stopping {
+		c.queueMu.Unlock()
+		c.refuseAtShutdown(payload, false)
+		return
+	}
 	select {
 	case c.queue <- payload:
+		c.queueMu.Unlock()
 		return
 	default:
 	}
+	c.queueMu.Unlock()
 	cmd, _ := ParseCommand(payload)
 	if cmd.ID != "" {
 		if r, ok := c.replies.get(cmd.ID); ok {
@@ -435,19 +452,54 @@ func (c *Client) latest() *State {
 	return c.lastState
 }
 
-// work runs queued commands one at a time until ctx ends.
+// ErrShuttingDown is the reply error of a command that was received but not run because
+// the client is shutting down (it was still queued, or arrived after the worker stopped).
+const ErrShuttingDown = "shutting down: command not run"
+
+// work runs queued commands one at a time until ctx ends. Then it stops the queue and
+// answers every command still in it with ErrShuttingDown (before Run says "offline"), so
+// that each command received gets exactly one reply.
 func (c *Client) work(ctx context.Context) {
 	for {
+		if ctx.Err() != nil { // before the queue: select picks at random among ready cases
+			c.stopQueue()
+			return
+		}
 		select {
 		case <-ctx.Done():
-			if n := len(c.queue); n > 0 {
-				c.log.Info("commands dropped at shutdown", "count", n)
-			}
+			c.stopQueue()
 			return
 		case payload := <-c.queue:
 			c.execute(ctx, payload)
 		}
 	}
+}
+
+// stopQueue stops queueing and answers every command still queued with ErrShuttingDown.
+func (c *Client) stopQueue() {
+	c.queueMu.Lock()
+	c.stopping = true
+	c.queueMu.Unlock()
+	n := len(c.queue) // fixed now: nothing is queued once stopping is set
+	for range n {
+		c.refuseAtShutdown(<-c.queue, true)
+	}
+	if n > 0 {
+		c.log.Info("queued commands refused at shutdown", "count", n)
+	}
+}
+
+// refuseAtShutdown answers a command that will not run: a duplicate of one already
+// answered gets that answer again, any other ErrShuttingDown. waitAck as for reply.
+func (c *Client) refuseAtShutdown(payload []byte, waitAck bool) {
+	cmd, _ := ParseCommand(payload)
+	if cmd.ID != "" {
+		if r, ok := c.replies.get(cmd.ID); ok {
+			c.reply(context.Background(), r, false)
+			return
+		}
+	}
+	c.reply(context.Background(), Reply{ID: cmd.ID, Error: ErrShuttingDown, State: c.latest()}, waitAck)
 }
 
 // execute parses, deduplicates, runs and answers one command.
