@@ -65,6 +65,7 @@ func (a *Agent) writeMetrics(w http.ResponseWriter, _ *http.Request) {
 		connected = 1
 	}
 	gauge("camagent_mqtt_connected", "1 while the MQTT connection is up.", connected)
+	gauge("camagent_commands_queued", "MQTT commands received and waiting for the one running.", float64(a.ctrl.Queued()))
 	fmt.Fprintf(w, "# HELP camagent_state The call state: 1 for the current one.\n# TYPE camagent_state gauge\n")
 	for _, s := range []string{control.StateIdle, control.StateJoining, control.StateJoined, control.StateLeaving, control.StateError} {
 		v := 0

@@ -107,6 +107,7 @@ func (p *proc) stop(sig syscall.Signal, timeout time.Duration) (exitCode int, ki
 type hubProc struct {
 	t                      *testing.T
 	bin, addr, mqtt, state string
+	extra                  []string // more camhub flags
 	p                      *proc
 	allOutput              strings.Builder
 }
@@ -130,8 +131,9 @@ func (h *hubProc) url() string { return "http://" + h.addr }
 // start runs camhub and returns once it answers /healthz (the moment a fault ends).
 func (h *hubProc) start() time.Time {
 	h.t.Helper()
-	h.p = startProc(h.t, "camhub", nil, h.bin, "--listen", h.addr, "--mqtt", h.mqtt, "--state-dir", h.state,
-		"--demo", "--log-level", "warn")
+	args := append([]string{"--listen", h.addr, "--mqtt", h.mqtt, "--state-dir", h.state,
+		"--demo", "--log-level", "warn"}, h.extra...)
+	h.p = startProc(h.t, "camhub", nil, h.bin, args...)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get(h.url() + "/healthz")
@@ -341,8 +343,23 @@ type rigViewer struct {
 	mu           sync.Mutex
 	packets      int
 	lastPacket   time.Time
+	maxGap       time.Duration // longest time between two video packets
 	sessions     int
 	lastErr      error
+}
+
+func (v *rigViewer) sessionCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.sessions
+}
+
+// longestGap is the longest time between two video packets so far (or since the last
+// packet, if that is longer).
+func (v *rigViewer) longestGap() time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return max(v.maxGap, time.Since(v.lastPacket))
 }
 
 // run keeps the viewer in the channel until ctx ends.
@@ -406,9 +423,13 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 	for {
 		track.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		if _, _, err := track.ReadRTP(); err == nil {
+			now := time.Now()
 			v.mu.Lock()
+			if !v.lastPacket.IsZero() {
+				v.maxGap = max(v.maxGap, now.Sub(v.lastPacket))
+			}
 			v.packets++
-			v.lastPacket = time.Now()
+			v.lastPacket = now
 			v.mu.Unlock()
 			continue
 		}

@@ -11,7 +11,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -65,22 +64,37 @@ func startFaultCall(t *testing.T, brokerURL string) *faultCall {
 	fc.hub.start()
 	fc.agent = newAgentProc(t, agentBin, fc.dev, brokerURL, fc.hub.url())
 	fc.agent.start()
-	w := watchDevice(t, brokerURL, fc.dev)
+	fc.join(t)
+	return fc
+}
+
+// join has the agent join faultChannel and starts the viewer, returning once the viewer
+// sees the device's video.
+func (fc *faultCall) join(t *testing.T) {
+	t.Helper()
+	w := watchDevice(t, fc.broker, fc.dev)
+	defer w.c.Disconnect(0)
 	w.send(t, fc.dev, `{"id":"join-1","action":"join","channel":"`+faultChannel+`"}`)
 	r := w.reply(t, fc.dev, "join-1", 30*time.Second)
 	if !r.OK || r.State == nil || r.State.State != control.StateJoined {
 		t.Fatalf("join reply %+v", r)
 	}
 	fc.devUID = r.State.UID
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
+	fc.viewer = startRigViewer(t, fc.hub.url(), fc.devUID, true)
+	fc.viewer.videoAfter(t, time.Now(), 20*time.Second)
+}
+
+// startRigViewer runs a viewer of device's video on hub until the test ends.
+func startRigViewer(t *testing.T, hub string, device uint32, loopback bool) *rigViewer {
+	t.Helper()
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: loopback})
 	must(t, err, "api")
-	fc.viewer = &rigViewer{api: api, hub: fc.hub.url(), channel: faultChannel, uid: 7001, device: fc.devUID}
+	v := &rigViewer{api: api, hub: hub, channel: faultChannel, uid: 7001, device: device}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); fc.viewer.run(ctx, t) }()
+	go func() { defer close(done); v.run(ctx, t) }()
 	t.Cleanup(func() { cancel(); <-done })
-	fc.viewer.videoAfter(t, time.Now(), 20*time.Second)
-	return fc
+	return v
 }
 
 // faultReport collects one fault's figures.
@@ -150,5 +164,3 @@ func TestFaultHubKill(t *testing.T) {
 func TestFaultHubRestart(t *testing.T) {
 	hubFault(t, "hub SIGTERM", syscall.SIGTERM, faultRepeats(t, 2))
 }
-
-var _ = fmt.Sprint
