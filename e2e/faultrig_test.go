@@ -167,6 +167,7 @@ func (h *hubProc) stop(sig syscall.Signal) {
 type agentProc struct {
 	t                                *testing.T
 	bin, id, mqtt, hub, dir, metrics string
+	logLevel                         string // default warn
 	p                                *proc
 }
 
@@ -185,10 +186,14 @@ func newAgentProc(t *testing.T, bin, id, mqttURL, hubURL string) *agentProc {
 
 func (a *agentProc) start() {
 	a.t.Helper()
+	level := a.logLevel
+	if level == "" {
+		level = "warn"
+	}
 	a.p = startProc(a.t, "camagent", []string{"CAMAGENT_METRICS_LISTEN=" + a.metrics}, a.bin,
 		"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
 		"--speaker", "wav:"+filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),
-		"--ice-loopback-only", "--log-level", "warn")
+		"--ice-loopback-only", "--log-level", level)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := a.sample(); err == nil {
@@ -212,6 +217,7 @@ type procSample struct {
 	RSS, Heap       float64 // bytes
 	State           string
 	Rejoins         int
+	Queued          int // commands waiting behind the one running
 }
 
 func (s procSample) String() string {
@@ -248,6 +254,8 @@ func (a *agentProc) sample() (procSample, error) {
 			s.Heap = v
 		case name == "camagent_rejoins_total":
 			s.Rejoins = int(v)
+		case name == "camagent_commands_queued":
+			s.Queued = int(v)
 		case strings.HasPrefix(name, "camagent_state{") && v == 1:
 			s.State = strings.TrimSuffix(strings.TrimPrefix(name, `camagent_state{state="`), `"}`)
 		}
@@ -292,6 +300,22 @@ func (a *agentProc) waitState(st string, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			a.t.Fatalf("agent not %s within %v (last %+v, %v)", st, timeout, s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitQueued waits until the agent holds n commands queued behind the one running.
+func (a *agentProc) waitQueued(n int, timeout time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := a.sample()
+		if err == nil && s.Queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("agent has not %d commands queued within %v (last %+v, %v)", n, timeout, s, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
