@@ -152,6 +152,18 @@ func sigtermStates(t *testing.T, hubBin, agentBin string, exits map[string][]tim
 		return a, w
 	}
 
+	// inCall starts a hub and an agent on a new broker and has the agent join a call.
+	inCall := func(t *testing.T, dev string) (*rigBroker, *faultCall, *mqWatch) {
+		b := newBroker(t)
+		fc := &faultCall{broker: b.url(), dev: dev}
+		fc.hub = newHubProc(t, hubBin, b.url())
+		fc.hub.start()
+		var w *mqWatch
+		fc.agent, w = startAgent(t, b, fc.dev, fc.hub.url())
+		fc.join(t)
+		return b, fc, w
+	}
+
 	t.Run("idle", func(t *testing.T) {
 		b := newBroker(t)
 		a, w := startAgent(t, b, "e2e-term-idle", "http://127.0.0.1:9")
@@ -185,26 +197,14 @@ func sigtermStates(t *testing.T, hubBin, agentBin string, exits map[string][]tim
 	})
 
 	t.Run("rejoining", func(t *testing.T) {
-		b := newBroker(t)
-		fc := &faultCall{broker: b.url(), dev: "e2e-term-rejoin"}
-		fc.hub = newHubProc(t, hubBin, b.url())
-		fc.hub.start()
-		fc.agent, _ = startAgent(t, b, fc.dev, fc.hub.url())
-		fc.join(t)
-		w := watchDevice(t, b.url(), fc.dev)
+		b, fc, w := inCall(t, "e2e-term-rejoin")
 		fc.hub.stop(syscall.SIGKILL) // and not started again
 		fc.agent.waitState(control.StateJoining, 10*time.Second)
-		record("rejoining", sigtermCheck(t, fc.agent, w, b.url(), nil, nil))
+		record("rejoining", sigtermCheck(t, fc.agent, w, b.url(), []string{"join-1"}, nil))
 	})
 
 	t.Run("joined", func(t *testing.T) {
-		b := newBroker(t)
-		fc := &faultCall{broker: b.url(), dev: "e2e-term-joined"}
-		fc.hub = newHubProc(t, hubBin, b.url())
-		fc.hub.start()
-		var w *mqWatch
-		fc.agent, w = startAgent(t, b, fc.dev, fc.hub.url())
-		fc.join(t)
+		b, fc, w := inCall(t, "e2e-term-joined")
 		done := ids("s", 3)
 		sendAll(t, w, fc.dev, done...)
 		for _, id := range done {
@@ -216,13 +216,7 @@ func sigtermStates(t *testing.T, hubBin, agentBin string, exits map[string][]tim
 	})
 
 	t.Run("leaving", func(t *testing.T) {
-		b := newBroker(t)
-		fc := &faultCall{broker: b.url(), dev: "e2e-term-leaving"}
-		fc.hub = newHubProc(t, hubBin, b.url())
-		fc.hub.start()
-		var w *mqWatch
-		fc.agent, w = startAgent(t, b, fc.dev, fc.hub.url())
-		fc.join(t)
+		b, fc, w := inCall(t, "e2e-term-leaving")
 		from := w.mark()
 		w.send(t, fc.dev, `{"id":"l","action":"leave"}`)
 		w.wait(t, from, 5*time.Second, "leaving", stateIs("camagent/"+fc.dev+"/state", func(s control.State) bool { return s.State == control.StateLeaving }))
