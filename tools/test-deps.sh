@@ -2,7 +2,8 @@
 # Installs what the tests need, when it is missing: Debian packages (Chromium, Firefox ESR, Mosquitto,
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
-# coturn, the external TURN server the hub's credentials are checked against) and the browser
+# coturn, the external TURN server the hub's credentials are checked against; redis-server for several
+# hubs) and the browser
 # tests' npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ declare -A pkgs=(
   [/usr/bin/qemu-arm-static]=qemu-user-static
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/turnserver]=coturn
+  # several hubs sharing a channel directory (hub/cluster, e2e/cluster_test.go)
+  [/usr/bin/redis-server]=redis-server
   # make test-vm: the VM, its initramfs tools, and a static busybox for the VM's /init
   [/usr/bin/qemu-system-x86_64]=qemu-system-x86
   [/usr/bin/cpio]=cpio
