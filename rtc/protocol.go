@@ -107,7 +107,14 @@ const (
 	// CodeCodecNotSupported: the subscriber's answer carries no codec the track can be sent
 	// with (EventSubscribeFailed), or a data-channel subscription to a codec it cannot carry.
 	CodeCodecNotSupported = "CODEC_NOT_SUPPORTED"
+	// CodeRedirect: the channel runs on another hub of the cluster; Error.URL is that hub's
+	// base URL (https://hub2.example:8443). Join there with the same request (the token is
+	// valid on every hub); clients follow at most MaxRedirects of them.
+	CodeRedirect = "REDIRECT"
 )
+
+// MaxRedirects bounds the REDIRECT replies a client follows for one join.
+const MaxRedirects = 3
 
 // MaxMessageBytes bounds one signalling message, and is the hub's WebSocket read limit (a
 // larger frame closes the socket with 1009). The largest legitimate message is an SDP: a
@@ -125,6 +132,8 @@ const MaxSubscriptions = 32
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// URL is where to join instead, with CodeRedirect: a hub's base URL.
+	URL string `json:"url,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

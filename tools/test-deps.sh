@@ -3,8 +3,7 @@
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
 # coturn, the external TURN server the hub's credentials are checked against; redis-server for several
-# hubs) and the browser
-# tests' npm packages.
+# hubs) and the browser tests' npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
