@@ -9,6 +9,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -107,7 +108,10 @@ func (p *proc) stop(sig syscall.Signal, timeout time.Duration) (exitCode int, ki
 type hubProc struct {
 	t                      *testing.T
 	bin, addr, mqtt, state string
-	extra                  []string // more camhub flags
+	extra                  []string     // more camhub flags
+	args                   []string     // if set, camhub's whole command line instead
+	client                 *http.Client // for /healthz; nil: plain http
+	scheme                 string       // "https" with client; default "http"
 	p                      *proc
 	allOutput              strings.Builder
 }
@@ -126,17 +130,29 @@ func newHubProc(t *testing.T, bin, mqttURL string) *hubProc {
 	return h
 }
 
-func (h *hubProc) url() string { return "http://" + h.addr }
+func (h *hubProc) url() string {
+	if h.scheme != "" {
+		return h.scheme + "://" + h.addr
+	}
+	return "http://" + h.addr
+}
 
 // start runs camhub and returns once it answers /healthz (the moment a fault ends).
 func (h *hubProc) start() time.Time {
 	h.t.Helper()
 	args := append([]string{"--listen", h.addr, "--mqtt", h.mqtt, "--state-dir", h.state,
 		"--demo", "--log-level", "warn"}, h.extra...)
+	if h.args != nil {
+		args = h.args
+	}
 	h.p = startProc(h.t, "camhub", nil, h.bin, args...)
+	client := h.client
+	if client == nil {
+		client = http.DefaultClient
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(h.url() + "/healthz")
+		resp, err := client.Get(h.url() + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -167,7 +183,9 @@ func (h *hubProc) stop(sig syscall.Signal) {
 type agentProc struct {
 	t                                *testing.T
 	bin, id, mqtt, hub, dir, metrics string
-	logLevel                         string // default warn
+	logLevel                         string   // default warn
+	netns                            string   // run in this network namespace (ip netns exec)
+	env                              []string // more environment
 	p                                *proc
 }
 
@@ -190,10 +208,17 @@ func (a *agentProc) start() {
 	if level == "" {
 		level = "warn"
 	}
-	a.p = startProc(a.t, "camagent", []string{"CAMAGENT_METRICS_LISTEN=" + a.metrics}, a.bin,
-		"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
-		"--speaker", "wav:"+filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),
-		"--ice-loopback-only", "--log-level", level)
+	args := []string{"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
+		"--speaker", "wav:" + filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),
+		"--log-level", level}
+	bin := a.bin
+	if a.netns == "" {
+		args = append(args, "--ice-loopback-only")
+	} else {
+		bin, args = "ip", append([]string{"netns", "exec", a.netns, a.bin}, args...)
+	}
+	env := append([]string{"CAMAGENT_METRICS_LISTEN=" + a.metrics}, a.env...)
+	a.p = startProc(a.t, "camagent", env, bin, args...)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := a.sample(); err == nil {
@@ -227,7 +252,7 @@ func (s procSample) String() string {
 var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 
 func (a *agentProc) sample() (procSample, error) {
-	resp, err := noKeepAlive.Get("http://" + a.metrics + "/metrics")
+	resp, err := noKeepAlive.Get("http://" + a.metrics + "/metrics") // in a netns: its address there
 	if err != nil {
 		return procSample{}, err
 	}
@@ -370,6 +395,10 @@ type rigViewer struct {
 	maxGap       time.Duration // longest time between two video packets
 	sessions     int
 	lastErr      error
+	// token gets a subscriber token (default: a demo hub's loopback trust); tls for an
+	// https:// hub.
+	token func(ctx context.Context, channel string, uid uint32) (string, error)
+	tls   *tls.Config
 }
 
 func (v *rigViewer) sessionCount() int {
@@ -401,11 +430,17 @@ func (v *rigViewer) run(ctx context.Context, t *testing.T) {
 }
 
 func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
-	tok, err := demoToken(ctx, v.hub, v.channel, v.uid)
+	token := v.token
+	if token == nil {
+		token = func(ctx context.Context, channel string, uid uint32) (string, error) {
+			return hubToken(ctx, http.DefaultClient, v.hub, "", channel, uid)
+		}
+	}
+	tok, err := token(ctx, v.channel, v.uid)
 	if err != nil {
 		return err
 	}
-	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: v.hub, API: v.api, Logger: testLogger(t), RequestTimeout: 5 * time.Second})
+	c, err := rtc.Dial(ctx, rtc.ClientOptions{URL: v.hub, API: v.api, TLS: v.tls, Logger: testLogger(t), RequestTimeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -429,24 +464,68 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 	for _, u := range res.Users {
 		published = published || (u.UID == v.device && u.Video)
 	}
-	for !published {
+	// Follow the device: subscribe while it publishes video, and again after it comes back
+	// (its own connection died and it rejoined, while this viewer's lived on).
+	var stopReading func()
+	defer func() {
+		if stopReading != nil {
+			stopReading()
+		}
+	}()
+	for {
+		if published && stopReading == nil {
+			track, err := c.Subscribe(ctx, v.device, rtc.KindVideo)
+			if err != nil {
+				return err
+			}
+			stopReading = v.read(ctx, track)
+		}
 		select {
 		case m, ok := <-c.Events():
 			if !ok {
 				return c.Err()
 			}
-			published = m.Event == rtc.EventUserPublished && m.UID != nil && *m.UID == v.device && m.Kind == rtc.KindVideo
+			if m.UID == nil || *m.UID != v.device {
+				continue
+			}
+			switch {
+			case m.Event == rtc.EventUserPublished && m.Kind == rtc.KindVideo:
+				published = true
+				if stopReading != nil { // published anew without a goodbye: a new track
+					stopReading()
+					stopReading = nil
+					_ = c.Unsubscribe(ctx, v.device, rtc.KindVideo)
+				}
+			case m.Event == rtc.EventUserLeft || (m.Event == rtc.EventUserUnpublished && m.Kind == rtc.KindVideo):
+				published = false
+				if stopReading != nil {
+					stopReading()
+					stopReading = nil
+					_ = c.Unsubscribe(ctx, v.device, rtc.KindVideo)
+				}
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	track, err := c.Subscribe(ctx, v.device, rtc.KindVideo)
-	if err != nil {
-		return err
-	}
-	for {
-		track.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		if _, _, err := track.ReadRTP(); err == nil {
+}
+
+// read timestamps the track's packets until the returned stop is called (it waits for the
+// reader) or the track ends.
+func (v *rigViewer) read(ctx context.Context, track *webrtc.TrackRemote) (stop func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for rctx.Err() == nil {
+			until := time.Now().Add(200 * time.Millisecond)
+			track.SetReadDeadline(until)
+			if _, _, err := track.ReadRTP(); err != nil {
+				if wait := time.Until(until); wait > 0 { // not the deadline: the track ended
+					time.Sleep(wait)
+				}
+				continue
+			}
 			now := time.Now()
 			v.mu.Lock()
 			if !v.lastPacket.IsZero() {
@@ -455,12 +534,9 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 			v.packets++
 			v.lastPacket = now
 			v.mu.Unlock()
-			continue
 		}
-		if ctx.Err() != nil || c.Err() != nil {
-			return c.Err()
-		}
-	}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // videoAfter waits for a video packet that arrived after t0 and returns when it did.
@@ -481,15 +557,19 @@ func (v *rigViewer) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration
 	}
 }
 
-// demoToken asks a demo-mode hub's token service for a publisher token (loopback trust).
-func demoToken(ctx context.Context, hub, channel string, uid uint32) (string, error) {
+// hubToken asks the hub's token service for a publisher token: with key as a backend's
+// bearer key, or without one from a demo hub (loopback trust).
+func hubToken(ctx context.Context, client *http.Client, hub, key, channel string, uid uint32) (string, error) {
 	body, _ := json.Marshal(map[string]any{"appId": "demo", "channel": channel, "uid": uid, "role": "publisher", "expireSeconds": 3600})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hub+"/api/token", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", err
 	}
