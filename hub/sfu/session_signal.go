@@ -1,0 +1,235 @@
+// session_signal.go: the session's signalling transport (the WebSocket's read and write loops,
+// rate limits) and the dispatch of each request to its handler, with the replies.
+
+package sfu
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/camagent/camagent/rtc"
+	"github.com/gorilla/websocket"
+)
+
+func (s *session) readLoop() {
+	// A frame larger than the largest message ends the socket (close 1009) before it is read.
+	s.conn.SetReadLimit(rtc.MaxMessageBytes)
+	s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	s.conn.SetPongHandler(func(string) error {
+		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	// Client pings count as messages; over the limit they get no pong.
+	s.conn.SetPingHandler(func(data string) error {
+		if !s.msgLimit.take(time.Now()) {
+			return nil
+		}
+		err := s.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
+	for {
+		typ, data, err := s.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				s.svc.badMessages.Add(1)
+				s.svc.noisy(slog.LevelInfo, s.addr, "signalling message too large; socket closed", "uid", s.uidNow(), "limit", rtc.MaxMessageBytes)
+			}
+			if s.ctx.Err() == nil && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+				s.log.Debug("signalling read ended", "err", err)
+				s.setLeaveReason("timeout")
+			}
+			return
+		}
+		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		var (
+			m  *rtc.Message
+			pe *rtc.Error
+		)
+		if typ != websocket.TextMessage {
+			pe = rtc.Errorf(rtc.CodeBadMessage, "binary frames are not part of the protocol")
+		} else if m, err = rtc.ParseMessage(data); err != nil {
+			pe = asProtoErr(err)
+		}
+		var id uint64
+		if m != nil {
+			id = m.ID
+		}
+		if limited, stop := s.limit(m); stop {
+			return
+		} else if limited {
+			continue
+		}
+		if pe != nil {
+			s.svc.badMessages.Add(1)
+			s.svc.noisy(slog.LevelInfo, s.addr, "bad signalling message", "uid", s.uidNow(), "err", pe)
+			s.replyErr(id, pe)
+			continue
+		}
+		if stop := s.handle(m); stop {
+			return
+		}
+	}
+}
+
+// limit applies the session's rate limits to a message (m nil: not even a message). A message
+// over a limit is answered RATE_LIMITED (limited); a session that keeps flooding past its
+// allowance is ended (stop).
+func (s *session) limit(m *rtc.Message) (limited, stop bool) {
+	now := time.Now()
+	ok := s.msgLimit.take(now)
+	if ok && m != nil && isOperation(m.Type) {
+		ok = s.opLimit.take(now)
+	}
+	if ok {
+		return false, false
+	}
+	s.svc.rateLimited.Add(1)
+	if !s.floodLimit.take(now) {
+		s.svc.floodClosed.Add(1)
+		s.svc.noisy(slog.LevelWarn, s.addr, "signalling flood; session closed", "uid", s.uidNow())
+		s.setLeaveReason("timeout")
+		return true, true
+	}
+	s.svc.noisy(slog.LevelInfo, s.addr, "signalling rate limited", "uid", s.uidNow())
+	var id uint64
+	if m != nil {
+		id = m.ID
+	}
+	s.replyErr(id, rtc.Errorf(rtc.CodeRateLimited, "too many messages: slow down (at most %g messages and %g requests a second)",
+		s.svc.opts.MessageRate, s.svc.opts.OpRate))
+	return true, false
+}
+
+func (s *session) writeLoop() {
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			// Flush what is queued (a final event or reply), then say goodbye.
+			for {
+				select {
+				case b := <-s.out:
+					s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+					if s.conn.WriteMessage(websocket.TextMessage, b) != nil {
+						return
+					}
+				default:
+					s.conn.WriteControl(websocket.CloseMessage,
+						websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+					return
+				}
+			}
+		case b := <-s.out:
+			s.conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+				s.cancel()
+				return
+			}
+		case <-ping.C:
+			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				s.cancel()
+				return
+			}
+		}
+	}
+}
+
+// send queues a message; a user too slow to take its messages is disconnected.
+func (s *session) send(m *rtc.Message) {
+	if s.ctx.Err() != nil {
+		return // gone (perhaps a place kept for a reconnect): nobody reads its queue
+	}
+	if s.conn == nil {
+		s.mu.Lock()
+		events := s.events
+		s.mu.Unlock()
+		if events != nil {
+			events(m)
+		}
+		return
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		s.log.Error("encode message", "err", err)
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.log.Warn("signalling queue full, disconnecting user", "uid", s.uidNow())
+		s.setLeaveReason("timeout")
+		s.cancel()
+	}
+}
+
+func okReply(id uint64) *rtc.Message {
+	t := true
+	return &rtc.Message{Type: rtc.TypeReply, ID: id, OK: &t}
+}
+
+func (s *session) replyErr(id uint64, e *rtc.Error) {
+	f := false
+	s.send(&rtc.Message{Type: rtc.TypeReply, ID: id, OK: &f, Error: e})
+}
+
+func asProtoErr(err error) *rtc.Error {
+	var pe *rtc.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return rtc.Errorf(rtc.CodeInternal, "%v", err)
+}
+
+// handle runs one request; it reports whether the session should end.
+func (s *session) handle(m *rtc.Message) (stop bool) {
+	var (
+		reply *rtc.Message
+		err   error
+	)
+	if m.Type != rtc.TypeJoin && m.Type != rtc.TypePing && s.channel() == nil {
+		s.replyErr(m.ID, rtc.Errorf(rtc.CodeNotJoined, "%s before join", m.Type))
+		return false
+	}
+	switch m.Type {
+	case rtc.TypeJoin:
+		reply, err = s.join(m)
+	case rtc.TypePublish:
+		reply, err = s.publish(m)
+	case rtc.TypeSubscribe:
+		reply, err = s.subscribe(m)
+	case rtc.TypeUnsubscribe:
+		reply, err = s.unsubscribe(m)
+	case rtc.TypeAnswer:
+		if err = s.answer(m); err == nil {
+			return false // an answer has no reply
+		}
+	case rtc.TypeRenew:
+		reply, err = s.renew(m)
+	case rtc.TypeRestart:
+		reply, err = s.restart(m)
+	case rtc.TypePing:
+		reply = okReply(m.ID)
+	case rtc.TypeLeave:
+		s.send(okReply(m.ID))
+		s.setLeaveReason("quit")
+		return true
+	}
+	if err != nil {
+		pe := asProtoErr(err)
+		s.svc.noise.Log(s.log, slog.LevelInfo, s.addr, "request refused", "type", m.Type, "uid", s.uidNow(), "code", pe.Code, "err", pe.Message)
+		s.replyErr(m.ID, pe)
+		return false
+	}
+	reply.Type, reply.ID = rtc.TypeReply, m.ID
+	if reply.OK == nil {
+		t := true
+		reply.OK = &t
+	}
+	s.send(reply)
+	return false
+}
