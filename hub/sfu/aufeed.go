@@ -92,7 +92,7 @@ func newAUFeed(pc *webrtc.PeerConnection, t *track) (*auFeed, *outlet, error) {
 	out.ready = func() bool { return f.open.Load() && !f.closed.Load() }
 	dc.OnOpen(func() {
 		f.open.Store(true)
-		t.requestKeyframeNow() // the gate holds the feed until a keyframe starts
+		t.startOutlet(out) // from the last keyframe, or the gate holds the feed until a new one
 	})
 	dc.OnMessage(func(m webrtc.DataChannelMessage) {
 		if m.IsString && string(m.Data) == dcKeyframeRequest {

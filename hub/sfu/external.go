@@ -402,7 +402,7 @@ func (s *session) fillSlots(v *viewer) {
 			out.waiting.Store(t.gate != nil)
 			sl.setSource(t, f)
 			t.addSubscriber(s, out)
-			t.requestKeyframeNow()
+			t.startOutlet(out)
 			s.log.Debug("viewer slot filled", "kind", sl.kind, "from", t.uid)
 			break
 		}

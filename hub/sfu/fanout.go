@@ -1,8 +1,6 @@
 package sfu
 
 import (
-	"errors"
-	"io"
 	"runtime"
 	"sync"
 
@@ -85,14 +83,6 @@ func (t *track) deliver(pkt *rtp.Packet, outs []*outlet, start bool) {
 			}
 			o.waiting.Store(false)
 		}
-		var err error
-		if o.feed != nil {
-			err = o.feed.write(pkt)
-		} else {
-			err = o.local.WriteRTP(pkt)
-		}
-		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
-			t.svc.log.Debug("forward packet", "kind", t.kind, "err", err)
-		}
+		_ = t.write(o, pkt) // logged in write; the next packet tries again
 	}
 }

@@ -231,7 +231,13 @@ func TestKeyframeGateManyViewers(t *testing.T) {
 // when set, sees the RTCP the hub sends the publisher.
 func publishSynthCamera(ctx context.Context, t *testing.T, pub *rtc.Client, onRTCP func(*synth.Camera, []rtcp.Packet)) {
 	t.Helper()
-	cam, err := synth.NewCamera(synth.CameraOptions{})
+	publishCamera(ctx, t, pub, synth.CameraOptions{}, onRTCP)
+}
+
+// publishCamera is publishSynthCamera with the camera's options; it returns the camera.
+func publishCamera(ctx context.Context, t *testing.T, pub *rtc.Client, o synth.CameraOptions, onRTCP func(*synth.Camera, []rtcp.Packet)) *synth.Camera {
+	t.Helper()
+	cam, err := synth.NewCamera(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +268,7 @@ func publishSynthCamera(ctx context.Context, t *testing.T, pub *rtc.Client, onRT
 			}
 		}
 	}()
+	return cam
 }
 
 // joinChannel dials the service at url and joins channel of the demo app as uid.

@@ -63,11 +63,15 @@ type Options struct {
 	OpRate       float64
 	OpBurst      int
 	FloodLimit   int
+	// WarmStartAge: a new video subscriber starts at once from the publisher's last keyframe
+	// when it is at most this old (100 ms; negative: never, always ask for a new keyframe).
+	WarmStartAge time.Duration
 }
 
 // Defaults of the limits.
 const (
 	DefaultJoinDeadline  = 10 * time.Second
+	DefaultWarmStartAge  = 100 * time.Millisecond
 	DefaultMaxPerAddress = 32
 	DefaultMaxSessions   = 2000
 	DefaultMessageRate   = 20
@@ -85,7 +89,10 @@ type Stats struct {
 	// NACKResent: packets sent again on a subscriber's NACK from the track's cache;
 	// NACKMissed: NACKed packets no longer (or never) in it.
 	NACKResent, NACKMissed uint64
-	Joins, Refused         uint64
+	// WarmStarts: subscribers started at once from the publisher's last keyframe, which the
+	// hub still had (warmstart.go), instead of waiting for a new one.
+	WarmStarts     uint64
+	Joins, Refused uint64
 	// ICERestarts counts ICE restarts, asked for by clients or started by the hub: media
 	// paths that died while the signalling socket lived.
 	ICERestarts uint64
@@ -127,6 +134,7 @@ type Service struct {
 
 	forwardedPackets, forwardedBytes atomic.Uint64
 	nackResent, nackMissed           atomic.Uint64
+	warmStarts                       atomic.Uint64
 	joins, refused                   atomic.Uint64
 	iceRestarts                      atomic.Uint64
 	refusedConns, joinTimeouts       atomic.Uint64
@@ -176,6 +184,9 @@ func New(o Options) *Service {
 	setDefault(&o.OpRate, DefaultOpRate)
 	setDefault(&o.OpBurst, DefaultOpBurst)
 	setDefault(&o.FloodLimit, DefaultFloodLimit)
+	if o.WarmStartAge == 0 { // negative stays: no warm starts
+		o.WarmStartAge = DefaultWarmStartAge
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
 		opts:     o,
@@ -291,6 +302,7 @@ func (s *Service) Stats() Stats {
 	st.ForwardedPackets = s.forwardedPackets.Load()
 	st.ForwardedBytes = s.forwardedBytes.Load()
 	st.NACKResent, st.NACKMissed = s.nackResent.Load(), s.nackMissed.Load()
+	st.WarmStarts = s.warmStarts.Load()
 	st.Joins = s.joins.Load()
 	st.Refused = s.refused.Load()
 	st.ICERestarts = s.iceRestarts.Load()

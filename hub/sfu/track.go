@@ -38,6 +38,13 @@ type track struct {
 	close func()
 
 	lastKeyframeReq atomic.Int64
+
+	// fwd is held while one packet is forwarded, and by a warm start (warmstart.go), so
+	// that a new subscriber gets the cached packets and then the live ones in order.
+	fwd        sync.Mutex
+	lastKey    keyStart // where the last whole keyframe began
+	newest     uint16   // the sequence number of the last packet forwarded
+	haveNewest bool
 }
 
 // outlet is the track as one subscriber receives it.
@@ -122,6 +129,7 @@ func (t *track) forward(ctx context.Context) {
 		}
 		t.svc.forwardedPackets.Add(1)
 		t.svc.forwardedBytes.Add(uint64(n))
+		t.fwd.Lock()
 		outlets = outlets[:0]
 		t.mu.Lock()
 		for _, o := range t.subs {
@@ -137,7 +145,12 @@ func (t *track) forward(ctx context.Context) {
 		if t.cache != nil {
 			t.cache.put(pkt)
 		}
+		if start {
+			t.lastKey = keyStart{seq: pkt.SequenceNumber, at: time.Now(), ok: true}
+		}
+		t.newest, t.haveNewest = pkt.SequenceNumber, true
 		fan.send(pkt, outlets, start)
+		t.fwd.Unlock()
 	}
 }
 
