@@ -161,7 +161,7 @@ func (s *session) requestFreshKeyframes() {
 	}
 	s.mu.Unlock()
 	for _, t := range tracks {
-		t.requestKeyframeNow()
+		t.startSubscriber(s)
 		s.awaitFirstKeyframe(t, keyframeRetries)
 	}
 }
