@@ -33,11 +33,12 @@ vet: ## go vet and gofmt
 test-go: ## Go unit, integration and end-to-end tests (includes the headless Chromium tests)
 	$(GO) test -count=1 -timeout 20m ./...
 
-test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TURN/UDP, no UDP at all (root)
+test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TURN/UDP, no UDP at all; the short network faults (root)
 	$(GO) test -count=1 -timeout 5m -tags nat -v ./nattest/
+	$(GO) test -count=1 -timeout 5m -tags nat -run 'TestFaultNet' -v ./e2e/
 
 faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recovery p50/p95 and the agent's goroutines, fds, RSS (docs/reliability.md)
-	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 30m -run 'TestFault' -v ./e2e/
+	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 60m $$([ "$$(id -u)" = 0 ] && echo -tags nat) -run 'TestFault' -v ./e2e/
 
 test-browser: ## only the headless Chromium end-to-end tests
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/

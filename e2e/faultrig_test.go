@@ -195,7 +195,7 @@ func newAgentProc(t *testing.T, bin, id, mqttURL, hubURL string) *agentProc {
 		if a.p != nil {
 			a.p.stop(syscall.SIGTERM, 15*time.Second)
 		}
-		if t.Failed() && a.p != nil {
+		if (t.Failed() || os.Getenv("FAULTS_LOG") != "") && a.p != nil {
 			t.Logf("camagent output:\n%s", a.p.output())
 		}
 	})
@@ -399,6 +399,19 @@ type rigViewer struct {
 	// https:// hub.
 	token func(ctx context.Context, channel string, uid uint32) (string, error)
 	tls   *tls.Config
+}
+
+func (v *rigViewer) packetCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.packets
+}
+
+// resetGap starts measuring the longest gap afresh.
+func (v *rigViewer) resetGap() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.maxGap = 0
 }
 
 func (v *rigViewer) sessionCount() int {

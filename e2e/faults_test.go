@@ -52,6 +52,9 @@ type faultCall struct {
 	broker string
 	dev    string
 	devUID uint32
+	// viewerOpts, if set, completes the viewer before it starts; with it the viewer's ICE is
+	// not limited to loopback (the call crosses network namespaces).
+	viewerOpts func(*rigViewer)
 }
 
 const faultChannel = "faults"
@@ -80,16 +83,20 @@ func (fc *faultCall) join(t *testing.T) {
 		t.Fatalf("join reply %+v", r)
 	}
 	fc.devUID = r.State.UID
-	fc.viewer = startRigViewer(t, fc.hub.url(), fc.devUID, true)
+	fc.viewer = startRigViewer(t, fc.hub.url(), fc.devUID, fc.viewerOpts)
 	fc.viewer.videoAfter(t, time.Now(), 20*time.Second)
 }
 
-// startRigViewer runs a viewer of device's video on hub until the test ends.
-func startRigViewer(t *testing.T, hub string, device uint32, loopback bool) *rigViewer {
+// startRigViewer runs a viewer of device's video on hub until the test ends; opts (if not
+// nil) completes it, and then its ICE is not limited to loopback.
+func startRigViewer(t *testing.T, hub string, device uint32, opts func(*rigViewer)) *rigViewer {
 	t.Helper()
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: loopback})
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: opts == nil})
 	must(t, err, "api")
 	v := &rigViewer{api: api, hub: hub, channel: faultChannel, uid: 7001, device: device}
+	if opts != nil {
+		opts(v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); v.run(ctx, t) }()
@@ -135,23 +142,34 @@ func hubFault(t *testing.T, name string, sig syscall.Signal, n int) {
 	b := startRigBroker(t, "127.0.0.1:0")
 	t.Cleanup(func() { b.stop(t) })
 	fc := startFaultCall(t, b.url())
-	r := &faultReport{name: name}
-	for i := range n {
+	r := repeatFault(t, fc, name, n, 20*time.Second, func() time.Time {
 		fc.hub.stop(sig)
 		time.Sleep(200 * time.Millisecond) // the agent and the viewer notice the loss
-		back := fc.hub.start()
-		at := fc.viewer.videoAfter(t, back, 20*time.Second)
+		return fc.hub.start()
+	})
+	if s := r.last; s.Rejoins < n {
+		t.Errorf("agent counted %d rejoins after %d hub restarts", s.Rejoins, n)
+	}
+	r.check(t)
+}
+
+// repeatFault runs fault n times on the call; fault returns when the fault ended. After
+// each, the viewer must see video again within timeout and the agent be joined; the report
+// has the recovery times and the agent's figures after the first and the last repetition.
+func repeatFault(t *testing.T, fc *faultCall, name string, n int, timeout time.Duration, fault func() time.Time) *faultReport {
+	t.Helper()
+	r := &faultReport{name: name}
+	for i := range n {
+		back := fault()
+		at := fc.viewer.videoAfter(t, back, timeout)
 		r.recover = append(r.recover, at.Sub(back))
-		fc.agent.waitState(control.StateJoined, 10*time.Second)
+		fc.agent.waitState(control.StateJoined, timeout)
 		if i == 0 {
 			r.first = fc.agent.settled()
 		}
 	}
 	r.last = fc.agent.settled()
-	if s := r.last; s.Rejoins < n {
-		t.Errorf("agent counted %d rejoins after %d hub restarts", s.Rejoins, n)
-	}
-	r.check(t)
+	return r
 }
 
 // TestFaultHubKill: camhub is killed with SIGKILL mid-call and started again, 5 times (more
