@@ -99,11 +99,16 @@ func (c *Config) transportProblems() []string {
 			out = append(out, fmt.Sprintf("%s: %s is plain http:// to another machine, and the device credential (hubKey) would go there in the clear: use https:// (set hubCA for a self-signed hub certificate)", key, redactURL(h)))
 		}
 	}
-	if u, err := url.Parse(c.MQTT); err == nil {
+	for _, b := range strings.Split(c.MQTT, ",") { // each broker of a cluster
+		b = strings.TrimSpace(b)
+		u, err := url.Parse(b)
+		if err != nil {
+			continue
+		}
 		_, urlPassword := u.User.Password()
 		scheme := strings.ToLower(u.Scheme)
 		if (c.MQTTPassword != "" || urlPassword) && (scheme == "tcp" || scheme == "ws") && !isLoopbackHost(u.Hostname()) {
-			out = append(out, fmt.Sprintf("mqtt: %s is unencrypted to another machine, and the MQTT password would go there in the clear: use ssl:// (or wss://) and set mqttCAFile to the CA of the broker's certificate", redactURL(c.MQTT)))
+			out = append(out, fmt.Sprintf("mqtt: %s is unencrypted to another machine, and the MQTT password would go there in the clear: use ssl:// (or wss://) and set mqttCAFile to the CA of the broker's certificate", redactURL(b)))
 		}
 	}
 	return out
@@ -124,6 +129,13 @@ func (c *Config) Warnings() []string {
 
 // redactURL drops the password (and the user name) from a URL for logs and messages.
 func redactURL(s string) string {
+	if strings.Contains(s, ",") { // several brokers
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = redactURL(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, ",")
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		// Not parsable: still hide anything that looks like user info.

@@ -40,6 +40,13 @@ func TestTransportRules(t *testing.T) {
 		{"ws LAN broker with a password", func(c *Config) { c.MQTT, c.MQTTPassword = "ws://10.0.0.2:8083/mqtt", testPassword }, []string{"mqtt: ws://10.0.0.2:8083/mqtt"}, 1},
 		{"password in the broker URL", func(c *Config) { c.MQTT = "tcp://cam:" + testPassword + "@broker.lan:1883" }, []string{"mqtt: tcp://…@broker.lan:1883"}, 1},
 		{"tcp LAN broker without a password", func(c *Config) { c.MQTT = "tcp://broker.lan:1883" }, nil, 0},
+		{"second broker of a cluster in the clear", func(c *Config) {
+			c.MQTT, c.MQTTPassword = "ssl://nats1.lan:8883, tcp://nats2.lan:1883", testPassword
+		}, []string{"mqtt: tcp://nats2.lan:1883 is unencrypted"}, 1},
+		{"password in the second broker URL", func(c *Config) {
+			c.MQTT = "ssl://nats1.lan:8883,tcp://cam:" + testPassword + "@nats2.lan:1883"
+		}, []string{"mqtt: tcp://…@nats2.lan:1883"}, 1},
+		{"cluster over ssl with a password", func(c *Config) { c.MQTT, c.MQTTPassword = "ssl://nats1.lan:8883,ssl://nats2.lan:8883", testPassword }, nil, 0},
 		{"ssl broker with a password", func(c *Config) { c.MQTT, c.MQTTPassword = "ssl://broker.lan:8883", testPassword }, nil, 0},
 		{"wss broker with a password", func(c *Config) { c.MQTT, c.MQTTPassword = "wss://broker.lan/mqtt", testPassword }, nil, 0},
 		{"tcp localhost broker with a password", func(c *Config) { c.MQTT, c.MQTTPassword = "tcp://localhost:1883", testPassword }, nil, 0},

@@ -44,7 +44,10 @@ type Handler func(ctx context.Context, cmd Command) (State, error)
 
 // Options configure a Client.
 type Options struct {
-	URL       string        // broker: tcp://, ssl://, tls://, ws://, wss://
+	// URL is the broker: tcp://, ssl://, tls://, ws://, wss://. Several brokers of one
+	// cluster, comma-separated, are tried in order at each (re)connection: when one is down the
+	// client connects to the next (fail-over, see Brokers).
+	URL       string
 	ID        string        // device id, the second topic level; default the host name
 	Prefix    string        // first topic level; default "camagent"
 	ClientID  string        // MQTT client id; default "camagent-<ID>"
@@ -96,7 +99,8 @@ type Client struct {
 	opts   Options
 	topics Topics
 	log    *slog.Logger
-	broker string // URL without credentials, for logs
+	broker string       // URLs without credentials, for logs
+	at     atomic.Value // string: the broker of the latest connection attempt (paho tries them in order)
 	pc     paho.Client
 
 	queue   chan []byte   // received command payloads, in arrival order
@@ -128,17 +132,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Handler == nil {
 		return nil, errors.New("control: Options.Handler is required")
 	}
-	u, err := url.Parse(opts.URL)
+	brokers, err := Brokers(opts.URL)
 	if err != nil {
-		return nil, fmt.Errorf("control: broker URL: %w", err)
-	}
-	switch u.Scheme {
-	case "tcp", "ssl", "tls", "ws", "wss":
-	default:
-		return nil, fmt.Errorf("control: broker URL %q: scheme must be tcp, ssl, tls, ws or wss", u.Redacted())
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("control: broker URL %q has no host", u.Redacted())
+		return nil, err
 	}
 	if opts.ID == "" {
 		host, err := os.Hostname()
@@ -171,7 +167,7 @@ func New(opts Options) (*Client, error) {
 		opts:    opts,
 		topics:  Topics{Prefix: opts.Prefix, ID: opts.ID},
 		log:     log.With("component", "control"),
-		broker:  u.Redacted(),
+		broker:  redactedList(brokers),
 		queue:   make(chan []byte, queueLen),
 		lost:    make(chan error, 1),
 		ready:   make(chan struct{}),
@@ -181,9 +177,16 @@ func New(opts Options) (*Client, error) {
 		commandLog: newLogLimit(commandLogBurst, commandLogEvery),
 	}
 
-	po := paho.NewClientOptions().
-		AddBroker(opts.URL).
-		SetClientID(opts.ClientID).
+	c.at.Store(c.broker)
+	po := paho.NewClientOptions()
+	for _, b := range brokers {
+		po.AddBroker(b.String())
+	}
+	po.SetConnectionAttemptHandler(func(b *url.URL, cfg *tls.Config) *tls.Config {
+		c.at.Store(b.Redacted())
+		return cfg
+	})
+	po.SetClientID(opts.ClientID).
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
 		SetKeepAlive(opts.KeepAlive).
@@ -235,6 +238,10 @@ func (c *Client) Ready() <-chan struct{} { return c.ready }
 // Queued is the number of commands received and waiting to run.
 func (c *Client) Queued() int { return len(c.queue) }
 
+// Broker is the broker (without credentials) of the latest connection attempt: while
+// Connected, the one the client is connected to.
+func (c *Client) Broker() string { return c.at.Load().(string) }
+
 // Connected reports whether the client is connected to the broker now.
 func (c *Client) Connected() bool { return c.conn.Load() }
 
@@ -284,7 +291,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case err := <-c.lost:
 			c.conn.Store(false)
-			c.log.Warn("connection lost", "broker", c.broker, "err", err, "after", time.Since(up).Round(time.Millisecond))
+			c.log.Warn("connection lost", "broker", c.at.Load(), "err", err, "after", time.Since(up).Round(time.Millisecond))
 			if time.Since(up) >= stableAfter {
 				attempt = 0
 			}
@@ -345,7 +352,7 @@ func (c *Client) connect(ctx context.Context) error {
 		c.disconnect() // "offline" again, if it can still be said
 		return err
 	}
-	c.log.Info("connected", "broker", c.broker, "client_id", c.opts.ClientID, "topics", c.opts.Prefix+"/"+c.opts.ID+"/#")
+	c.log.Info("connected", "broker", c.at.Load(), "client_id", c.opts.ClientID, "topics", c.opts.Prefix+"/"+c.opts.ID+"/#")
 	select {
 	case <-c.ready:
 	default:

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -424,6 +425,13 @@ func randomSecret() string {
 
 // redactURL hides the password in a URL's userinfo, for logs.
 func redactURL(s string) string {
+	if strings.Contains(s, ",") { // several brokers
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = redactURL(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, ",")
+	}
 	u, err := url.Parse(s)
 	if err != nil || u.User == nil {
 		return s

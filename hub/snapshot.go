@@ -102,7 +102,11 @@ func (s *snapshots) Run(ctx context.Context) {
 	s.ctx = ctx
 	s.mu.Unlock()
 	filter := control.Topics{Prefix: s.opts.Prefix, ID: "+"}.Snapshot()
-	co := mqtt.NewClientOptions().AddBroker(s.opts.Broker).SetClientID("camhub-snapshots-" + randomSecret()[:8]).
+	co := mqtt.NewClientOptions()
+	for _, b := range control.BrokerURLs(s.opts.Broker) {
+		co.AddBroker(b)
+	}
+	co.SetClientID("camhub-snapshots-" + randomSecret()[:8]).
 		SetUsername(s.opts.Username).SetPassword(s.opts.Password).SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second)
 	co.SetOnConnectHandler(func(c mqtt.Client) {

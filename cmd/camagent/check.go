@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/agent"
+	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/device/spec"
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
@@ -82,8 +83,11 @@ func checkDevice(s string) error {
 }
 
 func checkBroker(cfg agent.Config) error {
-	o := paho.NewClientOptions().AddBroker(cfg.MQTT).
-		SetClientID(fmt.Sprintf("camagent-check-%s-%d", cfg.ID, os.Getpid())).
+	o := paho.NewClientOptions()
+	for _, b := range control.BrokerURLs(cfg.MQTT) { // the first that answers
+		o.AddBroker(b)
+	}
+	o.SetClientID(fmt.Sprintf("camagent-check-%s-%d", cfg.ID, os.Getpid())).
 		SetUsername(cfg.MQTTUsername).SetPassword(cfg.MQTTPassword).
 		SetConnectTimeout(checkTimeout).SetAutoReconnect(false).SetCleanSession(true)
 	c := paho.NewClient(o)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/camagent/camagent/control"
 )
 
 // Device is one entry of the directory.
@@ -32,7 +34,7 @@ type Device struct {
 
 // Options configure a Directory.
 type Options struct {
-	Broker   string // tcp://127.0.0.1:1883
+	Broker   string // tcp://127.0.0.1:1883; several, comma-separated, fail over in order
 	Prefix   string // camagent
 	ClientID string
 	Username string
@@ -101,7 +103,11 @@ func randomHex(n int) string {
 
 // Run connects to the broker and keeps the directory current until ctx ends.
 func (d *Directory) Run(ctx context.Context) error {
-	co := mqtt.NewClientOptions().AddBroker(d.opts.Broker).SetClientID(d.opts.ClientID).
+	co := mqtt.NewClientOptions()
+	for _, b := range control.BrokerURLs(d.opts.Broker) { // the nodes of a cluster, in order
+		co.AddBroker(b)
+	}
+	co.SetClientID(d.opts.ClientID).
 		SetUsername(d.opts.Username).SetPassword(d.opts.Password).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).
 		SetMaxReconnectInterval(10 * time.Second).SetCleanSession(true).
