@@ -22,6 +22,7 @@ var ErrPrivacy = errors.New(`privacy mode is on: the camera and microphone are o
 // loadPrivacy reads the kept mode at start. An unreadable file keeps privacy on: a device
 // that cannot tell whether it should watch does not.
 func (a *Agent) loadPrivacy() {
+	defer a.checkStateDir()
 	b, err := os.ReadFile(a.privacyFile())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -37,6 +38,23 @@ func (a *Agent) loadPrivacy() {
 		}
 	}
 	a.state.Privacy = a.privacy.Load()
+}
+
+// checkStateDir says at start when the state directory cannot be written (full, read-only,
+// not ours): the agent runs on, but a privacy command will be refused until it can.
+func (a *Agent) checkStateDir() {
+	err := os.MkdirAll(a.cfg.StateDir, 0o755)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(a.cfg.StateDir, ".probe-*"); err == nil {
+			_, err = f.WriteString("probe\n")
+			err = errors.Join(err, f.Sync(), f.Close(), os.Remove(f.Name()))
+		}
+	}
+	if err != nil {
+		a.log.Warn("state directory not writable: privacy mode cannot be changed until it is; everything else runs",
+			"dir", a.cfg.StateDir, "err", err)
+	}
 }
 
 // savePrivacy writes the mode: a temporary file renamed over the old one, so a power cut
@@ -58,7 +76,7 @@ func (a *Agent) savePrivacy(on bool) error {
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("keep privacy mode: write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("keep privacy mode: %w", err) // the error names the file
 	}
 	if err := os.Rename(tmp.Name(), a.privacyFile()); err != nil {
 		os.Remove(tmp.Name())
