@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-dist test-install dist install uninstall fuzz vet bench bench-micro clean
+.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ run: build ## run the hub and a demo agent on the embedded defaults (Ctrl-C stop
 test-deps: ## install what the tests need (apt: chromium, mosquitto, coturn, ffmpeg, alsa-utils, qemu-user-static, …; npm: playwright-core)
 	./tools/test-deps.sh
 
-test: test-deps vet test-go test-nat test-cross test-cross-check test-dist test-install fuzz ## install test dependencies, then run every test
+test: test-deps vet test-go test-nat test-cross test-cross-check test-abi32 test-dist test-install fuzz ## install test dependencies, then run every test
 	@echo "make test: all passed"
 
 vet: ## go vet and gofmt
@@ -55,6 +55,10 @@ test-cross: ## CGO_ENABLED=0 device builds for amd64, arm64, armv7, armv6; run t
 	qemu-aarch64-static $(BIN)/cross/camagent-arm64 devices
 	qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6 devices
 	qemu-arm-static $(BIN)/cross/camagent-armv7 devices
+
+test-abi32: ## the V4L2 ABI's struct layouts and request numbers on 32-bit systems: GOARCH=386, and arm under qemu-user
+	GOARCH=386 $(GO) test -count=1 ./device/v4l2abi/ ./device/m2m/
+	GOARCH=arm GOARM=6 $(GO) test -count=1 -exec 'qemu-arm-static -cpu arm1176' ./device/v4l2abi/ ./device/m2m/
 
 test-cross-check: test-cross ## the arm64 and armv6 agents run `camagent check` under qemu-user (config, MQTT and HTTP clients)
 	@set -e; for q in "qemu-aarch64-static $(BIN)/cross/camagent-arm64" "qemu-arm-static -cpu arm1176 $(BIN)/cross/camagent-armv6"; do \

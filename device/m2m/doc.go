@@ -23,8 +23,9 @@
 // struct v4l2_buffer and struct v4l2_plane hold longs and pointers (struct timeval, the
 // m unions), and struct v4l2_format's union is pointer-aligned: their sizes, and so the
 // ioctl numbers that encode them, differ between 32- and 64-bit systems. The Go structs
-// here use uintptr for every long and pointer, which reproduces both layouts (88/64/208
-// bytes on 64-bit, 68/60/204 on 32-bit; layout_test.go checks them). Pi OS's 32-bit
+// (device/v4l2abi) use uintptr for every long and pointer, which reproduces both layouts
+// (88/64/208 bytes on 64-bit, 68/60/204 on 32-bit; v4l2abi's layout test checks them, and
+// `make test-abi32` runs it as 386 and as arm under qemu-user). Pi OS's 32-bit
 // userland uses the 32-bit time_t layout, which the kernel still serves.
 //
 // Kernel interface: include/uapi/linux/videodev2.h, v4l2-controls.h and

@@ -141,24 +141,24 @@ func (e *Encoder) configure() error {
 	o := e.o
 	// 1. The coded format on CAPTURE first: it decides what OUTPUT accepts.
 	var f format
-	f.setType(bufTypeCaptureMPlane)
-	f.setPix(pixMP{Width: uint32(o.Width), Height: uint32(o.Height), PixelFormat: pixFmtH264, Field: fieldNone,
+	f.SetType(bufTypeCaptureMPlane)
+	f.SetPixMP(pixMP{Width: uint32(o.Width), Height: uint32(o.Height), PixelFormat: pixFmtH264, Field: fieldNone,
 		NumPlanes: 1, SizeImage: [8]uint32{uint32(max(512<<10, o.Width*o.Height))}})
 	if err := e.dev.Ioctl(vidiocSFmt, unsafe.Pointer(&f)); err != nil {
 		return fmt.Errorf("m2m: set CAPTURE format H.264: %w", err)
 	}
-	if got := f.pix().PixelFormat; got != pixFmtH264 {
+	if got := f.PixMP().PixelFormat; got != pixFmtH264 {
 		return fmt.Errorf("m2m: CAPTURE format is %#x, not H.264", got)
 	}
 	// 2. The raw format on OUTPUT: the driver answers with its stride and plane size.
 	f = format{}
-	f.setType(bufTypeOutputMPlane)
-	f.setPix(pixMP{Width: uint32(o.Width), Height: uint32(o.Height), PixelFormat: pixFmtYU12, Field: fieldNone,
+	f.SetType(bufTypeOutputMPlane)
+	f.SetPixMP(pixMP{Width: uint32(o.Width), Height: uint32(o.Height), PixelFormat: pixFmtYU12, Field: fieldNone,
 		NumPlanes: 1, BytesPerLine: [8]uint32{uint32(o.Width)}})
 	if err := e.dev.Ioctl(vidiocSFmt, unsafe.Pointer(&f)); err != nil {
 		return fmt.Errorf("m2m: set OUTPUT format YU12 %dx%d: %w", o.Width, o.Height, err)
 	}
-	p := f.pix()
+	p := f.PixMP()
 	if p.PixelFormat != pixFmtYU12 || p.NumPlanes != 1 || int(p.Width) != o.Width || int(p.Height) != o.Height {
 		return fmt.Errorf("m2m: driver changed OUTPUT format to %#x %dx%d with %d planes", p.PixelFormat, p.Width, p.Height, p.NumPlanes)
 	}

@@ -52,9 +52,9 @@ func (f *fakeEncoder) Ioctl(req uintptr, arg unsafe.Pointer) error {
 		f.logf("QUERYCAP")
 	case vidiocSFmt:
 		fm := (*format)(arg)
-		p := fm.pix()
-		f.logf("S_FMT %s %s %dx%d", typeName(fm.typ()), fourccString(p.PixelFormat), p.Width, p.Height)
-		if fm.typ() == bufTypeOutputMPlane {
+		p := fm.PixMP()
+		f.logf("S_FMT %s %s %dx%d", typeName(fm.Type()), fourccString(p.PixelFormat), p.Width, p.Height)
+		if fm.Type() == bufTypeOutputMPlane {
 			if p.PixelFormat != pixFmtYU12 {
 				return syscall.EINVAL
 			}
@@ -67,7 +67,7 @@ func (f *fakeEncoder) Ioctl(req uintptr, arg unsafe.Pointer) error {
 			p.SizeImage[0] = 256 << 10
 		}
 		p.NumPlanes = 1
-		fm.setPix(p)
+		fm.SetPixMP(p)
 	case vidiocSParm:
 		sp := (*streamParm)(arg)
 		f.logf("S_PARM %s %d/%d", typeName(sp.Type), le32(sp.Parm[8:]), le32(sp.Parm[12:]))

@@ -14,6 +14,7 @@ import (
 	"github.com/camagent/camagent/device/encode"
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/still"
+	"github.com/camagent/camagent/device/v4l2abi"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,7 +99,7 @@ func (c *Camera) setup(o Options) error {
 		return fmt.Errorf("v4l2: open %s: %w", c.path, err)
 	}
 	c.ctl = ctl
-	if pf, err := getFormat(c.ctl); err == nil {
+	if pf, err := getFormat(node(c.ctl)); err == nil {
 		ch.Width, ch.Height, c.stride = int(pf.Width), int(pf.Height), int(pf.BytesPerLine)
 	}
 	fps := o.FPS
@@ -155,7 +156,7 @@ func (c *Camera) RequestKeyframe() {
 	if c.ctl < 0 {
 		return
 	}
-	if err := setControl(c.ctl, cidForceKeyFrame, 1); err != nil {
+	if err := v4l2abi.SetControl(node(c.ctl), v4l2abi.CIDForceKeyFrame, 1); err != nil {
 		c.warn.Do(func() {
 			c.log.Info("camera cannot force a keyframe; viewers wait for its next IDR", "err", err)
 		})

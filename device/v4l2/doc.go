@@ -1,6 +1,6 @@
 // Package v4l2 finds V4L2 cameras, lists what they can do, and reads them as a
 // device.VideoSource, in pure Go (github.com/blackjack/webcam for capture, plain
-// ioctls through golang.org/x/sys/unix for the few queries it lacks).
+// ioctls of device/v4l2abi for the few queries it lacks).
 //
 // # Contract
 //

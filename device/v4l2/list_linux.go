@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/blackjack/webcam"
+	"github.com/camagent/camagent/device/v4l2abi"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,22 +66,22 @@ func ResolvePath(p string) string {
 }
 
 // isCapture opens path just long enough for VIDIOC_QUERYCAP.
-func isCapture(path string) (capability, error) {
+func isCapture(path string) (v4l2abi.Capability, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return capability{}, &os.PathError{Op: "open", Path: path, Err: err}
+		return v4l2abi.Capability{}, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
-	c, err := queryCap(fd)
+	c, err := v4l2abi.QueryCap(node(fd))
 	if err != nil {
 		return c, fmt.Errorf("v4l2: %s: VIDIOC_QUERYCAP: %w", path, err)
 	}
-	caps := c.caps()
-	if caps&capVideoCapture == 0 || caps&(capVideoM2M|capVideoM2MMPlane) != 0 {
-		return c, fmt.Errorf("v4l2: %s (%s) is not a video capture device", path, cstr(c.Card[:]))
+	caps := c.Caps()
+	if caps&v4l2abi.CapVideoCapture == 0 || caps&(v4l2abi.CapVideoM2M|v4l2abi.CapVideoM2MMPlane) != 0 {
+		return c, fmt.Errorf("v4l2: %s (%s) is not a video capture device", path, v4l2abi.CString(c.Card[:]))
 	}
-	if caps&capStreaming == 0 {
-		return c, fmt.Errorf("v4l2: %s (%s) has no streaming I/O", path, cstr(c.Card[:]))
+	if caps&v4l2abi.CapStreaming == 0 {
+		return c, fmt.Errorf("v4l2: %s (%s) has no streaming I/O", path, v4l2abi.CString(c.Card[:]))
 	}
 	return c, nil
 }
@@ -92,7 +93,7 @@ func Query(path string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	info := Info{Path: path, Name: cstr(c.Card[:]), Driver: cstr(c.Driver[:]), Bus: cstr(c.BusInfo[:])}
+	info := Info{Path: path, Name: v4l2abi.CString(c.Card[:]), Driver: v4l2abi.CString(c.Driver[:]), Bus: v4l2abi.CString(c.BusInfo[:])}
 	cam, err := openWebcam(path)
 	if err != nil {
 		return info, fmt.Errorf("v4l2: open %s: %w", path, err)
