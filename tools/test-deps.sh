@@ -20,6 +20,8 @@ declare -A pkgs=(
   [/usr/bin/turnserver]=coturn
   # several hubs sharing a channel directory (hub/cluster, e2e/cluster_test.go)
   [/usr/bin/redis-server]=redis-server
+  # a 3-node NATS cluster as the broker (MQTT listener, JetStream): hub/natsconf, make scale
+  [/usr/sbin/nats-server]=nats-server
   # make test-vm: the VM, its initramfs tools, and a static busybox for the VM's /init
   [/usr/bin/qemu-system-x86_64]=qemu-system-x86
   [/usr/bin/cpio]=cpio

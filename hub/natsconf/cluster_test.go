@@ -1,0 +1,307 @@
+package natsconf_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/hub/auth"
+	"github.com/camagent/camagent/hub/natsconf"
+)
+
+const natsServer = "/usr/sbin/nats-server"
+
+// node is one nats-server of the test cluster.
+type node struct {
+	name string
+	mqtt string // host:port of its MQTT listener
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startCluster runs three nats-servers on loopback, routed to each other, each with JetStream
+// and an MQTT listener, all including the authorization block auth. It returns once every
+// MQTT listener accepts and JetStream has a metadata leader.
+func startCluster(t *testing.T, authConf string) []*node {
+	t.Helper()
+	if _, err := os.Stat(natsServer); err != nil {
+		t.Fatalf("%s missing (tools/test-deps.sh installs Debian's nats-server): %v", natsServer, err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "camagent-users.conf"), []byte(authConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var routes, clients []string
+	var nodes []*node
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
+		clients = append(clients, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		nodes = append(nodes, &node{name: fmt.Sprintf("n%d", i+1), mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t)), done: make(chan struct{})})
+	}
+	start := time.Now()
+	var leader sync.Once
+	elected := make(chan struct{})
+	for i, n := range nodes {
+		conf := fmt.Sprintf(`server_name: %s
+listen: %s
+jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
+cluster { name: camagent-test, listen: %s, routes: [%s] }
+mqtt { listen: %s }
+include ./camagent-users.conf
+`, n.name, clients[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "), n.mqtt)
+		path := filepath.Join(dir, n.name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.cmd = exec.Command(natsServer, "-c", path)
+		out, err := n.cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				line := sc.Text()
+				if strings.Contains(line, "metadata leader") {
+					leader.Do(func() { close(elected) })
+				}
+				if strings.Contains(line, "[ERR]") && !strings.Contains(line, "connect to route") {
+					t.Logf("%s: %s", n.name, line)
+				}
+			}
+			n.cmd.Wait()
+			close(n.done)
+		}()
+		t.Cleanup(func() { n.kill() })
+	}
+	select {
+	case <-elected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no JetStream metadata leader after 20 s")
+	}
+	for _, n := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := net.DialTimeout("tcp", n.mqtt, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: MQTT listener %s: %v", n.name, n.mqtt, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("3-node NATS cluster up (JetStream leader, MQTT listening) in %v", time.Since(start).Round(time.Millisecond))
+	return nodes
+}
+
+func (n *node) kill() {
+	if n.cmd.Process != nil {
+		n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+// client is a plain MQTT client of the cluster (the hub's side, or an attacker).
+type client struct {
+	c    paho.Client
+	mu   sync.Mutex
+	msgs []string // "topic payload"
+	got  chan struct{}
+}
+
+func dial(t *testing.T, addr, user, pass string) (*client, error) {
+	t.Helper()
+	cl := &client{got: make(chan struct{}, 100)}
+	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(fmt.Sprintf("%s-%d", user, time.Now().UnixNano())).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetDefaultPublishHandler(cl.record)
+	cl.c = paho.NewClient(o)
+	tok := cl.c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect as %s: timed out", user)
+	}
+	if err := tok.Error(); err != nil {
+		return nil, fmt.Errorf("connect as %s: %w", user, err)
+	}
+	t.Cleanup(func() { cl.c.Disconnect(0) })
+	return cl, nil
+}
+
+func (cl *client) record(_ paho.Client, m paho.Message) {
+	cl.mu.Lock()
+	cl.msgs = append(cl.msgs, m.Topic()+" "+string(m.Payload()))
+	cl.mu.Unlock()
+	select {
+	case cl.got <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe returns the SUBACK code of each filter (0x80: refused).
+func (cl *client) subscribe(t *testing.T, filters ...string) map[string]byte {
+	t.Helper()
+	m := map[string]byte{}
+	for _, f := range filters {
+		m[f] = 1
+	}
+	tok := cl.c.SubscribeMultiple(m, cl.record)
+	if !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %v: %v", filters, tok.Error())
+	}
+	return tok.(*paho.SubscribeToken).Result()
+}
+
+func (cl *client) publish(t *testing.T, topic string, retained bool, payload string) {
+	t.Helper()
+	tok := cl.c.Publish(topic, 1, retained, payload)
+	if !tok.WaitTimeout(10 * time.Second) {
+		t.Fatalf("publish %s: timed out", topic)
+	}
+}
+
+func (cl *client) messages() []string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return append([]string(nil), cl.msgs...)
+}
+
+// waitReply waits for the reply to id on topic.
+func (cl *client) waitReply(t *testing.T, topic, id string, timeout time.Duration) control.Reply {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		for _, m := range cl.messages() {
+			tp, payload, _ := strings.Cut(m, " ")
+			var r control.Reply
+			if tp == topic && json.Unmarshal([]byte(payload), &r) == nil && r.ID == id {
+				return r
+			}
+		}
+		select {
+		case <-cl.got:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("no reply to %s on %s within %v; got %q", id, topic, timeout, cl.messages())
+		}
+	}
+}
+
+// identities are the test's hub account and two devices, with their bcrypt hashes.
+func identities(t *testing.T) (natsconf.Options, map[string]string) {
+	t.Helper()
+	pass := map[string]string{"camhub": "hub-secret-0123456789", "cam1": "cam1-secret-0123456789", "cam2": "cam2-secret-0123456789",
+		"k_ha": "key-secret-0123456789"}
+	hashes := map[string]string{}
+	for u, p := range pass {
+		h, err := natsconf.Hash(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes[u] = h
+	}
+	return natsconf.Options{Prefix: "camagent", HAPrefix: "homeassistant", HubUsers: []string{"camhub"},
+		Devices: []string{"cam1", "cam2"}, Keys: []auth.Key{{ID: "k_ha", Name: "ha", Devices: []string{"cam2"}, MQTT: true}},
+		Hashes: hashes}, pass
+}
+
+// TestClusterFailover: a device connected with its own credential through node A of a 3-node
+// NATS cluster keeps answering commands after node A is killed, through B or C.
+func TestClusterFailover(t *testing.T) {
+	o, pass := identities(t)
+	conf, missing, err := natsconf.Config(o)
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("Config: %v, missing %v", err, missing)
+	}
+	nodes := startCluster(t, conf)
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
+		urls[i] = "tcp://" + n.mqtt
+	}
+	var mu sync.Mutex
+	ran := map[string]int{}
+	handler := func(_ context.Context, cmd control.Command) (control.State, error) {
+		mu.Lock()
+		ran[cmd.ID]++
+		mu.Unlock()
+		return control.State{State: control.StateIdle}, nil
+	}
+	dev, err := control.New(control.Options{URL: strings.Join(urls, ","), ID: "cam1", Username: "cam1", Password: pass["cam1"], Handler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- dev.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-dev.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("device not connected to the cluster after 20 s")
+	}
+	if dev.Broker() != urls[0] {
+		t.Fatalf("device on %s, want node A %s", dev.Broker(), urls[0])
+	}
+	tp := dev.Topics()
+	hubc, err := dial(t, nodes[2].mqtt, "camhub", pass["camhub"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubc.subscribe(t, tp.Reply())
+	sent := time.Now()
+	hubc.publish(t, tp.Cmd(), false, `{"id":"before","action":"status"}`)
+	if r := hubc.waitReply(t, tp.Reply(), "before", 10*time.Second); !r.OK {
+		t.Fatalf("reply before the kill: %+v", r)
+	}
+	t.Logf("command round trip through node A (device) and node C (hub): %v", time.Since(sent).Round(time.Millisecond))
+
+	killed := time.Now()
+	nodes[0].kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for !dev.Connected() || dev.Broker() == urls[0] {
+		if time.Now().After(deadline) {
+			t.Fatalf("device not reconnected 30 s after node A was killed (on %s, connected %v)", dev.Broker(), dev.Connected())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	reconnected := time.Since(killed)
+	sent = time.Now()
+	hubc.publish(t, tp.Cmd(), false, `{"id":"after","action":"status"}`)
+	if r := hubc.waitReply(t, tp.Reply(), "after", 15*time.Second); !r.OK {
+		t.Fatalf("reply after the kill: %+v", r)
+	}
+	t.Logf("node A killed: device reconnected to %s after %v; command answered %v after the kill (round trip %v)",
+		dev.Broker(), reconnected.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond))
+	mu.Lock()
+	defer mu.Unlock()
+	if ran["before"] != 1 || ran["after"] != 1 {
+		t.Errorf("runs: %v, want each command once", ran)
+	}
+}
