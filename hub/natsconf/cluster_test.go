@@ -25,10 +25,11 @@ const natsServer = "/usr/sbin/nats-server"
 
 // node is one nats-server of the test cluster.
 type node struct {
-	name string
-	mqtt string // host:port of its MQTT listener
-	cmd  *exec.Cmd
-	done chan struct{}
+	name   string
+	mqtt   string // host:port of its MQTT listener
+	client string // host:port of its NATS-protocol listener
+	cmd    *exec.Cmd
+	done   chan struct{}
 }
 
 func freePort(t *testing.T) int {
@@ -58,7 +59,8 @@ func startCluster(t *testing.T, authConf string) []*node {
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
 		clients = append(clients, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		nodes = append(nodes, &node{name: fmt.Sprintf("n%d", i+1), mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t)), done: make(chan struct{})})
+		nodes = append(nodes, &node{name: fmt.Sprintf("n%d", i+1), mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			client: clients[i], done: make(chan struct{})})
 	}
 	start := time.Now()
 	var leader sync.Once
@@ -140,7 +142,7 @@ type client struct {
 func dial(t *testing.T, addr, user, pass string) (*client, error) {
 	t.Helper()
 	cl := &client{got: make(chan struct{}, 100)}
-	o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(fmt.Sprintf("%s-%d", user, time.Now().UnixNano())).
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("%s-%d", user, time.Now().UnixNano())).
 		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
 		SetDefaultPublishHandler(cl.record)
 	cl.c = paho.NewClient(o)
