@@ -28,9 +28,9 @@ type Camera struct {
 	stall  time.Duration
 
 	mu    sync.Mutex // held while the capture fd is in use
-	cam   *webcam.Webcam
+	cam   capturer
 	ctlMu sync.Mutex // guards ctl, so a keyframe request never waits for a picture
-	ctl   int        // a second descriptor for controls and queries
+	ctl   controller // a second descriptor for controls and queries (nil: none)
 	enc   encode.Encoder
 	pic   *h264.Frame
 	ps    encode.ParamSets
@@ -47,6 +47,29 @@ var (
 	_ device.VideoSource = (*Camera)(nil)
 	_ device.StillSource = (*Camera)(nil)
 )
+
+// capturer is what a Camera uses of its capture descriptor: blackjack/webcam's Webcam, or
+// a fake in tests.
+type capturer interface {
+	GetSupportedFormats() map[webcam.PixelFormat]string
+	GetSupportedFrameSizes(f webcam.PixelFormat) []webcam.FrameSize
+	GetSupportedFramerates(fp webcam.PixelFormat, width, height uint32) []webcam.FrameRate
+	SetImageFormat(f webcam.PixelFormat, width, height uint32) (webcam.PixelFormat, uint32, uint32, error)
+	SetFramerate(fps float32) error
+	GetFramerate() (float32, error)
+	SetBufferCount(count uint32) error
+	StartStreaming() error
+	WaitForFrame(timeout uint32) error
+	GetFrame() ([]byte, uint32, error)
+	ReleaseFrame(index uint32) error
+	Close() error
+}
+
+// controller is the Camera's second descriptor, for the queries and controls webcam lacks.
+type controller interface {
+	v4l2abi.Ioctler
+	Close() error
+}
 
 // LatestPicture returns the last picture ReadSample encoded (MJPEG cameras: with the
 // camera's own JPEG of it), or device.ErrNoStill for an H.264 camera passed through.
@@ -69,16 +92,28 @@ func Open(path string, o Options) (*Camera, error) {
 	if err != nil {
 		return nil, fmt.Errorf("v4l2: open %s: %w", path, err)
 	}
-	c := &Camera{path: path, cam: cam, ctl: -1, closed: make(chan struct{}), stall: o.StallTimeout,
+	return start(path, o, cam, func() (controller, error) {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		return node(fd), nil
+	})
+}
+
+// start sets up a Camera on an open capture descriptor (Options already defaulted); openCtl
+// opens the second descriptor once the format is set. On an error cam is closed.
+func start(path string, o Options, cam capturer, openCtl func() (controller, error)) (*Camera, error) {
+	c := &Camera{path: path, cam: cam, closed: make(chan struct{}), stall: o.StallTimeout,
 		log: o.Logger.With("component", "v4l2", "device", path)}
-	if err := c.setup(o); err != nil {
+	if err := c.setup(o, openCtl); err != nil {
 		c.release()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Camera) setup(o Options) error {
+func (c *Camera) setup(o Options, openCtl func() (controller, error)) error {
 	formats := formatsOf(c.cam)
 	passthrough := o.Encoder == "" || o.Encoder == "auto" || o.Encoder == "passthrough"
 	raw := o.Encoder != "passthrough"
@@ -94,12 +129,12 @@ func (c *Camera) setup(o Options) error {
 		return fmt.Errorf("v4l2: %s: asked for %s, the driver chose %s", c.path, ch.FourCC, fourcc(uint32(got)))
 	}
 	ch.Width, ch.Height = int(w), int(h)
-	ctl, err := unix.Open(c.path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	ctl, err := openCtl()
 	if err != nil {
 		return fmt.Errorf("v4l2: open %s: %w", c.path, err)
 	}
 	c.ctl = ctl
-	if pf, err := getFormat(node(c.ctl)); err == nil {
+	if pf, err := getFormat(c.ctl); err == nil {
 		ch.Width, ch.Height, c.stride = int(pf.Width), int(pf.Height), int(pf.BytesPerLine)
 	}
 	fps := o.FPS
@@ -153,10 +188,10 @@ func (c *Camera) RequestKeyframe() {
 	}
 	c.ctlMu.Lock()
 	defer c.ctlMu.Unlock()
-	if c.ctl < 0 {
+	if c.ctl == nil {
 		return
 	}
-	if err := v4l2abi.SetControl(node(c.ctl), v4l2abi.CIDForceKeyFrame, 1); err != nil {
+	if err := v4l2abi.SetControl(c.ctl, v4l2abi.CIDForceKeyFrame, 1); err != nil {
 		c.warn.Do(func() {
 			c.log.Info("camera cannot force a keyframe; viewers wait for its next IDR", "err", err)
 		})
@@ -180,9 +215,9 @@ func (c *Camera) release() {
 		c.cam.Close()
 		c.cam = nil
 	}
-	if c.ctl >= 0 {
-		unix.Close(c.ctl)
-		c.ctl = -1
+	if c.ctl != nil {
+		c.ctl.Close()
+		c.ctl = nil
 	}
 	if c.enc != nil {
 		c.enc.Close()
@@ -223,7 +258,7 @@ func (c *Camera) ReadSample(ctx context.Context) (device.Sample, error) {
 			return device.Sample{}, fmt.Errorf("v4l2: %s: wait for a picture: %w", c.path, err)
 		}
 		buf, idx, err := c.cam.GetFrame()
-		if errors.Is(err, unix.EAGAIN) {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) { // not ready, or a signal: again
 			continue
 		}
 		if err != nil {
@@ -231,7 +266,11 @@ func (c *Camera) ReadSample(ctx context.Context) (device.Sample, error) {
 		}
 		capture := time.Now()
 		s, ok, err := c.process(buf, capture)
-		if rerr := c.cam.ReleaseFrame(idx); rerr != nil && err == nil {
+		rerr := c.cam.ReleaseFrame(idx)
+		for errors.Is(rerr, unix.EINTR) { // blackjack/webcam does not retry its ioctls
+			rerr = c.cam.ReleaseFrame(idx)
+		}
+		if rerr != nil && err == nil {
 			err = fmt.Errorf("v4l2: %s: requeue a buffer: %w", c.path, rerr)
 		}
 		if err != nil {

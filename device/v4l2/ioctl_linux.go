@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/camagent/camagent/device/v4l2abi"
+	"golang.org/x/sys/unix"
 )
 
 // node is a descriptor of the camera's node as a v4l2abi.Ioctler, for the few queries and
@@ -12,6 +13,8 @@ import (
 type node int
 
 func (n node) Ioctl(req uintptr, arg unsafe.Pointer) error { return v4l2abi.Ioctl(int(n), req, arg) }
+
+func (n node) Close() error { return unix.Close(int(n)) }
 
 // getFormat reads the capture format with VIDIOC_G_FMT.
 func getFormat(d v4l2abi.Ioctler) (v4l2abi.PixFormat, error) {

@@ -104,7 +104,7 @@ func Query(path string) (Info, error) {
 }
 
 // formatsOf enumerates a device's formats, sizes and rates, in the driver's order.
-func formatsOf(cam *webcam.Webcam) []Format {
+func formatsOf(cam capturer) []Format {
 	var out []Format
 	descs := cam.GetSupportedFormats()
 	codes := make([]webcam.PixelFormat, 0, len(descs))
