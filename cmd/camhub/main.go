@@ -29,6 +29,7 @@ Usage:
   camhub token --app APP --channel NAME --uid N [--role publisher|subscriber] [--expire 1h] [--config FILE]
   camhub user|device|key add|list|del …   people, enrolled devices, API keys (camhub user --help)
   camhub mosquitto acl|passwd …            files for an external Mosquitto broker (camhub mosquitto --help)
+  camhub nats users|passwd …               the trust model for a NATS cluster (camhub nats --help)
   camhub version
 
 With no configuration camhub runs on the embedded defaults: web, API and signalling on
@@ -58,6 +59,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 			return runIdentities(args[0], args[1:], environ, os.Stdin, stdout, stderr)
 		case "mosquitto":
 			return runMosquitto(args[1:], environ, os.Stdin, stdout, stderr)
+		case "nats":
+			return runNATS(args[1:], environ, os.Stdin, stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "camhub", version.String())
 			return 0
