@@ -86,6 +86,9 @@ type Config struct {
 	ICELoopbackOnly bool `yaml:"iceLoopbackOnly"`
 	// MetricsListen serves Prometheus metrics at http://<addr>/metrics; empty: off.
 	MetricsListen string `yaml:"metricsListen"`
+	// MetricsPprof adds Go's profiles (/debug/pprof/…) to the metrics endpoint: for finding
+	// a leak, not for production (a CPU profile costs CPU while it runs).
+	MetricsPprof bool `yaml:"metricsPprof"`
 	// JoinTimeout bounds a join: token, devices, signalling, publishing.
 	JoinTimeout time.Duration `yaml:"joinTimeout"`
 	// LogLevel is debug, info, warn or error; LogLevels sets it per component

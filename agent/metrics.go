@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,11 @@ func (a *Agent) serveMetrics(ctx context.Context, addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", a.writeMetrics)
+	if a.cfg.MetricsPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, goroutine, allocs… by name
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		a.log.Warn("Go profiles served on the metrics endpoint (metricsPprof)", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -217,7 +217,7 @@ func (a *agentProc) start() {
 	} else {
 		bin, args = "ip", append([]string{"netns", "exec", a.netns, a.bin}, args...)
 	}
-	env := append([]string{"CAMAGENT_METRICS_LISTEN=" + a.metrics}, a.env...)
+	env := append([]string{"CAMAGENT_METRICS_LISTEN=" + a.metrics, "CAMAGENT_METRICS_PPROF=true"}, a.env...)
 	a.p = startProc(a.t, "camagent", env, bin, args...)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -312,6 +312,24 @@ func (a *agentProc) settled() procSample {
 		last = s
 	}
 	return last
+}
+
+// heapProfile saves the agent's heap profile (after a forced GC) to path, and the same as
+// text with the runtime's MemStats (heap idle and released, stacks) to path.txt.
+func (a *agentProc) heapProfile(path string) {
+	a.t.Helper()
+	for _, f := range []struct{ query, path string }{{"gc=1", path}, {"gc=1&debug=1", path + ".txt"}} {
+		resp, err := noKeepAlive.Get("http://" + a.metrics + "/debug/pprof/heap?" + f.query)
+		if err != nil {
+			a.t.Fatalf("heap profile: %v", err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			a.t.Fatalf("heap profile: %s: %v", resp.Status, err)
+		}
+		must(a.t, os.WriteFile(f.path, b, 0o644), "write heap profile")
+	}
 }
 
 // waitState waits until the agent reports state st on /metrics.

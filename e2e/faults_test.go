@@ -12,8 +12,10 @@ package e2e
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -159,6 +161,18 @@ func hubFault(t *testing.T, name string, sig syscall.Signal, n int) {
 func repeatFault(t *testing.T, fc *faultCall, name string, n int, timeout time.Duration, fault func() time.Time) *faultReport {
 	t.Helper()
 	r := &faultReport{name: name}
+	// FAULTS_HEAP_DIR: the agent's heap profiles after the first and the last repetition,
+	// for go tool pprof -diff_base (docs/reliability.md).
+	heapDir := os.Getenv("FAULTS_HEAP_DIR")
+	profile := func(which string) {
+		if heapDir != "" {
+			p := filepath.Join(heapDir, strings.NewReplacer(" ", "-", "/", "-").Replace(name)+"-"+which+".pb.gz")
+			fc.agent.heapProfile(p)
+			s, err := fc.agent.sample()
+			must(t, err, "agent metrics")
+			t.Logf("FAULT %s: heap profile %s; after its forced GC: %v", name, p, s)
+		}
+	}
 	for i := range n {
 		back := fault()
 		at := fc.viewer.videoAfter(t, back, timeout)
@@ -166,9 +180,11 @@ func repeatFault(t *testing.T, fc *faultCall, name string, n int, timeout time.D
 		fc.agent.waitState(control.StateJoined, timeout)
 		if i == 0 {
 			r.first = fc.agent.settled()
+			profile("first")
 		}
 	}
 	r.last = fc.agent.settled()
+	profile("last")
 	return r
 }
 
