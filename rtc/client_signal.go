@@ -1,0 +1,156 @@
+// client_signal.go: the client's signalling: the socket's read loop (replies, events, offers),
+// requests and their replies, join and token renewal.
+
+package rtc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	defer close(c.events)
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))
+			return
+		}
+		var m Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.log.Warn("hub sent a message that is not JSON", "err", err)
+			continue
+		}
+		switch m.Type {
+		case TypeReply:
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			delete(c.pending, m.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- &m
+			} else if m.Error != nil {
+				c.log.Warn("hub reported an error", "code", m.Error.Code, "msg", m.Error.Message)
+			}
+		case TypeOffer:
+			select {
+			case c.offers <- &m:
+			case <-c.ctx.Done():
+				return
+			}
+		case TypeEvent:
+			if m.Event == EventRestartICE {
+				select {
+				case c.kick <- m.Connection:
+				default:
+				}
+				continue
+			}
+			if m.Event == EventPublished {
+				c.mu.Lock()
+				if ch := c.live[m.Kind]; ch != nil {
+					close(ch)
+					delete(c.live, m.Kind)
+				}
+				c.mu.Unlock()
+				continue
+			}
+			select {
+			case c.events <- &m:
+			default:
+				c.log.Warn("event dropped: nobody reads events", "event", m.Event)
+			}
+		}
+	}
+}
+
+func (c *Client) write(m *Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(c.opts.RequestTimeout))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("rtc: send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// request sends m and waits for its reply; a refused request returns the hub's *Error.
+func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
+	ch := make(chan *Message, 1)
+	c.mu.Lock()
+	c.nextID++
+	m.ID = c.nextID
+	c.pending[m.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
+	}()
+	if err := c.write(m); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(c.opts.RequestTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		if r.OK == nil || !*r.OK {
+			if r.Error == nil {
+				r.Error = Errorf(CodeInternal, "request refused without a reason")
+			}
+			return r, r.Error
+		}
+		return r, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("rtc: %s: no reply from hub in %s", m.Type, c.opts.RequestTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, context.Cause(c.ctx)
+	}
+}
+
+// JoinResult is what the hub says on a successful join.
+type JoinResult struct {
+	UID       uint32
+	Users     []User
+	ExpiresAt time.Time
+	// ICEServers are the STUN/TURN servers the hub handed out (with their credentials).
+	ICEServers []ICEServer
+}
+
+// Join enters a channel. uid 0 asks the hub to assign one.
+func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, tok string) (*JoinResult, error) {
+	m := &Message{Type: TypeJoin, AppID: appID, Channel: channel, Token: tok}
+	if uid != 0 {
+		m.UID = &uid
+	}
+	r, err := c.request(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	res := &JoinResult{Users: r.Users, ExpiresAt: time.Unix(r.ExpiresAt, 0), ICEServers: r.ICEServers}
+	if r.UID != nil {
+		res.UID = *r.UID
+	}
+	c.setICEServers(r.ICEServers)
+	return res, nil
+}
+
+// RenewToken extends the session with a new token.
+func (c *Client) RenewToken(ctx context.Context, tok string) (time.Time, error) {
+	r, err := c.request(ctx, &Message{Type: TypeRenew, Token: tok})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(r.ExpiresAt, 0), nil
+}
