@@ -3,46 +3,44 @@ package m2m
 import (
 	"fmt"
 	"syscall"
-	"time"
 	"unsafe"
+
+	"github.com/camagent/camagent/device/v4l2abi/v4l2fake"
 )
 
-// fakeEncoder is a Device that behaves like bcm2835-codec's encoder: it aligns the
+// fakeEncoder is a driver on a v4l2fake.Node (a Device) that behaves like bcm2835-codec's encoder: it aligns the
 // OUTPUT stride to 32 and rows to 16, sends SPS/PPS on their own in the first CAPTURE
 // buffer, honours FORCE_KEY_FRAME, and repeats SPS/PPS before IDRs only when
 // REPEAT_SEQ_HEADER is set. Its "access units" describe the picture they came from
 // (first luma sample, last luma, last Cb, last Cr) so a test can check the copy.
 type fakeEncoder struct {
-	log      []string
+	*v4l2fake.Node
 	ctrls    map[uint32]int32
 	width    int
 	height   int
 	stride   int
 	rows     int
-	mem      map[int64][]byte
 	bufs     map[uint32][]int64 // offsets by queue type
 	queued   map[uint32]map[uint32]bool
 	done     []uint32 // finished OUTPUT buffers
 	ready    [][]byte // encoded units waiting for a CAPTURE buffer
 	frame    int
 	streamOn map[uint32]bool
-	closed   bool
-	mapped   int
 	refuse   map[uint32]bool // controls to refuse
 }
 
 func newFake() *fakeEncoder {
-	return &fakeEncoder{ctrls: map[uint32]int32{}, mem: map[int64][]byte{}, bufs: map[uint32][]int64{},
+	f := &fakeEncoder{Node: v4l2fake.New(nil), ctrls: map[uint32]int32{}, bufs: map[uint32][]int64{},
 		queued:   map[uint32]map[uint32]bool{bufTypeOutputMPlane: {}, bufTypeCaptureMPlane: {}},
 		streamOn: map[uint32]bool{}, refuse: map[uint32]bool{}}
+	f.SetDriver(f)
+	return f
 }
 
-func (f *fakeEncoder) logf(format string, a ...any) { f.log = append(f.log, fmt.Sprintf(format, a...)) }
+func (f *fakeEncoder) logf(format string, a ...any) { f.Logf(format, a...) }
 
-func (f *fakeEncoder) Ioctl(req uintptr, arg unsafe.Pointer) error {
-	if f.closed {
-		return syscall.EBADF
-	}
+// Handle answers the encoder's ioctls (a v4l2fake.Driver).
+func (f *fakeEncoder) Handle(_ *v4l2fake.Node, req uintptr, arg unsafe.Pointer) error {
 	switch req {
 	case vidiocQuerycap:
 		c := (*capability)(arg)
@@ -113,7 +111,7 @@ func (f *fakeEncoder) Ioctl(req uintptr, arg unsafe.Pointer) error {
 				return fmt.Errorf("fake: OUTPUT buffer with %d bytes (want %d), timestamp %d", pl.BytesUsed, f.size(b.Type), b.Sec)
 			}
 			f.logf("QBUF OUTPUT %d", b.Index)
-			f.encode(f.mem[f.bufs[b.Type][b.Index]])
+			f.encode(f.Mem(f.bufs[b.Type][b.Index]))
 			delete(f.queued[b.Type], b.Index)
 			f.done = append(f.done, b.Index)
 		} else if f.streamOn[b.Type] {
@@ -140,7 +138,7 @@ func (f *fakeEncoder) Ioctl(req uintptr, arg unsafe.Pointer) error {
 		for i := range f.bufs[b.Type] {
 			if f.queued[b.Type][uint32(i)] {
 				delete(f.queued[b.Type], uint32(i))
-				m := f.mem[f.bufs[b.Type][i]]
+				m := f.Mem(f.bufs[b.Type][i])
 				unit := f.ready[0]
 				f.ready = f.ready[1:]
 				copy(m[16:], unit) // a data offset, as some drivers use
@@ -202,20 +200,8 @@ func (f *fakeEncoder) encode(pic []byte) {
 	f.frame++
 }
 
-func (f *fakeEncoder) Mmap(offset int64, length int) ([]byte, error) {
-	f.mapped++
-	m := make([]byte, length)
-	f.mem[offset] = m
-	return m, nil
-}
-
-func (f *fakeEncoder) Munmap(b []byte) error { f.mapped--; return nil }
-
-func (f *fakeEncoder) Poll(timeout time.Duration) (bool, bool, error) {
-	return len(f.ready) > 0, len(f.done) > 0, nil
-}
-
-func (f *fakeEncoder) Close() error { f.closed = true; f.logf("close"); return nil }
+// Ready: an encoded unit waits for a CAPTURE buffer, or an OUTPUT buffer is done.
+func (f *fakeEncoder) Ready(*v4l2fake.Node) (bool, bool) { return len(f.ready) > 0, len(f.done) > 0 }
 
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24

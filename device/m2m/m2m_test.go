@@ -2,11 +2,14 @@ package m2m
 
 import (
 	"bytes"
+	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/camagent/camagent/device/h264"
+	"github.com/camagent/camagent/device/v4l2abi/v4l2fake"
 )
 
 func picture(w, h int, seed byte) *h264.Frame {
@@ -35,7 +38,7 @@ func TestEncoderSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setup := strings.Join(dev.log, "\n")
+	setup := strings.Join(dev.Log(), "\n")
 	want := []string{
 		"QUERYCAP",
 		"S_FMT CAPTURE H264 100x50",
@@ -86,13 +89,13 @@ func TestEncoderSequence(t *testing.T) {
 	if _, err := e.Encode(picture(64, 64, 0), false, time.Now()); err == nil {
 		t.Error("a picture of another size was accepted")
 	}
-	dev.log = nil
+	dev.ResetLog()
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	teardown := strings.Join(dev.log, ",")
-	if teardown != "STREAMOFF OUTPUT,STREAMOFF CAPTURE,REQBUFS OUTPUT 0,REQBUFS CAPTURE 0,close" || dev.mapped != 0 {
-		t.Errorf("teardown %s, %d buffers still mapped", teardown, dev.mapped)
+	teardown := strings.Join(dev.Log(), ",")
+	if teardown != "STREAMOFF OUTPUT,STREAMOFF CAPTURE,REQBUFS OUTPUT 0,REQBUFS CAPTURE 0,close" || dev.Mapped() != 0 {
+		t.Errorf("teardown %s, %d buffers still mapped", teardown, dev.Mapped())
 	}
 }
 
@@ -128,5 +131,32 @@ func TestNotAnEncoder(t *testing.T) {
 	}
 	if got := levelFor(1920, 1080, 30); got != level40 {
 		t.Errorf("level for 1080p30: %d", got)
+	}
+}
+
+// TestEncoderDeviceGone: an encoder whose device disappears mid-stream (ENODEV, poll
+// errors) fails Encode with an error that says so, at once, and Close still releases every
+// buffer.
+func TestEncoderDeviceGone(t *testing.T) {
+	dev := newFake()
+	e, err := New(dev, Options{Width: 64, Height: 48, FPS: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := e.Encode(picture(64, 48, byte(i)), false, time.Now()); err != nil {
+			t.Fatalf("picture %d: %v", i, err)
+		}
+	}
+	dev.Unplug()
+	for i := range 2 {
+		_, err := e.Encode(picture(64, 48, 9), false, time.Now())
+		if !errors.Is(err, syscall.ENODEV) && !errors.Is(err, v4l2fake.ErrGone) {
+			t.Fatalf("encode %d after the unplug: %v, want ENODEV or a poll error", i, err)
+		}
+	}
+	e.Close()
+	if n := dev.Mapped(); n != 0 || !dev.Closed() {
+		t.Errorf("after Close: %d buffers still mapped, node closed %v", n, dev.Closed())
 	}
 }

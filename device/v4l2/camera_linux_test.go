@@ -88,8 +88,8 @@ func TestCameraPassthrough(t *testing.T) {
 		t.Errorf("FORCE_KEY_FRAME = %d, %v; want 1", v, ok)
 	}
 	c.Close()
-	if !f.closed || !f.ctlClosed {
-		t.Errorf("after Close: capture closed %v, control closed %v", f.closed, f.ctlClosed)
+	if !f.closed || !f.ctl.Closed() {
+		t.Errorf("after Close: capture closed %v, control closed %v", f.closed, f.ctl.Closed())
 	}
 	if _, _, err := read(t, c); !errors.Is(err, ErrClosed) {
 		t.Errorf("ReadSample after Close: %v, want ErrClosed", err)
@@ -175,7 +175,6 @@ func TestCameraDriverChoosesOther(t *testing.T) {
 func TestCameraGone(t *testing.T) {
 	f := newFakeCam(map[webcam.PixelFormat]string{pf("H264"): "H.264"}, fixed(64, 48))
 	f.frames = h264Stream(t, 64, 48, 5)
-	f.failAt, f.failErr = 2, unix.ENODEV
 	c, err := f.open(Options{Width: 64, Height: 48})
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +185,9 @@ func TestCameraGone(t *testing.T) {
 			t.Fatalf("sample %d: %v", i, err)
 		}
 	}
-	for range 2 { // and it stays gone
+	f.unplug()
+	c.RequestKeyframe() // the control fails (ENODEV): logged once, nothing else
+	for range 2 {       // and it stays gone
 		if _, _, err := read(t, c); !errors.Is(err, unix.ENODEV) {
 			t.Fatalf("after the unplug: %v, want ENODEV", err)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/blackjack/webcam"
 	"github.com/camagent/camagent/device/v4l2abi"
+	"github.com/camagent/camagent/device/v4l2abi/v4l2fake"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,7 @@ type fakeCam struct {
 	w, h      uint32
 	streaming bool
 	closed    bool
-	ctlClosed bool
+	ctl       *v4l2fake.Node // the control descriptor
 	ctrls     map[uint32]int32
 	waits     int
 }
@@ -141,16 +142,13 @@ func (f *fakeCam) outstanding() int {
 	return len(f.held)
 }
 
-// fakeCtl is the control descriptor of a fakeCam, at the ioctl level.
+// fakeCtl is the driver of a fakeCam's control descriptor (a v4l2fake.Node): G_FMT, S_CTRL.
 type fakeCtl struct{ cam *fakeCam }
 
-func (c fakeCtl) Ioctl(req uintptr, arg unsafe.Pointer) error {
+func (c fakeCtl) Handle(_ *v4l2fake.Node, req uintptr, arg unsafe.Pointer) error {
 	f := c.cam
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.ctlClosed {
-		return unix.EBADF
-	}
 	switch req {
 	case v4l2abi.VidiocGFmt:
 		fm := (*v4l2abi.Format)(arg)
@@ -173,14 +171,18 @@ func (c fakeCtl) Ioctl(req uintptr, arg unsafe.Pointer) error {
 	return nil
 }
 
-func (c fakeCtl) Close() error {
-	c.cam.mu.Lock()
-	defer c.cam.mu.Unlock()
-	c.cam.ctlClosed = true
-	return nil
-}
+func (c fakeCtl) Ready(*v4l2fake.Node) (bool, bool) { return false, false }
 
 // open starts a Camera on the fake.
 func (f *fakeCam) open(o Options) (*Camera, error) {
-	return start("/dev/fake0", o.withDefaults(), f, func() (controller, error) { return fakeCtl{f}, nil })
+	f.ctl = v4l2fake.New(fakeCtl{f})
+	return start("/dev/fake0", o.withDefaults(), f, func() (controller, error) { return f.ctl, nil })
+}
+
+// unplug makes the camera disappear: both descriptors fail with ENODEV from now on.
+func (f *fakeCam) unplug() {
+	f.mu.Lock()
+	f.failAt, f.failErr = f.next, unix.ENODEV
+	f.mu.Unlock()
+	f.ctl.Unplug()
 }
