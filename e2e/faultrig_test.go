@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -206,7 +207,7 @@ func (a *agentProc) start() {
 	a.t.Helper()
 	level := a.logLevel
 	if level == "" {
-		level = "warn"
+		level = cmp.Or(os.Getenv("FAULTS_AGENT_LOG_LEVEL"), "warn")
 	}
 	args := []string{"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
 		"--speaker", "wav:" + filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),

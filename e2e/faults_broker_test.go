@@ -82,6 +82,19 @@ func backOnBroker(t *testing.T, brokerURL, dev, want string, back time.Time, seq
 	return stateBack, rt
 }
 
+// stableAfter is control's: a connection this old resets the reconnect back-off. Restarts
+// closer together than that are a flapping broker, and the agent's back-off grows (0.5 s
+// doubling to 30 s) on purpose, so a fleet does not hammer it.
+const stableAfter = 10 * time.Second
+
+// stable waits until the connection made at back (zero: none yet) has held stableAfter, so
+// each repetition measures a reconnection from the first back-off step.
+func stable(back time.Time) {
+	if !back.IsZero() {
+		time.Sleep(time.Until(back.Add(stableAfter + 500*time.Millisecond)))
+	}
+}
+
 // brokerFault restarts b n times during a call: the call goes on (no rejoin, the viewer's
 // video never stops for long), and the agent comes back on the broker each time.
 func brokerFault(t *testing.T, name string, b restartable, n int) {
@@ -89,12 +102,14 @@ func brokerFault(t *testing.T, name string, b restartable, n int) {
 	r := &brokerReport{name: name}
 	before := fc.agent.settled()
 	sessions := fc.viewer.sessionCount()
+	var back time.Time
 	for i := range n {
+		stable(back)
 		b.down(t)
 		time.Sleep(time.Second)
 		downAt := time.Now()
 		b.up(t)
-		back := time.Now()
+		back = time.Now()
 		fc.viewer.videoAfter(t, downAt, 5*time.Second) // the media path never depended on MQTT
 		sb, rt := backOnBroker(t, b.url(), fc.dev, control.StateJoined, back, i)
 		r.stateBack, r.rt = append(r.stateBack, sb), append(r.rt, rt)
@@ -126,12 +141,15 @@ func brokerFaultIdle(t *testing.T, name string, b restartable, n int) {
 	a := newAgentProc(t, agentBin, dev, b.url(), "http://127.0.0.1:9") // never asked to join
 	a.start()
 	r := &brokerReport{name: name}
-	backOnBroker(t, b.url(), dev, control.StateIdle, time.Now(), -1)
+	back := time.Now()
+	backOnBroker(t, b.url(), dev, control.StateIdle, back, -1)
 	for i := range n {
+		stable(back)
 		b.down(t)
 		time.Sleep(time.Second)
 		b.up(t)
-		sb, rt := backOnBroker(t, b.url(), dev, control.StateIdle, time.Now(), i)
+		back = time.Now()
+		sb, rt := backOnBroker(t, b.url(), dev, control.StateIdle, back, i)
 		r.stateBack, r.rt = append(r.stateBack, sb), append(r.rt, rt)
 	}
 	r.log(t)

@@ -161,7 +161,6 @@ func startNetCall(t *testing.T) *netCall {
 	must(t, os.WriteFile(credFile, []byte(cred+"\n"), 0o600), "credential")
 	a := newAgentProc(t, agentBin, dev, b.url(), h.url())
 	a.netns, a.metrics = l.device, l.devIP+":9464"
-	a.logLevel = os.Getenv("FAULTS_AGENT_LOG_LEVEL")
 	a.env = []string{"CAMAGENT_CREDENTIAL_FILE=" + credFile, "CAMAGENT_HUB_CA=" + certFile,
 		"CAMAGENT_ALLOW_INSECURE_TRANSPORT=true"} // MQTT in plain TCP across the lab
 	a.start()
