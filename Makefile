@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro clean
+.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro scale clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TU
 
 faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recovery p50/p95 and the agent's goroutines, fds, RSS (docs/reliability.md)
 	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 60m $$([ "$$(id -u)" = 0 ] && echo -tags nat) -run 'TestFault' -v ./e2e/
+
+scale: ## fleet-size runs: 1000 simulated devices' command round trips on the embedded broker and a 3-node NATS cluster (SCALE_DEVICES; docs/scaling.md)
+	$(GO) run ./bench/scale -devices $${SCALE_DEVICES:-1000} -out bench/scale-brokers.json
 
 test-browser: ## only the headless Chromium end-to-end tests
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/

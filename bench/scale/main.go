@@ -1,0 +1,344 @@
+// Command scale is the control plane at fleet size (make scale, docs/scaling.md "Brokers"):
+// it runs N simulated devices, each a real control.Client (the agent's MQTT code) with its
+// own login, on the embedded broker and on a 3-node NATS cluster (nats-server processes on
+// 127.0.0.1 with the trust model's users from hub/natsconf), sends each device one command
+// from a hub-side client and reports the command round trips (p50/p95/p99), how many were
+// answered, and how long the fleet took to connect. It prints figures and asserts nothing
+// about speed; it exits non-zero only when a command got no reply.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/hub/broker"
+	"github.com/camagent/camagent/hub/natsconf"
+)
+
+// result is one broker's figures.
+type result struct {
+	Broker     string  `json:"broker"`
+	Devices    int     `json:"devices"`
+	ConnectS   float64 `json:"connectSeconds"` // all devices connected and subscribed
+	Answered   int     `json:"answered"`
+	P50ms      float64 `json:"p50ms"`
+	P95ms      float64 `json:"p95ms"`
+	P99ms      float64 `json:"p99ms"`
+	MaxMs      float64 `json:"maxMs"`
+	BrokerRSSM float64 `json:"brokerRSSMB,omitempty"` // the NATS nodes' resident memory, summed
+}
+
+func main() {
+	n := flag.Int("devices", 1000, "simulated devices")
+	only := flag.String("only", "embedded,nats", "brokers to run")
+	out := flag.String("out", "", "also write the figures as JSON to this file")
+	flag.Parse()
+	var all []result
+	failed := false
+	for _, b := range strings.Split(*only, ",") {
+		r, err := runOne(b, *n)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scale %s: %v\n", b, err)
+			failed = true
+			continue
+		}
+		fmt.Printf("%-9s %5d devices: connected in %6.1f s; commands answered %d/%d; round trip p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms",
+			r.Broker, r.Devices, r.ConnectS, r.Answered, r.Devices, r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
+		if r.BrokerRSSM > 0 {
+			fmt.Printf("; NATS RSS %.0f MB (3 nodes)", r.BrokerRSSM)
+		}
+		fmt.Println()
+		failed = failed || r.Answered != r.Devices
+		all = append(all, r)
+	}
+	if *out != "" {
+		data, _ := json.MarshalIndent(all, "", "  ")
+		if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// fleet is where the devices and the commander connect.
+type fleet struct {
+	urls     func(i int) string // broker list of device i
+	hubURL   string
+	user     func(id string) (string, string)
+	hubLogin [2]string
+	rss      func() float64
+}
+
+func runOne(kind string, n int) (result, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "camagent-scale-")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("sim%04d", i)
+	}
+	var f fleet
+	var wait func()
+	switch kind {
+	case "embedded":
+		f, wait, err = embedded(ctx, ids)
+	case "nats":
+		f, wait, err = natsCluster(ctx, dir, ids)
+	default:
+		return result{}, fmt.Errorf("unknown broker %q", kind)
+	}
+	if err != nil {
+		return result{}, err
+	}
+	defer func() { cancel(); wait() }()
+	return drive(ctx, kind, f, ids)
+}
+
+func embedded(ctx context.Context, ids []string) (fleet, func(), error) {
+	b, err := broker.New(broker.Options{TCPAddr: "127.0.0.1:0", AllowAnonymous: true, Logger: slog.New(slog.DiscardHandler),
+		MaxClients: 4 * len(ids), MaxPerAddress: 2 * len(ids)}) // every simulated device is on 127.0.0.1
+	if err != nil {
+		return fleet{}, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case <-b.Ready():
+	case err := <-done:
+		return fleet{}, nil, err
+	}
+	u := "tcp://" + b.Addr()
+	return fleet{urls: func(int) string { return u }, hubURL: u, user: func(string) (string, string) { return "", "" }},
+		func() { <-done }, nil
+}
+
+// pass is the simulated credential of a user; a load tool's, not a secret.
+func pass(user string) string { return "scale-" + user + "-credential" }
+
+func natsCluster(ctx context.Context, dir string, ids []string) (fleet, func(), error) {
+	hashes := map[string]string{}
+	for _, u := range append([]string{"camhub"}, ids...) {
+		h, err := natsconf.Hash(pass(u))
+		if err != nil {
+			return fleet{}, nil, err
+		}
+		hashes[u] = h
+	}
+	users, _, err := natsconf.Config(natsconf.Options{Prefix: control.DefaultPrefix, HubUsers: []string{"camhub"}, Devices: ids, Hashes: hashes})
+	if err != nil {
+		return fleet{}, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.conf"), []byte(users), 0o600); err != nil {
+		return fleet{}, nil, err
+	}
+	ports := make([]int, 9) // client, route, MQTT for each node
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return fleet{}, nil, err
+		}
+	}
+	var routes, mqtt []string
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
+		mqtt = append(mqtt, fmt.Sprintf("tcp://127.0.0.1:%d", ports[3*i+2]))
+	}
+	var wg sync.WaitGroup
+	var pids []int
+	for i := range 3 {
+		conf := fmt.Sprintf("server_name: s%d\nlisten: 127.0.0.1:%d\njetstream { store_dir: %q }\n"+
+			"cluster { name: scale, listen: 127.0.0.1:%d, routes: [%s] }\nmqtt { listen: 127.0.0.1:%d }\ninclude ./users.conf\n",
+			i, ports[3*i], filepath.Join(dir, fmt.Sprint("js", i)), ports[3*i+1], strings.Join(routes, ", "), ports[3*i+2])
+		path := filepath.Join(dir, fmt.Sprintf("s%d.conf", i))
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			return fleet{}, nil, err
+		}
+		cmd := exec.CommandContext(ctx, "/usr/sbin/nats-server", "-c", path)
+		if err := cmd.Start(); err != nil {
+			return fleet{}, nil, fmt.Errorf("nats-server: %w", err)
+		}
+		pids = append(pids, cmd.Process.Pid)
+		wg.Add(1)
+		go func() { defer wg.Done(); cmd.Wait() }()
+	}
+	for _, u := range mqtt {
+		if err := waitListen(strings.TrimPrefix(u, "tcp://"), 10*time.Second); err != nil {
+			return fleet{}, wg.Wait, err
+		}
+	}
+	return fleet{
+		// Device i tries "its" node first and the other two after it.
+		urls: func(i int) string {
+			k := i % 3
+			return strings.Join(append(slices.Clone(mqtt[k:]), mqtt[:k]...), ",")
+		},
+		hubURL:   strings.Join(mqtt, ","),
+		user:     func(id string) (string, string) { return id, pass(id) },
+		hubLogin: [2]string{"camhub", pass("camhub")},
+		rss:      func() float64 { return rssMB(pids) },
+	}, wg.Wait, nil
+}
+
+func drive(ctx context.Context, kind string, f fleet, ids []string) (result, error) {
+	r := result{Broker: kind, Devices: len(ids)}
+	handler := func(context.Context, control.Command) (control.State, error) {
+		return control.State{State: control.StateIdle}, nil
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	defer wg.Wait() // after the cancel below: every device says offline and returns
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan error, len(ids))
+	sem := make(chan struct{}, 50) // connections being set up at once
+	for i, id := range ids {
+		u, p := f.user(id)
+		c, err := control.New(control.Options{URL: f.urls(i), ID: id, Username: u, Password: p, Handler: handler})
+		if err != nil {
+			return r, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Run(ctx) }()
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			select {
+			case <-c.Ready():
+				ready <- nil
+			case <-time.After(5 * time.Minute):
+				ready <- fmt.Errorf("%s not connected after 5 min", id)
+			}
+		}()
+	}
+	for range ids {
+		if err := <-ready; err != nil {
+			return r, err
+		}
+	}
+	r.ConnectS = time.Since(start).Seconds()
+
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var rtts []time.Duration
+	got := make(chan struct{}, len(ids))
+	o := paho.NewClientOptions().SetClientID("scale-hub").SetUsername(f.hubLogin[0]).SetPassword(f.hubLogin[1]).SetAutoReconnect(false)
+	for _, u := range control.BrokerURLs(f.hubURL) {
+		o.AddBroker(u)
+	}
+	hub := paho.NewClient(o)
+	if tok := hub.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		return r, fmt.Errorf("hub connect: %v", tok.Error())
+	}
+	defer hub.Disconnect(0)
+	onReply := func(_ paho.Client, m paho.Message) {
+		var rep control.Reply
+		if json.Unmarshal(m.Payload(), &rep) != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if t0, ok := sent[rep.ID]; ok && rep.OK {
+			rtts = append(rtts, time.Since(t0))
+			delete(sent, rep.ID)
+			got <- struct{}{}
+		}
+	}
+	if tok := hub.Subscribe(control.Topics{ID: "+"}.Reply(), 1, onReply); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		return r, fmt.Errorf("hub subscribe: %v", tok.Error())
+	}
+	for _, id := range ids {
+		cid := "scale-" + id
+		mu.Lock()
+		sent[cid] = time.Now()
+		mu.Unlock()
+		hub.Publish(control.Topics{ID: id}.Cmd(), 1, false, fmt.Sprintf(`{"id":%q,"action":"status"}`, cid))
+	}
+	deadline := time.After(60 * time.Second)
+	for r.Answered < len(ids) {
+		select {
+		case <-got:
+			r.Answered++
+		case <-deadline:
+			return r.withRTT(rtts, f), nil
+		}
+	}
+	return r.withRTT(rtts, f), nil
+}
+
+func (r result) withRTT(rtts []time.Duration, f fleet) result {
+	slices.Sort(rtts)
+	pct := func(p float64) float64 {
+		if len(rtts) == 0 {
+			return 0
+		}
+		return float64(rtts[min(len(rtts)-1, int(p*float64(len(rtts))))].Microseconds()) / 1000
+	}
+	r.P50ms, r.P95ms, r.P99ms, r.MaxMs = pct(0.50), pct(0.95), pct(0.99), pct(1)
+	if f.rss != nil {
+		r.BrokerRSSM = f.rss()
+	}
+	return r
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitListen(addr string, d time.Duration) error {
+	end := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s not listening after %v: %w", addr, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rssMB sums VmRSS of the processes.
+func rssMB(pids []int) float64 {
+	var kb float64
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var n float64
+				fmt.Sscanf(strings.TrimSpace(v), "%f", &n)
+				kb += n
+			}
+		}
+	}
+	return kb / 1024
+}
