@@ -52,12 +52,14 @@ func (r *brokerReport) log(t *testing.T) {
 
 // backOnBroker waits, from the moment the broker is back, until the agent has said "online"
 // and re-published its state (want), checks that a later subscriber gets both as retained
-// messages, and measures a status command's round trip. It returns the two durations.
-func backOnBroker(t *testing.T, brokerURL, dev, want string, back time.Time, seq int) (stateBack, rt time.Duration) {
+// messages, and measures a status command's round trip. It returns the two durations and
+// when "online" arrived (the agent's connection is about that old).
+func backOnBroker(t *testing.T, brokerURL, dev, want string, back time.Time, seq int) (stateBack, rt time.Duration, online time.Time) {
 	t.Helper()
 	topic := "camagent/" + dev + "/"
 	w := watchDevice(t, brokerURL, dev)
-	w.wait(t, 0, 20*time.Second, "status online", topicIs(topic+"status", "online"))
+	_, on := w.wait(t, 0, 20*time.Second, "status online", topicIs(topic+"status", "online"))
+	online = on.at
 	_, m := w.wait(t, 0, 20*time.Second, "state "+want, stateIs(topic+"state", func(s control.State) bool { return s.State == want }))
 	stateBack = m.at.Sub(back)
 	// A subscriber that comes later gets both, retained.
@@ -79,7 +81,7 @@ func backOnBroker(t *testing.T, brokerURL, dev, want string, back time.Time, seq
 	}
 	w.c.Disconnect(0)
 	late.c.Disconnect(0)
-	return stateBack, rt
+	return stateBack, rt, online
 }
 
 // stableAfter is control's: a connection this old resets the reconnect back-off. Restarts
@@ -87,11 +89,11 @@ func backOnBroker(t *testing.T, brokerURL, dev, want string, back time.Time, seq
 // doubling to 30 s) on purpose, so a fleet does not hammer it.
 const stableAfter = 10 * time.Second
 
-// stable waits until the connection made at back (zero: none yet) has held stableAfter, so
-// each repetition measures a reconnection from the first back-off step.
-func stable(back time.Time) {
-	if !back.IsZero() {
-		time.Sleep(time.Until(back.Add(stableAfter + 500*time.Millisecond)))
+// stable waits until the agent's connection, online since online (zero: no wait), has held
+// stableAfter, so each repetition measures a reconnection from the first back-off step.
+func stable(online time.Time) {
+	if !online.IsZero() {
+		time.Sleep(time.Until(online.Add(stableAfter + 500*time.Millisecond)))
 	}
 }
 
@@ -102,16 +104,17 @@ func brokerFault(t *testing.T, name string, b restartable, n int) {
 	r := &brokerReport{name: name}
 	before := fc.agent.settled()
 	sessions := fc.viewer.sessionCount()
-	var back time.Time
+	var online time.Time
 	for i := range n {
-		stable(back)
+		stable(online)
 		b.down(t)
 		time.Sleep(time.Second)
 		downAt := time.Now()
 		b.up(t)
-		back = time.Now()
+		back := time.Now()
 		fc.viewer.videoAfter(t, downAt, 5*time.Second) // the media path never depended on MQTT
-		sb, rt := backOnBroker(t, b.url(), fc.dev, control.StateJoined, back, i)
+		var sb, rt time.Duration
+		sb, rt, online = backOnBroker(t, b.url(), fc.dev, control.StateJoined, back, i)
 		r.stateBack, r.rt = append(r.stateBack, sb), append(r.rt, rt)
 	}
 	after := fc.agent.settled()
@@ -141,15 +144,14 @@ func brokerFaultIdle(t *testing.T, name string, b restartable, n int) {
 	a := newAgentProc(t, agentBin, dev, b.url(), "http://127.0.0.1:9") // never asked to join
 	a.start()
 	r := &brokerReport{name: name}
-	back := time.Now()
-	backOnBroker(t, b.url(), dev, control.StateIdle, back, -1)
+	_, _, online := backOnBroker(t, b.url(), dev, control.StateIdle, time.Now(), -1)
 	for i := range n {
-		stable(back)
+		stable(online)
 		b.down(t)
 		time.Sleep(time.Second)
 		b.up(t)
-		back = time.Now()
-		sb, rt := backOnBroker(t, b.url(), dev, control.StateIdle, back, i)
+		var sb, rt time.Duration
+		sb, rt, online = backOnBroker(t, b.url(), dev, control.StateIdle, time.Now(), i)
 		r.stateBack, r.rt = append(r.stateBack, sb), append(r.rt, rt)
 	}
 	r.log(t)
@@ -206,7 +208,7 @@ func TestFaultHubEmbeddedBrokerKill(t *testing.T) {
 		back := h.start()
 		at := fc.viewer.videoAfter(t, back, 20*time.Second)
 		r.recover = append(r.recover, at.Sub(back))
-		sb, rt := backOnBroker(t, brokerURL, fc.dev, control.StateJoined, back, i)
+		sb, rt, _ := backOnBroker(t, brokerURL, fc.dev, control.StateJoined, back, i)
 		br.stateBack, br.rt = append(br.stateBack, sb), append(br.rt, rt)
 		if i == 0 {
 			r.first = fc.agent.settled()
