@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -107,16 +108,18 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			return nil, err
 		}
 	}
-	client, err := rtc.Dial(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS})
+	// Always through the configured hub: in a cluster it sends the agent on to the hub that
+	// holds the channel now (a rejoin after that hub died lands on its successor).
+	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS},
+		c.p.appID, c.p.channel, c.p.uid, tok)
 	if err != nil {
+		var pe *rtc.Error
+		if errors.As(err, &pe) {
+			return nil, errorf("join "+c.p.channel, err)
+		}
 		return nil, err
 	}
 	s := newSession(c.ctx, client)
-	res, err := client.Join(ctx, c.p.appID, c.p.channel, c.p.uid, tok)
-	if err != nil {
-		s.end()
-		return nil, errorf("join "+c.p.channel, err)
-	}
 	var tracks []webrtc.TrackLocal
 	if c.video != nil {
 		tracks = append(tracks, c.video)
@@ -147,7 +150,7 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			c.listen(s, u.UID)
 		}
 	}
-	c.log.Info("joined channel", "users", len(res.Users), "hub", c.p.hub)
+	c.log.Info("joined channel", "users", len(res.Users), "hub", client.URL())
 	return s, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/camagent/camagent/config"
 	"github.com/camagent/camagent/hub/netconf"
@@ -86,6 +87,27 @@ type Config struct {
 	LogLevels map[string]string `yaml:"logLevels"`
 	// Network: HTTPS, media ports and public addresses, TURN (docs/networking.md).
 	Network netconf.Config `yaml:"network"`
+	// Cluster joins several hubs into one service (docs/scaling.md); without Redis the hub
+	// is a single hub.
+	Cluster Cluster `yaml:"cluster"`
+}
+
+// Cluster places channels across several hubs through a directory in Redis: each channel
+// runs on one hub, and a client that reaches another is sent there.
+type Cluster struct {
+	// Redis is the shared directory's server: redis://[:password@]host:6379[/db], rediss://
+	// for TLS. Empty: no cluster.
+	Redis string `yaml:"redis"`
+	// HubID names this hub among the others (unique; empty: the machine's host name).
+	HubID string `yaml:"hubID"`
+	// PublicURL is the base URL clients reach this hub at (https://hub2.example:8443): where
+	// the other hubs send the users of the channels it runs.
+	PublicURL string `yaml:"publicURL"`
+	// Lease is how long a dead hub keeps its registration and its channels (0: 3s): a
+	// channel of a killed hub moves within about this.
+	Lease time.Duration `yaml:"lease"`
+	// Prefix starts the directory's Redis keys ("": camhub).
+	Prefix string `yaml:"prefix"`
 }
 
 // Defaults are the embedded defaults: everything on loopback, App ID "demo", not in demo
@@ -108,6 +130,9 @@ func Defaults() Config {
 func (c *Config) Derive() {
 	if c.StateDir == "" {
 		c.StateDir = defaultStateDir()
+	}
+	if c.Cluster.Redis != "" && c.Cluster.HubID == "" {
+		c.Cluster.HubID, _ = os.Hostname()
 	}
 }
 
@@ -173,6 +198,7 @@ func (c *Config) Validate() error {
 		seen[a.ID] = true
 	}
 	errs = append(errs, c.validateTrust()...)
+	errs = append(errs, c.Cluster.validate())
 	switch c.ICELoopbackOnly {
 	case "auto", "true", "false":
 	default:
@@ -180,6 +206,26 @@ func (c *Config) Validate() error {
 	}
 	if _, err := config.Logger(io.Discard, c.LogLevel, c.LogLevels, false); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) validate() error {
+	if c.Redis == "" {
+		return nil
+	}
+	var errs []error
+	if u, err := url.Parse(c.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("cluster.redis: %q is not a Redis URL such as redis://127.0.0.1:6379", redactURL(c.Redis)))
+	}
+	if c.HubID == "" || len(c.HubID) > 64 {
+		errs = append(errs, errors.New("cluster.hubID: must be 1-64 characters"))
+	}
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("cluster.publicURL: %q is not the base URL clients reach this hub at (https://hub2.example:8443)", c.PublicURL))
+	}
+	if c.Lease != 0 && (c.Lease < 300*time.Millisecond || c.Lease > time.Minute) {
+		errs = append(errs, fmt.Errorf("cluster.lease: %s is outside 300ms to 1m", c.Lease))
 	}
 	return errors.Join(errs...)
 }

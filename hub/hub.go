@@ -21,6 +21,7 @@ import (
 
 	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/broker"
+	"github.com/camagent/camagent/hub/cluster"
 	"github.com/camagent/camagent/hub/directory"
 	"github.com/camagent/camagent/hub/sfu"
 	"github.com/camagent/camagent/hub/token"
@@ -54,6 +55,8 @@ type Hub struct {
 	known     map[string]bool // devices and keys at the last dropRevoked
 	viewers   *viewerUIDs     // the uids /watch gave out (viewers.go)
 	snaps     *snapshots      // every device's latest snapshot (snapshot.go)
+	// cluster: several hubs as one service (clustered.go); nil: a single hub.
+	cluster *cluster.Directory
 }
 
 // New prepares a hub from a validated configuration.
@@ -228,9 +231,19 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
+	if h.cluster, err = h.newCluster(); err != nil {
+		return err
+	}
+	var placer sfu.Placer
+	if h.cluster != nil {
+		placer = h.cluster
+	}
 	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Verify: h.verifyCertificate, ClientAddr: h.clientAddr,
-		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress})
+		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress, Placer: placer})
 	defer h.sfu.Close()
+	if h.cluster != nil {
+		h.runCluster(ctx, h.cluster, &wg, errc)
+	}
 
 	ln, err := net.Listen("tcp", h.cfg.Listen)
 	if err != nil {
@@ -362,6 +375,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	defer h.writeRefusalMetrics(w)
+	defer h.writeClusterMetrics(w)
 	st := h.sfu.Stats()
 	online := 0
 	for _, d := range h.dir.Devices() {

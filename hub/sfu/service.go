@@ -66,6 +66,9 @@ type Options struct {
 	// WarmStartAge: a new video subscriber starts at once from the publisher's last keyframe
 	// when it is at most this old (100 ms; negative: never, always ask for a new keyframe).
 	WarmStartAge time.Duration
+	// Placer, when set, decides which hub of a cluster runs a channel: a join whose channel
+	// runs elsewhere is answered REDIRECT (placer.go).
+	Placer Placer
 }
 
 // Defaults of the limits.

@@ -73,6 +73,9 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.svc.refused.Add(1)
 		return nil, err
 	}
+	if err := s.placed(m.AppID, m.Channel); err != nil {
+		return nil, err
+	}
 	// Only a token naming the uid takes over a session holding it; a wildcard token gets a
 	// free uid or nothing (an assigned uid taken meanwhile: pick another).
 	enter := func(uid uint32) (*channel, *session, error) {

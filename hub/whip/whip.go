@@ -26,6 +26,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/camagent/camagent/hub/sfu"
@@ -191,8 +192,20 @@ func statusOf(err error) *Error {
 		status = http.StatusTooManyRequests
 	case rtc.CodeInternal:
 		status = http.StatusInternalServerError
+	case rtc.CodeRedirect:
+		status = http.StatusTemporaryRedirect // with Location: redirectTo
 	}
 	return &Error{status, pe.Code, pe.Message}
+}
+
+// redirectTo is the same route on the hub that holds the channel, for a REDIRECT refusal
+// (307: the client POSTs its offer there again), or "".
+func redirectTo(err error, r *http.Request) string {
+	var pe *rtc.Error
+	if !errors.As(err, &pe) || pe.Code != rtc.CodeRedirect || pe.URL == "" {
+		return ""
+	}
+	return strings.TrimRight(pe.URL, "/") + r.URL.RequestURI()
 }
 
 // ownerOf is what a DELETE must present again: the POST's Authorization header, hashed.
@@ -291,6 +304,9 @@ func (h *Handler) post(kind string) http.HandlerFunc {
 			NoTakeover: g.NoTakeover, Addr: addr, Host: r.Host, Publishes: publishes})
 		if err != nil {
 			ended()
+			if to := redirectTo(err, r); to != "" {
+				w.Header().Set("Location", to)
+			}
 			refuse(statusOf(err))
 			return
 		}

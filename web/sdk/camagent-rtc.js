@@ -224,6 +224,23 @@
     return origin.replace(/^http/, 'ws') + '/rtc';
   }
 
+  // Where a REDIRECT from the hub at from (a signalling URL) leads: a hub URL without
+  // credentials, and never from TLS to plain text (the token goes there).
+  function redirectURL(from, to) {
+    let url;
+    try {
+      if (typeof to !== 'string' || !/^(https?|wss?):\/\//.test(to)) throw new Error('not a hub URL');
+      url = new URL(signallingURL(to));
+      if (url.username || url.password) throw new Error('a URL with credentials');
+    } catch (e) {
+      throw new CamagentRTCError('REDIRECT', `join: refused a redirect to ${to}: ${e.message}`);
+    }
+    if (from.startsWith('wss:') && url.protocol !== 'wss:') {
+      throw new CamagentRTCError('REDIRECT', `join: refused a redirect from ${from} to ${to}: it would leave TLS`);
+    }
+    return url.href;
+  }
+
   // Accepts ws(s)://host/rtc as it is, and http(s)://host[/path] as the hub's web address.
   function signallingURL(server) {
     if (!server) return defaultServer();
@@ -906,7 +923,9 @@
             p.resolve(msg);
           } else {
             const err = msg.error || {};
-            p.reject(new CamagentRTCError(err.code || 'INTERNAL', err.message || `${p.type} failed`));
+            // A REDIRECT names the hub that holds the channel (error.url).
+            const data = typeof err.url === 'string' ? { url: err.url } : undefined;
+            p.reject(new CamagentRTCError(err.code || 'INTERNAL', err.message || `${p.type} failed`, data));
           }
           return;
         }
@@ -1009,6 +1028,9 @@
   // After a broken connection the client tries to rejoin at these delays, about 10 s in all:
   // the hub keeps a user's place in the channel that long (docs/protocol.md).
   const RECONNECT_DELAYS_MS = [300, 700, 1500, 2500, 2500, 2500];
+  // REDIRECT replies followed for one join (hubs in a cluster send a user to the hub that holds
+  // its channel: docs/protocol.md).
+  const MAX_REDIRECTS = 3;
 
   const subKey = (uid, kind) => `${uid}:${kind}`;
 
@@ -1093,26 +1115,15 @@
 
       this._reset();
       this._setState(State.CONNECTING);
-      const sig = new Signalling(url, {
-        onOffer: (msg) => this._onOffer(msg),
-        onEvent: (msg) => this._onEvent(msg),
-        onClose: (code, reason) => this._onSocketClosed(sig, code, reason),
-      });
-      this._sig = sig;
-      let reply;
+      let reply, sig;
       try {
-        await sig.open(this._timeoutMs);
         const fields = { appId, channel, uid: wantUID };
         if (token) fields.token = token;
-        reply = await sig.request('join', fields, this._timeoutMs);
+        ({ sig, reply } = await this._openAndJoin(url, fields));
       } catch (e) {
         const err = toRTCError(e, 'NETWORK_ERROR');
-        sig.close();
         // Unless leave() has already ended this attempt (and perhaps a new join begun).
-        if (this._sig === sig) {
-          this._sig = null;
-          this._setState(State.DISCONNECTED, err.code);
-        }
+        if (!err._stale) this._setState(State.DISCONNECTED, err.code);
         throw err;
       }
       if (this._sig !== sig) {
@@ -1232,21 +1243,13 @@
       for (const delay of RECONNECT_DELAYS_MS) {
         await new Promise((r) => setTimeout(r, delay));
         if (this.connectionState !== State.RECONNECTING) return; // leave() was called
-        const sig = new Signalling(url, {
-          onOffer: (msg) => this._onOffer(msg),
-          onEvent: (msg) => this._onEvent(msg),
-          onClose: (code, why) => this._onSocketClosed(sig, code, why),
-        });
-        this._sig = sig;
-        let reply;
+        // Through the hub the app named: in a cluster it sends us on to the channel's hub now.
+        let reply, sig;
         try {
-          await sig.open(this._timeoutMs);
           const fields = { appId, channel, uid };
           if (token) fields.token = token;
-          reply = await sig.request('join', fields, this._timeoutMs);
+          ({ sig, reply } = await this._openAndJoin(url, fields));
         } catch (e) {
-          sig.close();
-          if (this._sig === sig) this._sig = null;
           const err = toRTCError(e, 'NETWORK_ERROR');
           log.info(`rejoin failed: ${err.code}: ${err.message}`);
           if (err.code !== 'NETWORK_ERROR' && err.code !== 'TIMEOUT' && err.code !== 'WS_ABORT') break; // refused
@@ -1280,6 +1283,37 @@
         return;
       }
       if (this.connectionState === State.RECONNECTING) this._teardown('NETWORK_ERROR');
+    }
+
+    // Opens the signalling socket at url and joins, following the hub's REDIRECT replies (at
+    // most MAX_REDIRECTS, never from wss: to ws:); this._sig is each socket as it is tried.
+    // On an error the socket is closed, and err._stale says leave() (or a new join) took over.
+    async _openAndJoin(url, fields) {
+      for (let hop = 0; ; hop++) {
+        const sig = new Signalling(url, {
+          onOffer: (msg) => this._onOffer(msg),
+          onEvent: (msg) => this._onEvent(msg),
+          onClose: (code, why) => this._onSocketClosed(sig, code, why),
+        });
+        this._sig = sig;
+        let err;
+        try {
+          await sig.open(this._timeoutMs);
+          return { sig, reply: await sig.request('join', fields, this._timeoutMs) };
+        } catch (e) {
+          err = toRTCError(e, 'NETWORK_ERROR');
+        }
+        sig.close();
+        if (this._sig !== sig) {
+          err._stale = true;
+          throw err;
+        }
+        this._sig = null;
+        if (err.code !== 'REDIRECT') throw err;
+        if (hop >= MAX_REDIRECTS) throw new CamagentRTCError('REDIRECT', `join: more than ${MAX_REDIRECTS} redirects`);
+        url = redirectURL(url, err.data && err.data.url);
+        log.info(`join redirected to ${url}`);
+      }
     }
 
     // Releases everything of the session and reports DISCONNECTED once.

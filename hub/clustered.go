@@ -1,0 +1,56 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/camagent/camagent/hub/cluster"
+)
+
+// newCluster prepares this hub's part of the cluster directory (cluster.redis): nil for a
+// single hub. It reads the channel service only once Run has started it.
+func (h *Hub) newCluster() (*cluster.Directory, error) {
+	c := h.cfg.Cluster
+	if c.Redis == "" {
+		return nil, nil
+	}
+	d, err := cluster.New(cluster.Options{Redis: c.Redis, HubID: c.HubID, PublicURL: c.PublicURL, Lease: c.Lease,
+		Prefix: c.Prefix, Logger: h.log,
+		Load:   func() int { return h.sfu.Stats().Users },
+		Active: func(app, channel string) bool { return len(h.sfu.ChannelUsers(app, channel)) > 0 }})
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	return d, nil
+}
+
+// runCluster keeps the hub registered until ctx ends, and waits (a few seconds at most) for
+// the first registration, so that a hub reported ready is known to the others. A hub that
+// cannot reach Redis serves its own joins meanwhile.
+func (h *Hub) runCluster(ctx context.Context, d *cluster.Directory, wg *sync.WaitGroup, errc chan<- error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil {
+			errc <- fmt.Errorf("hub: cluster: %w", err)
+		}
+	}()
+	select {
+	case <-d.Ready():
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		h.log.Warn("not registered in the cluster directory yet: serving joins here until Redis answers", "component", "cluster",
+			"redis", redactURL(h.cfg.Cluster.Redis))
+	}
+}
+
+// writeClusterMetrics adds the cluster's gauges to /metrics.
+func (h *Hub) writeClusterMetrics(w http.ResponseWriter) {
+	if h.cluster == nil {
+		return
+	}
+	fmt.Fprintf(w, "# HELP camhub_cluster_channels_held Channels this hub holds in the cluster directory.\n# TYPE camhub_cluster_channels_held gauge\ncamhub_cluster_channels_held %d\n", h.cluster.Held())
+}

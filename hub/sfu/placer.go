@@ -1,0 +1,42 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/camagent/camagent/rtc"
+)
+
+// Placer decides which hub of a cluster runs a channel (hub/cluster's Directory). Without
+// one (Options.Placer nil) this hub runs every channel.
+type Placer interface {
+	// Place returns "" when app's channel runs on this hub, else the base URL of the hub
+	// the user should join instead. On an error the channel runs here.
+	Place(ctx context.Context, app, channel string) (hubURL string, err error)
+}
+
+// placeTimeout bounds the directory's answer; a join waits no longer for it.
+const placeTimeout = 2 * time.Second
+
+// placed asks the Placer, for a user whose token allows the join, whether the channel runs
+// on another hub: then the join is answered with CodeRedirect naming it (a WHIP/WHEP user
+// gets an HTTP 307). A directory that does not answer leaves the channel here.
+func (s *session) placed(app, channel string) error {
+	p := s.svc.opts.Placer
+	if p == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, placeTimeout)
+	defer cancel()
+	url, err := p.Place(ctx, app, channel)
+	if err != nil {
+		s.log.Warn("the cluster directory did not answer: the channel runs here", "app", app, "channel", channel, "err", err)
+		return nil
+	}
+	if url == "" {
+		return nil
+	}
+	s.log.Debug("join redirected", "app", app, "channel", channel, "to", url)
+	return &rtc.Error{Code: rtc.CodeRedirect, Message: fmt.Sprintf("channel %q runs on another hub: join it at %s", channel, url), URL: url}
+}
