@@ -3,9 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,15 +23,7 @@ func TestFanoutWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := New(Options{API: hubAPI, MaxPerAddress: n + 1,
-		Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
-	srv := httptest.NewServer(svc)
-	defer func() { srv.Close(); svc.Close() }()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	_, url := startTestService(t, Options{MaxPerAddress: n + 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pub, err := joinChannel(ctx, url, api, "wide", 1)

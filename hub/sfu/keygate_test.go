@@ -2,10 +2,8 @@ package sfu
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,15 +129,7 @@ func TestKeyframeGateManyViewers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := New(Options{API: hubAPI, MaxPerAddress: n + 1, // every viewer comes from 127.0.0.1
-		Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
-	srv := httptest.NewServer(svc)
-	defer func() { srv.Close(); svc.Close() }()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	_, url := startTestService(t, Options{MaxPerAddress: n + 1}) // every viewer comes from 127.0.0.1
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	join := func(uid uint32) (*rtc.Client, error) { return joinChannel(ctx, url, api, "crowd", uid) }

@@ -2,8 +2,6 @@ package sfu
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,10 +22,7 @@ func TestNACKRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := New(Options{API: hubAPI, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
-	srv := httptest.NewServer(svc)
-	defer func() { srv.Close(); svc.Close() }()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	_, url := startTestService(t, Options{API: hubAPI})
 	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

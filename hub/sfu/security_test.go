@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,16 +38,11 @@ func securityHub(t *testing.T, o Options) (*Service, string, *webrtc.API) {
 		t.Fatal(err)
 	}
 	o.API = api
-	if o.Certificate == nil {
-		o.Certificate = func(app string) (string, bool) { return testCert, app == "demo" }
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	svc := New(o)
-	srv := httptest.NewServer(svc)
-	t.Cleanup(func() { srv.Close(); svc.Close() })
-	return svc, "ws" + strings.TrimPrefix(srv.URL, "http"), api
+	svc, url := startTestService(t, o)
+	return svc, url, api
 }
 
 func mintPrivs(t *testing.T, uid uint32, privs []string) string {

@@ -17,11 +17,25 @@ const testCert = "0123456789abcdef0123456789abcdef"
 
 func newTestService(t *testing.T) (*Service, string) {
 	t.Helper()
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
-	if err != nil {
-		t.Fatal(err)
+	return startTestService(t, Options{})
+}
+
+// startTestService serves a Service with options o on a loopback HTTP server until the test
+// ends and returns it with its signalling URL. Unset, the API is one like the hub's (no
+// per-subscriber NACK responder) and the demo App's certificate is testCert.
+func startTestService(t *testing.T, o Options) (*Service, string) {
+	t.Helper()
+	if o.API == nil {
+		api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true}) // as the hub's
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.API = api
 	}
-	svc := New(Options{API: api, Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
+	if o.Certificate == nil {
+		o.Certificate = func(app string) (string, bool) { return testCert, app == "demo" }
+	}
+	svc := New(o)
 	srv := httptest.NewServer(svc)
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return svc, "ws" + strings.TrimPrefix(srv.URL, "http")

@@ -2,8 +2,6 @@ package sfu
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,17 +68,9 @@ func TestWarmStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A second, not 100 ms: a loaded machine must not turn the warm case into the other.
 	const age = time.Second
-	svc := New(Options{API: hubAPI, WarmStartAge: age,
-		Certificate: func(app string) (string, bool) { return testCert, app == "demo" }})
-	srv := httptest.NewServer(svc)
-	defer func() { srv.Close(); svc.Close() }()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	svc, url := startTestService(t, Options{WarmStartAge: age})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
