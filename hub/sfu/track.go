@@ -41,10 +41,9 @@ type track struct {
 
 	// fwd is held while one packet is forwarded, and by a warm start (warmstart.go), so
 	// that a new subscriber gets the cached packets and then the live ones in order.
-	fwd        sync.Mutex
-	lastKey    keyStart // where the last whole keyframe began
-	newest     uint16   // the sequence number of the last packet forwarded
-	haveNewest bool
+	fwd     sync.Mutex
+	lastKey keyStart // where the last whole keyframe began
+	newest  uint16   // the sequence number of the last packet forwarded (set with lastKey)
 }
 
 // outlet is the track as one subscriber receives it.
@@ -148,7 +147,7 @@ func (t *track) forward(ctx context.Context) {
 		if start {
 			t.lastKey = keyStart{seq: pkt.SequenceNumber, at: time.Now(), ok: true}
 		}
-		t.newest, t.haveNewest = pkt.SequenceNumber, true
+		t.newest = pkt.SequenceNumber
 		fan.send(pkt, outlets, start)
 		t.fwd.Unlock()
 	}

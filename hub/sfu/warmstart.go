@@ -54,7 +54,7 @@ func (t *track) warmStart(o *outlet) bool {
 	t.fwd.Lock()
 	defer t.fwd.Unlock()
 	k := t.lastKey
-	if !o.waiting.Load() || !k.ok || !t.haveNewest || time.Since(k.at) > t.svc.opts.WarmStartAge || !o.canReceive() {
+	if !o.waiting.Load() || !k.ok || time.Since(k.at) > t.svc.opts.WarmStartAge || !o.canReceive() {
 		return false
 	}
 	n := int(t.newest-k.seq) + 1 // uint16 arithmetic: the sequence numbers wrap
