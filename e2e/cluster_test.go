@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,10 +105,8 @@ type clusterViewer struct {
 	entries        []string
 	key            string
 	uid, device    uint32
-	mu             sync.Mutex
-	lastPacket     time.Time
+	viewerClock           // faultrig_test.go; its mu guards the fields below too
 	joinedAt       string // the hub the current session joined (its signalling URL)
-	lastErr        error
 	sessions, next int
 }
 
@@ -176,22 +173,6 @@ func (v *clusterViewer) session(ctx context.Context, t *testing.T) error {
 		}
 		if ctx.Err() != nil || c.Err() != nil {
 			return c.Err()
-		}
-	}
-}
-
-// videoAfter waits for a video packet that arrived after t0 and returns when it did.
-func (v *clusterViewer) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(5 * time.Millisecond) {
-		v.mu.Lock()
-		last, err := v.lastPacket, v.lastErr
-		v.mu.Unlock()
-		if last.After(t0) {
-			return last
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no video at the viewer within %v (its last error: %v)", timeout, err)
 		}
 	}
 }

@@ -408,12 +408,10 @@ type rigViewer struct {
 	api          *webrtc.API
 	hub, channel string
 	uid, device  uint32
-	mu           sync.Mutex
+	viewerClock  // its mu guards the fields below too
 	packets      int
-	lastPacket   time.Time
 	maxGap       time.Duration // longest time between two video packets
 	sessions     int
-	lastErr      error
 	// token gets a subscriber token (default: a demo hub's loopback trust); tls for an
 	// https:// hub.
 	token func(ctx context.Context, channel string, uid uint32) (string, error)
@@ -571,8 +569,16 @@ func (v *rigViewer) read(ctx context.Context, track *webrtc.TrackRemote) (stop f
 	return func() { cancel(); <-done }
 }
 
+// viewerClock is what a test viewer knows of its video: when its last packet came, and why
+// its last session ended.
+type viewerClock struct {
+	mu         sync.Mutex
+	lastPacket time.Time
+	lastErr    error
+}
+
 // videoAfter waits for a video packet that arrived after t0 and returns when it did.
-func (v *rigViewer) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
+func (v *viewerClock) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
