@@ -35,19 +35,7 @@ func TestClusterIsolation(t *testing.T) {
 		mu.Unlock()
 		return control.State{State: control.StateIdle}, nil
 	}
-	dev, err := control.New(control.Options{URL: "tcp://" + nodes[0].mqtt, ID: "cam1", Username: "cam1", Password: pass["cam1"], Handler: handler})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dev.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-dev.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("cam1 not connected after 20 s")
-	}
+	dev := runDevice(t, "tcp://"+nodes[0].mqtt, "cam1", pass["cam1"], handler)
 	tp := dev.Topics()
 
 	// A device's login is refused with a wrong password or another device's name.

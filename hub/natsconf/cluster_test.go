@@ -255,19 +255,7 @@ func TestClusterFailover(t *testing.T) {
 		mu.Unlock()
 		return control.State{State: control.StateIdle}, nil
 	}
-	dev, err := control.New(control.Options{URL: strings.Join(urls, ","), ID: "cam1", Username: "cam1", Password: pass["cam1"], Handler: handler})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- dev.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-dev.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatal("device not connected to the cluster after 20 s")
-	}
+	dev := runDevice(t, strings.Join(urls, ","), "cam1", pass["cam1"], handler)
 	if dev.Broker() != urls[0] {
 		t.Fatalf("device on %s, want node A %s", dev.Broker(), urls[0])
 	}
@@ -306,4 +294,24 @@ func TestClusterFailover(t *testing.T) {
 	if ran["before"] != 1 || ran["after"] != 1 {
 		t.Errorf("runs: %v, want each command once", ran)
 	}
+}
+
+// runDevice runs a device's control client, logged in as id, on the brokers of url until the
+// test ends, and returns it once it is connected.
+func runDevice(t *testing.T, url, id, password string, handler control.Handler) *control.Client {
+	t.Helper()
+	dev, err := control.New(control.Options{URL: url, ID: id, Username: id, Password: password, Handler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- dev.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-dev.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("device %s not connected to %s after 20 s", id, url)
+	}
+	return dev
 }
