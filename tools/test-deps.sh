@@ -3,7 +3,7 @@
 # FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
 # coturn, the external TURN server the hub's credentials are checked against; redis-server for several
-# hubs) and the browser tests' npm packages.
+# hubs), the browser tests' npm packages and go2rtc (tools/go2rtc.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,3 +49,6 @@ if [ ! -d e2e/browser/node_modules/playwright-core ] || [ ! -d e2e/browser/node_
   echo "test-deps: npm ci (e2e/browser)"
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# go2rtc, built from the Go module proxy: the real outside WHEP client of e2e's TestGo2rtc.
+bash tools/go2rtc.sh >/dev/null
