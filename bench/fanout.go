@@ -276,16 +276,23 @@ func addViewers(ctx context.Context, e *env, f *fanout, rctx context.Context, ch
 }
 
 func closeAll(viewers []*viewer) {
+	inParallel(len(viewers), 8, func(i int) {
+		viewers[i].c.Close()
+		<-viewers[i].done
+	})
+}
+
+// inParallel runs fn(0) … fn(n-1), at most width at a time, and returns when all have.
+func inParallel(n, width int, fn func(i int)) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, v := range viewers {
+	sem := make(chan struct{}, width)
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v.c.Close()
-			<-v.done
+			fn(i)
 		}()
 	}
 	wg.Wait()

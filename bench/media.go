@@ -113,18 +113,22 @@ func readFrames(ctx context.Context, track *webrtc.TrackRemote, fn func(*frame) 
 	}
 }
 
-// publisher is a Go user publishing the synthetic camera as RTP it writes itself, so the
-// send time of each frame's first packet is known (keyed by RTP timestamp).
+// publisher publishes the synthetic camera as RTP it writes itself, so the send time of each
+// frame's first packet is known (keyed by RTP timestamp, and by the SEI's frame counter for
+// servers that rewrite timestamps). It is a Go user of the hub (startPublisher) or a WHIP
+// client (startWHIPPublisher); closeConn ends its connection.
 type publisher struct {
-	client *rtc.Client
-	track  *webrtc.TrackLocalStaticRTP
-	cam    *synth.Camera
-	cancel context.CancelFunc
-	done   chan struct{}
+	closeConn func()
+	track     *webrtc.TrackLocalStaticRTP
+	cam       *synth.Camera
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	mu      sync.Mutex
 	sent    map[uint32]time.Time
+	sentC   map[uint64]time.Time // by frame counter
 	order   []uint32
+	orderC  []uint64
 	packets atomic.Uint64
 	frames  atomic.Uint64
 	// packets per frame, IDR and other, for the figures' notes
@@ -140,8 +144,9 @@ func (p *publisher) isIDR(ts uint32) bool {
 
 const sentKept = 1024 // frames whose send time is remembered
 
-// startPublisher joins channel as uid and publishes width×height@30 until stop.
-func startPublisher(ctx context.Context, e *env, channel string, uid uint32, width, height int) (*publisher, error) {
+// newPublisher makes the camera (width×height@30, 2 s GOP) and the track, and starts writing
+// frames to the track (dropped until a connection is bound to it); the caller sets closeConn.
+func newPublisher(width, height int) (*publisher, error) {
 	cam, err := synth.NewCamera(synth.CameraOptions{Width: width, Height: height, FPS: 30})
 	if err != nil {
 		return nil, err
@@ -149,37 +154,54 @@ func startPublisher(ctx context.Context, e *env, channel string, uid uint32, wid
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: rtc.H264FmtpConstrainedBaseline}, "video", "bench-publisher")
 	if err != nil {
+		cam.Close()
 		return nil, err
 	}
+	pctx, cancel := context.WithCancel(context.Background())
+	p := &publisher{closeConn: func() {}, track: track, cam: cam, cancel: cancel, done: make(chan struct{}),
+		sent: map[uint32]time.Time{}, sentC: map[uint64]time.Time{}}
+	go p.run(pctx)
+	return p, nil
+}
+
+// startPublisher joins channel as uid and publishes width×height@30 until stop.
+func startPublisher(ctx context.Context, e *env, channel string, uid uint32, width, height int) (*publisher, error) {
 	c, _, err := e.joinWithToken(ctx, channel, uid)
 	if err != nil {
 		return nil, err
 	}
 	// The hub announces a track when its media arrives, and Publish waits for that: the
 	// frames flow (and are dropped until the connection is up) before Publish is called.
-	pctx, cancel := context.WithCancel(context.Background())
-	p := &publisher{client: c, track: track, cam: cam, cancel: cancel, done: make(chan struct{}), sent: map[uint32]time.Time{}}
-	go p.run(pctx)
-	senders, err := c.Publish(ctx, track)
+	p, err := newPublisher(width, height)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	p.closeConn = func() { c.Close() }
+	senders, err := c.Publish(ctx, p.track)
 	if err != nil {
 		p.stop()
 		return nil, err
 	}
-	go func() {
-		for {
-			pkts, _, err := senders[0].ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				switch p.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					cam.RequestKeyframe()
-				}
+	go p.answerKeyframeRequests(senders[0])
+	return p, nil
+}
+
+// answerKeyframeRequests reads the sender's RTCP until it ends; a PLI or FIR makes the next
+// frame an IDR.
+func (p *publisher) answerKeyframeRequests(s *webrtc.RTPSender) {
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pk := range pkts {
+			switch pk.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.cam.RequestKeyframe()
 			}
 		}
-	}()
-	return p, nil
+	}
 }
 
 func (p *publisher) run(ctx context.Context) {
@@ -193,6 +215,7 @@ func (p *publisher) run(ctx context.Context) {
 			return
 		}
 		payloads := pay.Payload(1200, s.Data)
+		counter, _, hasCounter := h264.ParseFrameInfo(s.Data)
 		now := time.Now()
 		p.mu.Lock()
 		p.sent[ts] = now
@@ -200,6 +223,14 @@ func (p *publisher) run(ctx context.Context) {
 		if len(p.order) > sentKept {
 			delete(p.sent, p.order[0])
 			p.order = p.order[1:]
+		}
+		if hasCounter {
+			p.sentC[counter] = now
+			p.orderC = append(p.orderC, counter)
+			if len(p.orderC) > sentKept {
+				delete(p.sentC, p.orderC[0])
+				p.orderC = p.orderC[1:]
+			}
 		}
 		p.mu.Unlock()
 		for i, pl := range payloads {
@@ -227,11 +258,19 @@ func (p *publisher) sentAt(ts uint32) (time.Time, bool) {
 	return t, ok
 }
 
+// sentAtCounter is when the first packet of the frame whose SEI carries counter was written.
+func (p *publisher) sentAtCounter(counter uint64) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.sentC[counter]
+	return t, ok
+}
+
 func (p *publisher) stop() {
 	p.cancel()
 	p.cam.Close()
 	<-p.done
-	p.client.Close()
+	p.closeConn()
 }
 
 // subscribeVideo subscribes c to uid's video and returns the track and when its first packet

@@ -205,24 +205,33 @@ func startHubProcess(ctx context.Context, bin, dir string, e env) (*hubProcess, 
 	e.hubURL = fmt.Sprintf("http://127.0.0.1:%d", web)
 	e.broker = fmt.Sprintf("tcp://127.0.0.1:%d", mq)
 	h := &hubProcess{child: c, env: e}
+	if err := awaitHTTP(ctx, c, "camhub", e.hubURL+"/healthz", true); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// awaitHTTP waits up to 15 s until url answers (with 200 when need200), or the child exits;
+// on failure the child is stopped.
+func awaitHTTP(ctx context.Context, c *child, name, url string, need200 bool) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(e.hubURL + "/healthz")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return h, nil
+			if !need200 || resp.StatusCode == http.StatusOK {
+				return nil
 			}
 		}
 		select {
 		case err := <-c.done:
 			c.log.Close()
-			return nil, fmt.Errorf("camhub exited: %v (log %s)", err, c.log.Name())
+			return fmt.Errorf("%s exited: %v (log %s)", name, err, c.log.Name())
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			h.stop()
-			return nil, fmt.Errorf("camhub did not answer /healthz in 15 s (log %s)", c.log.Name())
+			c.stop()
+			return fmt.Errorf("%s did not answer %s in 15 s (log %s)", name, url, c.log.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

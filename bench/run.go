@@ -11,7 +11,7 @@ import (
 )
 
 // Sections are the measurements Run knows, in the order it runs them.
-var Sections = []string{"join", "late", "glass", "chromium", "fanout", "agent", "audio", "size"}
+var Sections = []string{"join", "late", "glass", "chromium", "fanout", "peers", "agent", "audio", "size"}
 
 // Options choose what Run measures and how long it takes.
 type Options struct {
@@ -33,6 +33,7 @@ type sizes struct {
 	settle, window, agentWin  time.Duration
 	audioWin                  time.Duration
 	arches                    [][3]string // name, GOARCH, GOARM
+	peers                     peerOptions // section 8, side by side
 }
 
 func (o Options) sizes() sizes {
@@ -43,10 +44,12 @@ func (o Options) sizes() sizes {
 			settle: 500 * time.Millisecond, window: time.Second, agentWin: time.Second}
 	case o.Quick:
 		return sizes{joins: 5, lates: 5, glassFrames: 150, chromiumFrames: 300, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
-			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, audioWin: 5 * time.Second, arches: all[:1]}
+			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, audioWin: 5 * time.Second, arches: all[:1],
+			peers: peerOptions{Levels: []int{20}, Settle: time.Second, Window: 2 * time.Second, After: 5 * time.Second}}
 	}
 	return sizes{joins: 20, lates: 30, glassFrames: 1000, chromiumFrames: 1000, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
-		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, audioWin: 20 * time.Second, arches: all}
+		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, audioWin: 20 * time.Second, arches: all,
+		peers: peerOptions{Levels: []int{100, 200}, Settle: 2 * time.Second, Window: 5 * time.Second, After: 60 * time.Second}}
 }
 
 // Run measures, and returns the results even when a section failed (its error is noted in
@@ -143,7 +146,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	var hubBin, agentBin string
-	if want("fanout") || want("agent") || want("audio") || want("size") {
+	if want("fanout") || want("peers") || want("agent") || want("audio") || want("size") {
 		say("building camhub and camagent (CGO_ENABLED=0, -trimpath, -s -w)")
 		hubBin, agentBin = filepath.Join(dir, "camhub"), filepath.Join(dir, "camagent")
 		if err := build(ctx, o.Repo, "./cmd/camhub", hubBin); err != nil {
@@ -171,6 +174,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				fail("fan-out", err)
 			}
 			h.stop()
+		}
+	}
+	if want("peers") && hubBin != "" {
+		if err := measurePeers(ctx, o.Repo, hubBin, filepath.Join(dir, "peers"), api(), sz.peers, r, say); err != nil {
+			fail("side by side", err)
 		}
 	}
 	if want("agent") && hubBin != "" && agentBin != "" {
