@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +25,6 @@ import (
 	"github.com/camagent/camagent/hub/sfu"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
-	"github.com/camagent/camagent/web"
 )
 
 // Hub is a running hub.
@@ -320,90 +318,6 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.sfu.Close()
 	cancel()
 	return err
-}
-
-func (h *Hub) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /rtc", h.sfu)
-	mux.HandleFunc("POST /api/login", h.handleLogin)
-	mux.HandleFunc("POST /api/logout", h.authed(h.handleLogout))
-	mux.HandleFunc("GET /api/session", h.authed(h.handleSession))
-	mux.HandleFunc("POST /api/token", h.authed(h.handleToken))
-	mux.HandleFunc("GET /api/config", h.authed(h.handleConfig))
-	mux.HandleFunc("GET /api/devices", h.authed(h.handleDevices))
-	mux.HandleFunc("POST /api/devices/{id}/cmd", h.authed(h.handleCommand))
-	mux.HandleFunc("POST /api/devices/{id}/watch", h.authed(h.handleWatch))
-	mux.HandleFunc("POST /api/devices/{id}/unwatch", h.authed(h.handleUnwatch))
-	// The snapshot route checks its own credentials: a view channel's token counts (snapshot.go).
-	mux.HandleFunc("GET /api/devices/{id}/snapshot.jpg", h.handleSnapshot)
-	h.registerWHIP(mux) // WHIP and WHEP (whipauth.go)
-	mux.HandleFunc("GET /api/admin/users", h.admin(h.handleUsers))
-	mux.HandleFunc("POST /api/admin/users", h.admin(h.handleAddUser))
-	mux.HandleFunc("PUT /api/admin/users/{name}", h.admin(h.handleSetUser))
-	mux.HandleFunc("DELETE /api/admin/users/{name}", h.admin(h.handleDeleteUser))
-	mux.HandleFunc("GET /api/admin/devices", h.admin(h.handleEnrolled))
-	mux.HandleFunc("POST /api/admin/devices", h.admin(h.handleEnrol))
-	mux.HandleFunc("DELETE /api/admin/devices/{id}", h.admin(h.handleUnenrol))
-	mux.HandleFunc("GET /api/admin/keys", h.admin(h.handleKeys))
-	mux.HandleFunc("POST /api/admin/keys", h.admin(h.handleAddKey))
-	mux.HandleFunc("DELETE /api/admin/keys/{id}", h.admin(h.handleDeleteKey))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /metrics", h.authed(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-		if !p.CanMetrics() {
-			writeError(w, http.StatusForbidden, "FORBIDDEN", "/metrics needs an admin or a key with the metrics action (or use metricsListen)")
-			return
-		}
-		h.handleMetrics(w, r)
-	}))
-	mux.Handle("/", web.Handler())
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
-
-func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
-	defer h.writeRefusalMetrics(w)
-	defer h.writeClusterMetrics(w)
-	st := h.sfu.Stats()
-	online := 0
-	for _, d := range h.dir.Devices() {
-		if d.Status == "online" {
-			online++
-		}
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintf(w, "# HELP camhub_channels Channels with at least one user.\n# TYPE camhub_channels gauge\ncamhub_channels %d\n", st.Channels)
-	fmt.Fprintf(w, "# HELP camhub_users Users in all channels.\n# TYPE camhub_users gauge\ncamhub_users %d\n", st.Users)
-	fmt.Fprintf(w, "# HELP camhub_joins_total Successful joins.\n# TYPE camhub_joins_total counter\ncamhub_joins_total %d\n", st.Joins)
-	fmt.Fprintf(w, "# HELP camhub_joins_refused_total Joins refused (token or parameters).\n# TYPE camhub_joins_refused_total counter\ncamhub_joins_refused_total %d\n", st.Refused)
-	fmt.Fprintf(w, "# HELP camhub_ice_restarts_total ICE restarts, asked for by clients or started by the hub (a media path died, the session lived on).\n# TYPE camhub_ice_restarts_total counter\ncamhub_ice_restarts_total %d\n", st.ICERestarts)
-	fmt.Fprintf(w, "# HELP camhub_forwarded_packets_total RTP packets received from publishers and forwarded.\n# TYPE camhub_forwarded_packets_total counter\ncamhub_forwarded_packets_total %d\n", st.ForwardedPackets)
-	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
-	fmt.Fprintf(w, "# HELP camhub_nack_resent_packets_total Video packets sent again on subscribers' NACKs, from the hub's per-track cache.\n# TYPE camhub_nack_resent_packets_total counter\ncamhub_nack_resent_packets_total %d\n", st.NACKResent)
-	fmt.Fprintf(w, "# HELP camhub_nack_missed_packets_total Video packets NACKed that were no longer in the cache (256 per track).\n# TYPE camhub_nack_missed_packets_total counter\ncamhub_nack_missed_packets_total %d\n", st.NACKMissed)
-	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)
-}
-
-// writeRefusalMetrics adds the counts of refused requests and logins by kind.
-func (h *Hub) writeRefusalMetrics(w http.ResponseWriter) {
-	kinds, counts := h.refusals.snapshot()
-	fmt.Fprintf(w, "# HELP camhub_refused_total Requests, logins and MQTT connections refused, by kind (unauthenticated noise and attacks).\n# TYPE camhub_refused_total counter\n")
-	for i, k := range kinds {
-		fmt.Fprintf(w, "camhub_refused_total{kind=%q} %d\n", k, counts[i])
-	}
-	fmt.Fprintf(w, "# HELP camhub_web_sessions Logged-in web sessions.\n# TYPE camhub_web_sessions gauge\ncamhub_web_sessions %d\n", h.sessions.Len())
 }
 
 // dropRevoked disconnects the MQTT clients of devices and keys deleted since the last call.
