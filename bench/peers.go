@@ -18,6 +18,7 @@ type peerServer struct {
 	whip, whep string // endpoint URLs
 	pid        int
 	stop       func()
+	hub        *env // camhub's, for its /metrics; nil for the peers
 }
 
 // peerBinaries says where the peers' programs are, or why one is not run.
@@ -68,7 +69,7 @@ func startCamhubPeer(ctx context.Context, bin, dir string, e env) (*peerServer, 
 		return nil, err
 	}
 	return &peerServer{name: "camhub", id: "camhub", whip: h.hubURL + "/whip/demo/" + peersChannel,
-		whep: h.hubURL + "/whep/demo/" + peersChannel, pid: h.pid(), stop: h.stop}, nil
+		whep: h.hubURL + "/whep/demo/" + peersChannel, pid: h.pid(), stop: h.stop, hub: &h.env}, nil
 }
 
 // startGo2rtc runs go2rtc with everything on loopback: no RTSP, SRTP or RTMP listener, no

@@ -101,6 +101,8 @@ func addPeerFigures(r *Results, results []peerResult, o peerOptions) {
 					note = fmt.Sprintf("bench process (publisher, %d viewers) %.0f %%core", n, lv.selfCPU)
 				case m.id == "rss_per_viewer":
 					note = fmt.Sprintf("RSS %.0f MB", float64(lv.rssKB)/1024)
+				case m.id == "p50" && lv.warmStarts >= 0:
+					note = fmt.Sprintf("%.0f of the %d viewers started warm (camhub_warm_starts_total)", lv.warmStarts, n)
 				}
 				f := fig(p, id, name, m.unit, v, 0, note)
 				if m.unit == "ms" {

@@ -25,6 +25,7 @@ type peerLevel struct {
 	cpu, selfCPU, machine float64 // % of one core: the server, the bench process, the machine
 	rssKB                 int64
 	delivered             float64 // complete frames read ÷ (n × frames published), %
+	warmStarts            float64 // camhub: camhub_warm_starts_total after this level (-1: none)
 }
 
 // peerResult is one server's run; skipped says why it was not measured.
@@ -122,6 +123,12 @@ func measurePeer(ctx context.Context, s *peerServer, o peerOptions, res *peerRes
 		lv.cpu, lv.selfCPU, lv.machine = server.percent(), self.percent(), machine.percent()
 		lv.rssKB, _, _ = memKB(s.pid)
 		lv.lat = w.take()
+		lv.warmStarts = -1
+		if s.hub != nil {
+			if v, err := s.hub.metric("camhub_warm_starts_total"); err == nil {
+				lv.warmStarts = v
+			}
+		}
 		if sent := pub.frames.Load() - pubFrames0; n > 0 && sent > 0 {
 			lv.delivered = 100 * float64(w.frames.Load()-frames0) / float64(uint64(n)*sent)
 		}
@@ -144,6 +151,9 @@ func measurePeer(ctx context.Context, s *peerServer, o peerOptions, res *peerRes
 		say("  %s, %d viewers (added in %.0f s): p50/p95/p99 %.1f/%.1f/%.1f ms, delivered %.1f %%; CPU (%% of one core) %s %.1f, bench process %.0f, machine %.0f of %d00; RSS %.0f MB",
 			s.name, n, time.Since(t0).Seconds(), lv.lat.P(50), lv.lat.P(95), lv.lat.P(99), lv.delivered, s.name, lv.cpu, lv.selfCPU, lv.machine,
 			runtime.NumCPU(), float64(lv.rssKB)/1024)
+		if lv.warmStarts >= 0 {
+			say("  camhub: %.0f of the %d viewers so far started warm (camhub_warm_starts_total)", lv.warmStarts, n)
+		}
 	}
 	w.closeViewers(viewers)
 	closed = true

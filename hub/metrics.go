@@ -27,6 +27,7 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
 	fmt.Fprintf(w, "# HELP camhub_nack_resent_packets_total Video packets sent again on subscribers' NACKs, from the hub's per-track cache.\n# TYPE camhub_nack_resent_packets_total counter\ncamhub_nack_resent_packets_total %d\n", st.NACKResent)
 	fmt.Fprintf(w, "# HELP camhub_nack_missed_packets_total Video packets NACKed that were no longer in the cache (256 per track).\n# TYPE camhub_nack_missed_packets_total counter\ncamhub_nack_missed_packets_total %d\n", st.NACKMissed)
+	fmt.Fprintf(w, "# HELP camhub_warm_starts_total Video subscribers started at once from the publisher's last keyframe, which the hub still had, instead of waiting for a new one.\n# TYPE camhub_warm_starts_total counter\ncamhub_warm_starts_total %d\n", st.WarmStarts)
 	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)
 }
 
