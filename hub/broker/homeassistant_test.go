@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"context"
+	"strings"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -67,4 +70,67 @@ func TestHomeAssistantDiscoveryFilters(t *testing.T) {
 	if len(seen) != len(discovery["porch"])+len(discovery["garage"]) {
 		t.Errorf("the key on every device discovered %d entities, want %d", len(seen), len(discovery["porch"])+len(discovery["garage"]))
 	}
+}
+
+// TestAgentWithHomeAssistant runs the real device client as porch, with Home
+// Assistant discovery, and an integration on porch that commands it.
+func TestAgentWithHomeAssistant(t *testing.T) {
+	b, _ := fleet(t, Options{})
+	ha, haMsgs := login(t, b, "k1", nil)
+	if codes := subscribeCodes(t, ha, "homeassistant/+/porch/+/config", "camagent/porch/#", "homeassistant/status"); codes["camagent/porch/#"] != 1 || codes["homeassistant/+/porch/+/config"] != 1 {
+		t.Fatalf("integration on porch: SUBACK %v", codes)
+	}
+	if codes := subscribeCodes(t, ha, "camagent/+/state", "camagent/garage/state", "homeassistant/#"); codes["camagent/+/state"] != 0x80 || codes["camagent/garage/state"] != 0x80 || codes["homeassistant/#"] != 0x80 {
+		t.Fatalf("integration on porch reading beyond it: SUBACK %v", codes)
+	}
+
+	dev, err := control.New(control.Options{
+		URL: "tcp://" + b.Addr(), ID: "porch", Username: "porch", Password: "cam_d_porch",
+		HomeAssistant: control.HomeAssistant{Prefix: "homeassistant", DefaultChannel: "porch-call"},
+		Handler: func(_ context.Context, cmd control.Command) (control.State, error) {
+			return control.State{State: control.StateIdle}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- dev.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-dev.Ready():
+	case err := <-done:
+		t.Fatalf("device: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("device not connected after 10 s")
+	}
+	want := map[string]bool{}
+	for _, d := range control.DiscoveryMessages(dev.Topics(), control.HomeAssistant{Prefix: "homeassistant", DefaultChannel: "porch-call"}, "") {
+		want[d.Topic] = true
+	}
+	got := 0
+	for got < len(want) {
+		m := next(t, haMsgs)
+		if want[m.topic] {
+			got++
+		}
+	}
+	publish(t, ha, "camagent/porch/cmd", false, `{"id":"ha-1","action":"status"}`)
+	for {
+		m := next(t, haMsgs)
+		if m.topic == "camagent/porch/reply" {
+			if !strings.Contains(m.payload, `"id":"ha-1"`) || !strings.Contains(m.payload, `"ok":true`) {
+				t.Fatalf("reply %s", m.payload)
+			}
+			break
+		}
+	}
+	// The integration on porch cannot command garage.
+	garage, garageMsgs := login(t, b, "garage", nil)
+	subscribe(t, garage, "camagent/garage/cmd")
+	publish(t, ha, "camagent/garage/cmd", false, `{"id":"ha-2","action":"leave"}`)
+	hub, _ := login(t, b, "camhub", nil)
+	publish(t, hub, "camagent/garage/cmd", false, `{"id":"hub-1","action":"status"}`)
+	only(t, garageMsgs, message{"camagent/garage/cmd", `{"id":"hub-1","action":"status"}`, false})
 }
