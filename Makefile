@@ -24,9 +24,10 @@ test-deps: ## install what the tests need (apt: chromium, mosquitto, coturn, ffm
 test: test-deps vet test-go test-nat test-cross test-cross-check test-abi32 test-dist test-install fuzz ## install test dependencies, then run every test
 	@echo "make test: all passed"
 
-vet: ## go vet and gofmt
+vet: ## go vet, gofmt, and no hand-written Go file in hub/, rtc/, agent/ over 450 lines (tools/filesize.sh)
 	$(GO) vet ./...
 	$(GO) vet -tags nat ./nattest/
+	./tools/filesize.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
