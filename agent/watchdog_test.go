@@ -17,6 +17,9 @@ import (
 // the agent's heartbeat runs; a deadlocked agent (its state lock held forever, the test's
 // hung main loop) stops the pings; STOPPING=1 on shutdown.
 func TestWatchdogUnderNotifySocket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the watchdog's pings to stop: not in -short")
+	}
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})

@@ -276,6 +276,9 @@ func TestWill(t *testing.T) {
 // TestBrokerRestart restarts the broker, which forgets retained messages:
 // the device reconnects and publishes them again.
 func TestBrokerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts the brokers: not in -short")
+	}
 	eachBroker(t, func(t *testing.T, b testBroker) {
 		_, d := newAgentDevice(t, b.Addr(), "cam4")
 		tp := d.Topics()

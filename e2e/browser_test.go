@@ -27,6 +27,9 @@ const (
 // browser without H.264, token refusals) against a real hub and agent, then checks that both
 // browsers' voices reached the device's speaker.
 func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("headless browsers: not in -short")
+	}
 	node := needChromium(t)
 	if _, err := os.Stat("/usr/bin/firefox-esr"); err != nil {
 		t.Fatal("Debian's firefox-esr is needed for the browser tests: run `make test-deps`")

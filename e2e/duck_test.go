@@ -17,6 +17,9 @@ import (
 // 20 dB while the user talks to the device, and comes back once the user stops and the hold
 // is over. Without a talker nothing is ducked.
 func TestMicDuck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures the microphone's level for seconds: not in -short")
+	}
 	s := startSystemWith(t, func(c *agent.Config) { c.MicDuckDB, c.MicDuckHold = 20, 300*time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

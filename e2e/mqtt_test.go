@@ -242,6 +242,9 @@ func startHubOn(t *testing.T, brokerURL string) *hub.Hub {
 // back — status online, state joined with the user — within 5 s of the broker's return. On the
 // way it checks the stats event.
 func TestBrokerRestartDuringCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts a broker in a call: not in -short")
+	}
 	b := startMQBroker(t)
 	h := startHubOn(t, b.url())
 	dir := t.TempDir()

@@ -34,6 +34,9 @@ const guestToneHz = 700.0
 // but cannot talk or command, the admin can, the key commands its device only. Afterwards this
 // test reads the privileges of the tokens the browsers were given and the device's speaker.
 func TestSecureBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("headless browsers: not in -short")
+	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is needed for the browser tests")

@@ -285,6 +285,9 @@ func (s *secure) speakerEnergy() float64 {
 // attack must be refused and leave nothing behind, while the admin, the guest, the devices and
 // the key keep doing what they may.
 func TestSecurity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the attacks on three brokers: not in -short")
+	}
 	for _, b := range []string{"embedded", "embedded-tls", "mosquitto"} {
 		t.Run(b, func(t *testing.T) { testSecurity(t, b) })
 	}

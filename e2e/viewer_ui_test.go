@@ -21,6 +21,9 @@ import (
 // Screenshots go to $CAMAGENT_SCREENSHOTS, else to <temp dir>/camagent-viewer-screenshots (kept
 // after the test, overwritten by the next run); the test log prints the path.
 func TestViewerUIBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a headless browser: not in -short")
+	}
 	node := needChromium(t)
 	shots := os.Getenv("CAMAGENT_SCREENSHOTS")
 	if shots == "" {

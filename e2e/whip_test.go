@@ -89,6 +89,9 @@ func (e *whipEnv) speakerTone(hz float64) int {
 // resource (user-left for the others, the device released); and every attack is refused with
 // nothing happening.
 func TestWHIPWHEP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a whole WHIP and WHEP session with a device and its attacks: not in -short")
+	}
 	e := startWHIPEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -346,6 +349,9 @@ func isEvent(name string, uid uint32) func(*rtc.Message) bool { return rtctest.I
 // frame counter advance and hears its tone (whep.mjs), its fake microphone's tone plays on the
 // device's speaker, and its DELETE releases the device.
 func TestWHEPBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a headless browser: not in -short")
+	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is needed for the browser tests")

@@ -237,6 +237,9 @@ func identities(t *testing.T) (natsconf.Options, map[string]string) {
 // TestClusterFailover: a device connected with its own credential through node A of a 3-node
 // NATS cluster keeps answering commands after node A is killed, through B or C.
 func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a NATS node and waits for the fail-over: not in -short")
+	}
 	o, pass := identities(t)
 	conf, missing, err := natsconf.Config(o)
 	if err != nil || len(missing) != 0 {

@@ -17,6 +17,9 @@ import (
 // with its media flowing without a gap, one that does not is disconnected and the others are
 // told why.
 func TestTokenExpiryAndRenewal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for tokens to expire: not in -short")
+	}
 	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	svc := New(Options{API: api, Certificate: func(app string) (string, bool) { return testCert, app == "demo" },
 		WillExpireBefore: 2 * time.Second})

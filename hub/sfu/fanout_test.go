@@ -17,6 +17,9 @@ import (
 // TestFanoutWorkers: with more subscribers than one goroutine serves, split among workers,
 // every viewer still gets every frame, in order, from its first keyframe on.
 func TestFanoutWorkers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams to many subscribers: not in -short")
+	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3)) // three parts even on a one-core machine
 	n := 3*inlineFanout + 5
 	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})

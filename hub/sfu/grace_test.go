@@ -17,6 +17,9 @@ import (
 // rejoining within it, the others see no user-left (nor a second user-joined); not rejoining,
 // they get user-left with reason "timeout" once it is over.
 func TestReconnectGrace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the reconnect grace: not in -short")
+	}
 	api, _ := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	svc := New(Options{API: api, Certificate: func(app string) (string, bool) { return testCert, app == "demo" },
 		ReconnectGrace: time.Second, Logger: slog.New(slog.DiscardHandler)})

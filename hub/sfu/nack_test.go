@@ -17,6 +17,9 @@ import (
 // TestNACKRecovery: with 5 % of the video packets lost between hub and subscriber, the hub
 // resends them from its cache on NACK and every frame arrives complete.
 func TestNACKRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams through a lossy link until every frame is complete: not in -short")
+	}
 	loss := &rtctest.LossyLink{Rate: 0.05}
 	hubAPI, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true, NoNACKResponder: true, Interceptors: []interceptor.Factory{loss}})
 	if err != nil {

@@ -126,6 +126,9 @@ func near(f, want float64) bool { return math.Abs(f-want) < 15 }
 // the WHEP viewer's first frame is a keyframe although the publisher's camera makes one only
 // when asked; DELETE ends each resource and the others see user-left.
 func TestInterop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a whole call of WHIP, WHEP and SDK users: not in -short")
+	}
 	e, ctx, outside, sdk, events := startRoom(t)
 
 	start := time.Now()
@@ -288,6 +291,9 @@ func TestViewerSlotRefill(t *testing.T) {
 // hub resends them from its track cache, mapped to the viewer's slot numbering, on the
 // viewer's NACKs, and every frame arrives.
 func TestWHEPLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams through a lossy link until every frame is complete: not in -short")
+	}
 	loss := &rtctest.LossyLink{Rate: 0.05}
 	e := newEnvWith(t, []interceptor.Factory{loss})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
