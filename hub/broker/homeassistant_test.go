@@ -27,6 +27,7 @@ func TestHomeAssistantDiscoveryFilters(t *testing.T) {
 		for _, d := range discovery[id] {
 			publish(t, c, d.Topic, true, string(d.Payload))
 		}
+		settled(t, c, "camagent/"+id+"/cmd")
 	}
 	filters := []string{"homeassistant/+/+/config", "homeassistant/+/+/+/config"}
 	ha, msgs := login(t, b, "k1", nil)
@@ -59,6 +60,8 @@ func TestHomeAssistantDiscoveryFilters(t *testing.T) {
 	publish(t, devices["porch"], porch.Topic, true, string(porch.Payload))
 	only(t, msgs, message{porch.Topic, string(porch.Payload), false})
 	empty(t, msgs)
+	settled(t, devices["garage"], "camagent/garage/cmd")
+	settled(t, devices["porch"], "camagent/porch/cmd")
 
 	// A key on every device discovers both.
 	all, allMsgs := login(t, b, "k2", nil)

@@ -89,6 +89,16 @@ func publish(t *testing.T, c paho.Client, topic string, retained bool, payload s
 	}
 }
 
+// settled returns once the broker has delivered c's earlier publishes to their subscribers.
+// mochi answers PUBACK before it fans a message out, so a client subscribing right after the
+// PUBACK of a retained message may get it twice, retained and live; but it handles each
+// client's packets in order, so once c's SUBSCRIBE to filter is acknowledged its earlier
+// messages are out.
+func settled(t *testing.T, c paho.Client, filter string) {
+	t.Helper()
+	subscribeCodes(t, c, filter)
+}
+
 // only checks the next message is want, with nothing before it.
 func only(t *testing.T, msgs chan message, want message) {
 	t.Helper()
@@ -112,6 +122,7 @@ func TestDeviceCannotReadAnotherDevicesCommands(t *testing.T) {
 	hub, _ := login(t, b, "camhub", nil)
 	// A retained command, there before anyone subscribes.
 	publish(t, hub, "camagent/porch/cmd", true, `{"id":"r","action":"status"}`)
+	settled(t, hub, "camagent/porch/reply")
 
 	porch, porchMsgs := login(t, b, "porch", nil)
 	if codes := subscribeCodes(t, porch, "camagent/porch/cmd"); codes["camagent/porch/cmd"] != 1 {
