@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro scale clean
+.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro scale faults test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
