@@ -50,14 +50,8 @@ func TestHomeAssistantWHEP(t *testing.T) {
 	}
 	// go2rtc stops a source by closing its connection, without DELETE.
 	view.PC.Close()
-	gone := time.Now()
-	for e.deviceState("porch") != "idle " {
-		if time.Since(gone) > 60*time.Second {
-			t.Fatalf("porch still %q a minute after its only viewer closed its connection", e.deviceState("porch"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Logf("porch released %s after the viewer closed its connection without DELETE", time.Since(gone).Round(100*time.Millisecond))
+	took := e.waitIdle("porch", "its only viewer closed its connection", time.Now())
+	t.Logf("porch released %s after the viewer closed its connection without DELETE", took.Round(100*time.Millisecond))
 
 	// The refusals, with a real offer (the hub reads it before the credential).
 	offer := recvOffer(t, e.outside)

@@ -259,6 +259,19 @@ func (s *secure) deviceState(id string) string {
 	return "absent"
 }
 
+// waitIdle waits up to a minute for device id to be idle again after whatever happened at
+// since (what says what, for the failure), and returns how long it took.
+func (s *secure) waitIdle(id, what string, since time.Time) time.Duration {
+	s.t.Helper()
+	for s.deviceState(id) != "idle " {
+		if time.Since(since) > time.Minute {
+			s.t.Fatalf("%s still %q a minute after %s", id, s.deviceState(id), what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Since(since)
+}
+
 // joinView dials the hub and joins with a /watch answer, as the viewer page does; the client
 // closes when the test ends.
 func (s *secure) joinView(ctx context.Context, t *testing.T, appID, channel, tok string, uid uint32, who string) *rtc.Client {

@@ -4,7 +4,9 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -121,6 +123,43 @@ func (sl *slot) feedFor(t *track) *slotFeed {
 		return nil
 	}
 	return &slotFeed{slot: sl, pt: uint8(match.PayloadType)}
+}
+
+// preferOurCodecs orders the codecs of sender's m-line in the answer as rtc.Codecs does (the
+// device's H.264 profile first), not in the offer's order. A slot can carry any of them, but a
+// WHEP client that takes the answer's first codec as the one it will get (go2rtc 1.9, the
+// engine of Home Assistant's cameras, binds its consumers to it and leaves packets of another
+// payload type unread) then expects what a device sends.
+func preferOurCodecs(pc *webrtc.PeerConnection, sender *webrtc.RTPSender) error {
+	var tr *webrtc.RTPTransceiver
+	for _, t := range pc.GetTransceivers() {
+		if t.Sender() == sender {
+			tr = t
+		}
+	}
+	if tr == nil {
+		return errors.New("no transceiver for the slot")
+	}
+	negotiated := sender.GetParameters().Codecs
+	if len(negotiated) < 2 {
+		return nil
+	}
+	ours := rtc.Codecs()
+	rank := func(c webrtc.RTPCodecParameters) int {
+		best := 2 * len(ours)
+		for i, o := range ours {
+			if !strings.EqualFold(o.MimeType, c.MimeType) {
+				continue
+			}
+			if o.SDPFmtpLine == c.SDPFmtpLine {
+				return i
+			}
+			best = min(best, len(ours)+i) // same codec, other parameters: after every exact match
+		}
+		return best
+	}
+	slices.SortStableFunc(negotiated, func(a, b webrtc.RTPCodecParameters) int { return rank(a) - rank(b) })
+	return tr.SetCodecPreferences(negotiated)
 }
 
 // ready reports whether the slot is bound to the viewer's connection with this feed.

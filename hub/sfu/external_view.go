@@ -89,6 +89,9 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 			if err != nil {
 				return fail(rtc.Errorf(rtc.CodeNegotiation, "add %s track: %v", kind, err))
 			}
+			if err := preferOurCodecs(pc, sender); err != nil {
+				return fail(rtc.Errorf(rtc.CodeNegotiation, "order %s codecs: %v", kind, err))
+			}
 			sl.sender = sender
 			v.slots = append(v.slots, sl)
 		}

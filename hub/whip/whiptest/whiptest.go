@@ -75,8 +75,13 @@ func StatusOf(err error) int {
 	return 0
 }
 
-// Post sends pc's offer (after ICE gathering) to endpoint and applies the answer.
+// Post sends pc's offer (after ICE gathering) to endpoint and applies the answer; the answer
+// must come with a Location (RFC 9725 4.2).
 func Post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string) (*Session, error) {
+	return post(ctx, pc, endpoint, bearer, true)
+}
+
+func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string, needLocation bool) (*Session, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return nil, err
@@ -97,7 +102,7 @@ func Post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer strin
 	if status != http.StatusCreated {
 		return nil, &HTTPError{status, answer}
 	}
-	if loc == "" {
+	if loc == "" && needLocation {
 		return nil, errors.New("201 without a Location")
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
@@ -241,6 +246,16 @@ type Viewer struct {
 // View watches endpoint on videos video and audios audio m-lines; with talkHz, the first
 // audio m-line is sendrecv and sends that tone.
 func View(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos, audios int, talkHz float64) (*Viewer, error) {
+	return view(ctx, api, endpoint, bearer, videos, audios, talkHz, true)
+}
+
+// ViewNoLocation is View for a server whose 201 carries no Location (go2rtc 1.9's WHEP route):
+// its session cannot be deleted, only closed.
+func ViewNoLocation(ctx context.Context, api *webrtc.API, endpoint string, videos, audios int) (*Viewer, error) {
+	return view(ctx, api, endpoint, "", videos, audios, 0, false)
+}
+
+func view(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos, audios int, talkHz float64, needLocation bool) (*Viewer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
@@ -273,7 +288,7 @@ func View(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos,
 	for i := 0; i < audios; i++ {
 		pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv)
 	}
-	s, err := Post(ctx, pc, endpoint, bearer)
+	s, err := post(ctx, pc, endpoint, bearer, needLocation)
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -325,6 +340,32 @@ func Frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []u
 	}
 	return counters, firstIDR, nil
 }
+
+// AccessUnits reads n H.264 access units from track (Annex-B), counted whether or not they
+// carry a frame counter: some servers drop an access unit's leading SEI on the way (go2rtc
+// keeps it only behind an SPS, so only IDRs keep their counters).
+func AccessUnits(ctx context.Context, track *webrtc.TrackRemote, n int) ([][]byte, error) {
+	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+	var aus [][]byte
+	for len(aus) < n {
+		if ctx.Err() != nil {
+			return aus, ctx.Err()
+		}
+		track.SetReadDeadline(time.Now().Add(5 * time.Second))
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return aus, fmt.Errorf("read video: %w", err)
+		}
+		sb.Push(pkt)
+		for s := sb.Pop(); s != nil; s = sb.Pop() {
+			aus = append(aus, s.Data)
+		}
+	}
+	return aus, nil
+}
+
+// HasIDR reports whether an Annex-B access unit holds an IDR slice.
+func HasIDR(au []byte) bool { return hasIDR(au) }
 
 // hasIDR reports whether an Annex-B access unit holds an IDR slice.
 func hasIDR(au []byte) bool {
