@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -185,6 +186,9 @@ func cutFault(t *testing.T, nc *netCall, name string, d time.Duration, n int) {
 	})
 	r.check(t)
 	t.Logf("FAULT %s: %d rejoins of the agent over %d cuts", name, r.last.Rejoins, n)
+	sorted := slices.Clone(r.recover)
+	slices.Sort(sorted)
+	t.Logf("FAULT %s: every recovery, sorted: %v", name, sorted)
 }
 
 // TestFaultNetCut: the device's link is cut for 2 s (the call should carry on), for 30 s (the

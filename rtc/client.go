@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,17 @@ type ClientOptions struct {
 	RestartAfter time.Duration
 	// TLS configures wss:// (nil: the system's roots).
 	TLS *tls.Config
+	// PingInterval is how often the client pings the hub over the signalling socket (1 s);
+	// ReadTimeout is how long that socket may stay silent — no message, ping or pong from
+	// the hub — before the client ends (6 s: longer than a short network cut plus TCP's
+	// retransmission back-off after it, so a 2 s cut does not tear a call down). Negative
+	// PingInterval: no pings and no read deadline (liveness left to TCP).
+	PingInterval time.Duration
+	ReadTimeout  time.Duration
+	// ConnectTimeout bounds the TCP connect of Dial (2 s): a SYN lost to a network still
+	// down is retried on a fresh connect rather than by TCP's doubling SYN retransmissions,
+	// so a rejoin connects within about a second of the path coming back.
+	ConnectTimeout time.Duration
 }
 
 // Client is one user's connection to a hub: signalling plus the publish and subscribe peer
@@ -110,8 +122,11 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 	if o.API == nil {
 		return nil, errors.New("rtc: no webrtc API")
 	}
+	o.setLivenessDefaults()
 	url := HubWebSocketURL(o.URL)
-	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.TLS}
+	nd := &net.Dialer{Timeout: o.ConnectTimeout}
+	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.TLS,
+		NetDialContext: nd.DialContext}
 	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: connect to %s: %w", url, err)
@@ -124,10 +139,11 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
 		live: map[string]chan struct{}{}, kick: make(chan string, 2),
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.readLoop()
 	go c.offerLoop()
 	go c.watchPaths()
+	go c.pingLoop()
 	return c, nil
 }
 

@@ -6,21 +6,95 @@ package rtc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
+// ErrHubSilent ends a client whose hub sent nothing (no message, ping or pong) for
+// ReadTimeout: the path to it, or the hub, is gone though no TCP error says so yet.
+var ErrHubSilent = errors.New("rtc: hub silent")
+
+// Liveness defaults (ClientOptions.PingInterval, ReadTimeout, ConnectTimeout).
+const (
+	DefaultPingInterval   = time.Second
+	DefaultReadTimeout    = 6 * time.Second
+	DefaultConnectTimeout = 2 * time.Second
+)
+
+func (o *ClientOptions) setLivenessDefaults() {
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+}
+
+// alive pushes the read deadline on: the hub said something.
+func (c *Client) alive() {
+	if c.opts.PingInterval > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(c.opts.ReadTimeout))
+	}
+}
+
+// pingLoop pings the hub every PingInterval; the hub's pongs (and its own pings) keep the
+// read deadline from expiring.
+func (c *Client) pingLoop() {
+	defer c.wg.Done()
+	if c.opts.PingInterval < 0 {
+		return
+	}
+	tick := time.NewTicker(c.opts.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// WriteControl may run beside a WriteMessage (gorilla allows it); its deadline is
+		// short so a socket stuck behind a cut does not hold the loop.
+		err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.PingInterval))
+		if err != nil && c.ctx.Err() == nil && !errors.Is(err, websocket.ErrCloseSent) {
+			c.log.Debug("signalling ping not sent", "err", err)
+		}
+	}
+}
+
 func (c *Client) readLoop() {
 	defer c.wg.Done()
 	defer close(c.events)
+	c.alive()
+	c.conn.SetPongHandler(func(string) error { c.alive(); return nil })
+	c.conn.SetPingHandler(func(data string) error {
+		c.alive()
+		err := c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.opts.RequestTimeout))
+		var ne net.Error
+		if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
+			return nil // the read side decides when the socket is dead
+		}
+		return err
+	})
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.log.Warn("hub silent: signalling connection given up", "silent for", c.opts.ReadTimeout)
+				c.cancel(fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, c.opts.ReadTimeout, err))
+				return
+			}
 			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))
 			return
 		}
+		c.alive()
 		var m Message
 		if err := json.Unmarshal(data, &m); err != nil {
 			c.log.Warn("hub sent a message that is not JSON", "err", err)

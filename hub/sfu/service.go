@@ -49,6 +49,11 @@ type Options struct {
 
 	// JoinDeadline is how long a signalling socket may stay open without joining (10 s).
 	JoinDeadline time.Duration
+	// PingInterval is how often the hub pings each signalling socket (1 s); PongWait is how
+	// long a socket may stay silent (no message, ping or pong) before the hub closes it (6 s,
+	// longer than a short network cut plus TCP's retransmission back-off after it).
+	PingInterval time.Duration
+	PongWait     time.Duration
 	// MaxPerAddress caps the signalling sockets of one client address (32); the next is
 	// refused with 429 before the WebSocket upgrade.
 	MaxPerAddress int
@@ -74,6 +79,8 @@ type Options struct {
 // Defaults of the limits.
 const (
 	DefaultJoinDeadline  = 10 * time.Second
+	DefaultPingInterval  = time.Second
+	DefaultPongWait      = 6 * time.Second
 	DefaultWarmStartAge  = 100 * time.Millisecond
 	DefaultMaxPerAddress = 32
 	DefaultMaxSessions   = 2000
@@ -180,6 +187,8 @@ func New(o Options) *Service {
 		o.ClientAddr = remoteHost
 	}
 	setDefault(&o.JoinDeadline, DefaultJoinDeadline)
+	setDefault(&o.PingInterval, DefaultPingInterval)
+	setDefault(&o.PongWait, DefaultPongWait)
 	setDefault(&o.MaxPerAddress, DefaultMaxPerAddress)
 	setDefault(&o.MaxSessions, DefaultMaxSessions)
 	setDefault(&o.MessageRate, DefaultMessageRate)

@@ -17,11 +17,9 @@ import (
 )
 
 const (
-	sendQueue    = 256
-	pingInterval = 5 * time.Second
-	pongWait     = 12 * time.Second // a silent client is gone after this
-	writeWait    = 5 * time.Second
-	gatherWait   = 5 * time.Second
+	sendQueue  = 256
+	writeWait  = 5 * time.Second
+	gatherWait = 5 * time.Second
 	// restartAfter is how long a peer connection may stay disconnected (no packets for 3 s
 	// before that) before the hub restarts its ICE; a failed one restarts at once.
 	restartAfter = 2 * time.Second

@@ -16,9 +16,9 @@ import (
 func (s *session) readLoop() {
 	// A frame larger than the largest message ends the socket (close 1009) before it is read.
 	s.conn.SetReadLimit(rtc.MaxMessageBytes)
-	s.conn.SetReadDeadline(time.Now().Add(pongWait))
+	s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
 	s.conn.SetPongHandler(func(string) error {
-		return s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		return s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
 	})
 	// Client pings count as messages; over the limit they get no pong.
 	s.conn.SetPingHandler(func(data string) error {
@@ -44,7 +44,7 @@ func (s *session) readLoop() {
 			}
 			return
 		}
-		s.conn.SetReadDeadline(time.Now().Add(pongWait))
+		s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
 		var (
 			m  *rtc.Message
 			pe *rtc.Error
@@ -105,7 +105,7 @@ func (s *session) limit(m *rtc.Message) (limited, stop bool) {
 }
 
 func (s *session) writeLoop() {
-	ping := time.NewTicker(pingInterval)
+	ping := time.NewTicker(s.svc.opts.PingInterval)
 	defer ping.Stop()
 	for {
 		select {
