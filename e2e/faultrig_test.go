@@ -41,6 +41,9 @@ var (
 // directory; TestMain-free, so the directory is left in the system's temp dir of this run.
 func rigBinaries(t *testing.T) (hubBin, agentBin string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds camhub and camagent and runs them through faults: not in -short")
+	}
 	rigBinsOnce.Do(func() {
 		rigBinsDir, rigBinsErr = os.MkdirTemp("", "camagent-faults-")
 		for _, p := range []string{"camhub", "camagent"} {

@@ -33,6 +33,9 @@ func faultRepeats(t *testing.T, short int) int {
 		}
 		return n
 	}
+	if testing.Short() {
+		t.Skip("the fault matrix (seconds to minutes of restarts): not in -short")
+	}
 	return short
 }
 
