@@ -316,59 +316,55 @@ func (v *Viewer) Next(ctx context.Context, kind webrtc.RTPCodecType) (*webrtc.Tr
 // Frames reads H.264 access units from track until n have a frame counter; it returns the
 // counters and whether the first complete access unit was an IDR.
 func Frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []uint64, firstIDR bool, err error) {
-	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
 	first := true
-	for len(counters) < n {
-		if ctx.Err() != nil {
-			return counters, firstIDR, ctx.Err()
+	err = readAccessUnits(ctx, track, func(au []byte) bool {
+		if first {
+			first = false
+			firstIDR = HasIDR(au)
 		}
-		track.SetReadDeadline(time.Now().Add(5 * time.Second))
-		pkt, _, err := track.ReadRTP()
-		if err != nil {
-			return counters, firstIDR, fmt.Errorf("read video: %w", err)
+		if c, _, ok := h264.ParseFrameInfo(au); ok {
+			counters = append(counters, c)
 		}
-		sb.Push(pkt)
-		for s := sb.Pop(); s != nil; s = sb.Pop() {
-			if first {
-				first = false
-				firstIDR = hasIDR(s.Data)
-			}
-			if c, _, ok := h264.ParseFrameInfo(s.Data); ok {
-				counters = append(counters, c)
-			}
-		}
-	}
-	return counters, firstIDR, nil
+		return len(counters) >= n
+	})
+	return counters, firstIDR, err
 }
 
 // AccessUnits reads n H.264 access units from track (Annex-B), counted whether or not they
 // carry a frame counter: some servers drop an access unit's leading SEI on the way (go2rtc
 // keeps it only behind an SPS, so only IDRs keep their counters).
 func AccessUnits(ctx context.Context, track *webrtc.TrackRemote, n int) ([][]byte, error) {
-	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
 	var aus [][]byte
-	for len(aus) < n {
+	err := readAccessUnits(ctx, track, func(au []byte) bool {
+		aus = append(aus, au)
+		return len(aus) >= n
+	})
+	return aus, err
+}
+
+// readAccessUnits hands each complete access unit of track to enough until it says so.
+func readAccessUnits(ctx context.Context, track *webrtc.TrackRemote, enough func(au []byte) bool) error {
+	sb := samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+	for {
 		if ctx.Err() != nil {
-			return aus, ctx.Err()
+			return ctx.Err()
 		}
 		track.SetReadDeadline(time.Now().Add(5 * time.Second))
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
-			return aus, fmt.Errorf("read video: %w", err)
+			return fmt.Errorf("read video: %w", err)
 		}
 		sb.Push(pkt)
 		for s := sb.Pop(); s != nil; s = sb.Pop() {
-			aus = append(aus, s.Data)
+			if enough(s.Data) {
+				return nil
+			}
 		}
 	}
-	return aus, nil
 }
 
 // HasIDR reports whether an Annex-B access unit holds an IDR slice.
-func HasIDR(au []byte) bool { return hasIDR(au) }
-
-// hasIDR reports whether an Annex-B access unit holds an IDR slice.
-func hasIDR(au []byte) bool {
+func HasIDR(au []byte) bool {
 	for i := 0; i+3 < len(au); i++ {
 		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 && au[i+3]&0x1f == 5 {
 			return true
