@@ -10,7 +10,7 @@ import (
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/internal/backoff"
 	"github.com/camagent/camagent/rtc"
-	"github.com/pion/rtcp"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -137,7 +137,7 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 		if tracks[i] == webrtc.TrackLocal(c.video) {
 			onKeyframeRequest = c.cam.RequestKeyframe
 		}
-		s.goRun(func() { drainRTCP(snd, onKeyframeRequest) })
+		s.goRun(func() { peer.DrainRTCP(snd, peer.Feedback{Keyframe: onKeyframeRequest}) })
 	}
 	c.mu.Lock()
 	c.users = map[uint32]bool{}
@@ -152,23 +152,6 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 	}
 	c.log.Info("joined channel", "users", len(res.Users), "hub", client.URL())
 	return s, nil
-}
-
-// drainRTCP reads a sender's RTCP (pion's interceptors need it read) and answers keyframe
-// requests, until the sender's connection closes.
-func drainRTCP(s *webrtc.RTPSender, keyframe func()) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				keyframe()
-			}
-		}
-	}
 }
 
 // supervise is the call's connection loop: it follows the current session's events until

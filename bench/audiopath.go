@@ -14,6 +14,7 @@ import (
 	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -276,12 +277,6 @@ func publishBursts(ctx context.Context, c *rtc.Client, o *onsets) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
+	go peer.DrainRTCP(senders[0], peer.Feedback{})
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/rtc"
-	"github.com/pion/rtcp"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -190,18 +190,7 @@ func startPublisher(ctx context.Context, e *env, channel string, uid uint32, wid
 // answerKeyframeRequests reads the sender's RTCP until it ends; a PLI or FIR makes the next
 // frame an IDR.
 func (p *publisher) answerKeyframeRequests(s *webrtc.RTPSender) {
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			return
-		}
-		for _, pk := range pkts {
-			switch pk.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				p.cam.RequestKeyframe()
-			}
-		}
-	}
+	peer.DrainRTCP(s, peer.Feedback{Keyframe: p.cam.RequestKeyframe})
 }
 
 func (p *publisher) run(ctx context.Context) {

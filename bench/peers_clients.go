@@ -14,6 +14,7 @@ import (
 
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/hub/whip/whiptest"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -36,20 +37,11 @@ func loopbackClient(group int) *http.Client {
 // applies the 201's answer and returns the absolute Location ("" when the server gives none,
 // as go2rtc's WHEP route does).
 func postOffer(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, endpoint string) (string, error) {
-	offer, err := pc.CreateOffer(nil)
+	offer, err := peer.Offer(ctx, pc, nil, peer.Gathering{})
 	if err != nil {
-		return "", fmt.Errorf("create offer: %w", err)
+		return "", err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", fmt.Errorf("set offer: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(pc.LocalDescription().SDP))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(offer))
 	if err != nil {
 		return "", err
 	}

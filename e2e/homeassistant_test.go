@@ -11,6 +11,7 @@ import (
 	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/hub/whip/whiptest"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -120,10 +121,7 @@ func recvOffer(t *testing.T, api *webrtc.API) string {
 		_, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 		must(t, err, "transceiver")
 	}
-	offer, err := pc.CreateOffer(nil)
+	offer, err := peer.Offer(context.Background(), pc, nil, peer.Gathering{})
 	must(t, err, "offer")
-	done := webrtc.GatheringCompletePromise(pc)
-	must(t, pc.SetLocalDescription(offer), "local description")
-	<-done
-	return pc.LocalDescription().SDP
+	return offer
 }

@@ -1,6 +1,6 @@
 // client.go: the channel client's type, dialling and life (Dial, Leave, Close). Its other concerns:
 // client_signal.go (the socket, requests, join and renew), client_media.go (publish and
-// subscribe: offers, answers, gathering, tracks) and client_restart.go (path watch, ICE restarts).
+// subscribe: offers, answers, gathering, tracks) and client_restart.go (path watch, ICE restarts; the WebRTC core they share with the hub is rtc/peer).
 
 package rtc
 
@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 )
@@ -81,7 +82,7 @@ type Client struct {
 
 	pubMu    sync.Mutex // one publish negotiation at a time (Publish, ICE restarts)
 	restarts atomic.Uint64
-	kick     chan string // a connection the hub says lost its media path
+	paths    map[string]*peer.Path // ConnPublish/ConnSubscribe → its path watch (client_restart.go)
 	// hubRestart is when the hub last sent an ICE-restart offer (unix nanoseconds): the hub
 	// noticed a dead subscribe path first, so the client need not ask.
 	hubRestart atomic.Int64
@@ -137,12 +138,11 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 		events: make(chan *Message, 64), pending: map[uint64]chan *Message{},
 		tracks: map[string]TrackInfo{}, arrived: map[TrackInfo]*webrtc.TrackRemote{},
 		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
-		live: map[string]chan struct{}{}, kick: make(chan string, 2),
+		live: map[string]chan struct{}{}, paths: map[string]*peer.Path{},
 	}
-	c.wg.Add(4)
+	c.wg.Add(3)
 	go c.readLoop()
 	go c.offerLoop()
-	go c.watchPaths()
 	go c.pingLoop()
 	return c, nil
 }
@@ -186,13 +186,16 @@ func (c *Client) Close() error {
 	c.writeMu.Unlock()
 	c.conn.Close()
 	c.mu.Lock()
-	pub, sub := c.pub, c.sub
+	pub, sub, paths := c.pub, c.sub, c.paths
 	c.mu.Unlock()
 	if pub != nil {
 		pub.Close()
 	}
 	if sub != nil {
 		sub.Close()
+	}
+	for _, p := range paths {
+		p.Close() // waits for a restart in progress
 	}
 	c.wg.Wait()
 	return nil

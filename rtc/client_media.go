@@ -5,10 +5,11 @@ package rtc
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -52,57 +53,37 @@ func (c *Client) answerOffer(m *Message) error {
 		c.mu.Lock()
 		c.sub = pc
 		c.mu.Unlock()
+		c.watchPath(ConnSubscribe, pc)
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
 		return fmt.Errorf("rtc: apply hub offer: %w", err)
 	}
-	answer, err := pc.CreateAnswer(nil)
+	sdp, err := c.gathered(peer.Answer(c.ctx, pc, c.gathering()))
 	if err != nil {
-		return fmt.Errorf("rtc: create answer: %w", err)
+		return fmt.Errorf("rtc: answer: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fmt.Errorf("rtc: set answer: %w", err)
-	}
-	if err := c.gather(c.ctx, pc, gathered); err != nil {
-		return err
-	}
-	return c.write(&Message{Type: TypeAnswer, SDP: pc.LocalDescription().SDP})
+	return c.write(&Message{Type: TypeAnswer, SDP: sdp})
 }
 
 // relayGrace is how long gathering may go on once a relay candidate is there.
 const relayGrace = 500 * time.Millisecond
 
-// gather waits until ICE gathering is complete (done), but not for long: a TURN transport
-// that a firewall silently drops (UDP to 3478) takes pion about 25 s to give up on, while
-// the others are there in milliseconds. So it also returns relayGrace after the first relay
+// gathering is how the client waits for its candidates: not for long. A TURN transport that
+// a firewall silently drops (UDP to 3478) takes pion about 25 s to give up on, while the
+// others are there in milliseconds. So the wait also ends relayGrace after the first relay
 // candidate (the path of last resort is in hand), or at GatherTimeout with what there is.
-func (c *Client) gather(ctx context.Context, pc *webrtc.PeerConnection, done <-chan struct{}) error {
-	timeout := time.NewTimer(c.opts.GatherTimeout)
-	defer timeout.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var relayAt time.Time
-	for {
-		select {
-		case <-done:
-			return nil
-		case <-timeout.C:
-			c.log.Warn("ICE gathering incomplete; going on with the candidates gathered so far", "after", c.opts.GatherTimeout)
-			return nil
-		case now := <-tick.C:
-			if relayAt.IsZero() {
-				if d := pc.LocalDescription(); d != nil && strings.Contains(d.SDP, " typ relay") {
-					relayAt = now
-				}
-			} else if now.Sub(relayAt) >= relayGrace {
-				c.log.Info("ICE gathering: going on with a relay candidate, not waiting for the rest", "after", relayGrace)
-				return nil
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+func (c *Client) gathering() peer.Gathering {
+	return peer.Gathering{Timeout: c.opts.GatherTimeout, RelayGrace: relayGrace, Log: c.log}
+}
+
+// gathered passes on an offer's or answer's SDP; a gathering cut short by GatherTimeout is
+// not an error to the client, which goes on with the candidates it has.
+func (c *Client) gathered(sdp string, err error) (string, error) {
+	if errors.Is(err, peer.ErrGatherIncomplete) {
+		c.log.Warn("ICE gathering incomplete; going on with the candidates gathered so far", "after", c.opts.GatherTimeout)
+		return sdp, nil
 	}
+	return sdp, err
 }
 
 func (c *Client) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
@@ -176,6 +157,7 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		c.mu.Lock()
 		c.pub = pc
 		c.mu.Unlock()
+		c.watchPath(ConnPublish, pc)
 	}
 	var senders []*webrtc.RTPSender
 	var live []chan struct{}
@@ -217,18 +199,11 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 // negotiatePublish offers the publish connection's current tracks to the hub and applies its
 // answer. The caller holds pubMu.
 func (c *Client) negotiatePublish(ctx context.Context, pc *webrtc.PeerConnection, opts *webrtc.OfferOptions) error {
-	offer, err := pc.CreateOffer(opts)
+	sdp, err := c.gathered(peer.Offer(ctx, pc, opts, c.gathering()))
 	if err != nil {
-		return fmt.Errorf("rtc: create offer: %w", err)
+		return fmt.Errorf("rtc: publish offer: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("rtc: set offer: %w", err)
-	}
-	if err := c.gather(ctx, pc, gathered); err != nil {
-		return err
-	}
-	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: pc.LocalDescription().SDP})
+	r, err := c.request(ctx, &Message{Type: TypePublish, SDP: sdp})
 	if err != nil {
 		return err
 	}

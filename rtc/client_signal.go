@@ -119,10 +119,7 @@ func (c *Client) readLoop() {
 			}
 		case TypeEvent:
 			if m.Event == EventRestartICE {
-				select {
-				case c.kick <- m.Connection:
-				default:
-				}
+				c.lostAtHub(m.Connection)
 				continue
 			}
 			if m.Event == EventPublished {

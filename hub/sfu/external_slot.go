@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -232,16 +233,12 @@ func (sl *slot) resend(seqs []uint16) {
 // readRTCP drains the viewer's RTCP for the slot and relays its keyframe requests to the
 // slot's current source.
 func (sl *slot) readRTCP() {
-	for {
-		pkts, _, err := sl.sender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		if wantsKeyframe(pkts) {
+	peer.DrainRTCP(sl.sender, peer.Feedback{
+		Keyframe: func() {
 			if t := sl.source(); t != nil {
 				t.requestKeyframe()
 			}
-		}
-		sl.resend(nackedSeqs(pkts))
-	}
+		},
+		NACK: sl.resend,
+	})
 }

@@ -8,8 +8,10 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -60,19 +62,21 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 		return "", e
 	}
 	pc.OnTrack(func(remote *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, remote, r) })
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		s.log.Debug("viewer connection state", "state", st.String())
-		switch st {
-		case webrtc.PeerConnectionStateConnected:
+	// No ICE restart in WHEP: a connection that fails or closes ends the viewer.
+	end := func() {
+		if s.ctx.Err() != nil {
+			return // ending already (a DELETE closes the connection): keep its reason
+		}
+		s.setLeaveReason("timeout")
+		s.cancel()
+	}
+	peer.Watch(pc, peer.PathOptions{Log: s.log}, peer.PathEvents{
+		Up: func(bool) {
 			v.connected.Store(true)
 			v.poke()
-		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
-			if s.ctx.Err() != nil {
-				return // ending already (a DELETE closes the connection): keep its reason
-			}
-			s.setLeaveReason("timeout")
-			s.cancel()
-		}
+		},
+		Lost:   func(int, time.Time) { end() },
+		Closed: end,
 	})
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return fail(rtc.Errorf(rtc.CodeNegotiation, "apply offer: %v", err))
@@ -96,16 +100,9 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 			v.slots = append(v.slots, sl)
 		}
 	}
-	answer, err := pc.CreateAnswer(nil)
+	sdp, err := peer.Answer(s.ctx, pc, s.gathering())
 	if err != nil {
-		return fail(rtc.Errorf(rtc.CodeNegotiation, "create answer: %v", err))
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(rtc.Errorf(rtc.CodeNegotiation, "set answer: %v", err))
-	}
-	if err := s.wait(gathered); err != nil {
-		return fail(asProtoErr(err))
+		return fail(negotiationError("answer", err))
 	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
@@ -134,7 +131,7 @@ func (e *External) View(offer string, prefer uint32) (string, error) {
 			}
 		}
 	}()
-	return pc.LocalDescription().SDP, nil
+	return sdp, nil
 }
 
 // viewerOffer reads a WHEP offer: how many m-lines of each kind it receives on, and the

@@ -1,10 +1,12 @@
 package sfu
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -137,11 +139,11 @@ func TestMessageSizeBudget(t *testing.T) {
 	if err := client.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: off}); err != nil {
 		t.Fatal(err)
 	}
-	ans, _ := client.CreateAnswer(nil)
-	gathered := webrtc.GatheringCompletePromise(client)
-	client.SetLocalDescription(ans)
-	<-gathered
-	answer := len(client.LocalDescription().SDP)
+	ans, err := peer.Answer(context.Background(), client, peer.Gathering{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := len(ans)
 
 	pub, _ := api.NewPeerConnection(webrtc.Configuration{})
 	defer pub.Close()

@@ -13,6 +13,7 @@ import (
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -142,7 +143,7 @@ func TestKeyframeGateManyViewers(t *testing.T) {
 	var requests atomic.Int64
 	// The publisher answers every keyframe request, as the agent does.
 	publishSynthCamera(ctx, t, pub, func(cam *synth.Camera, pkts []rtcp.Packet) {
-		if wantsKeyframe(pkts) {
+		if peer.WantsKeyframe(pkts) {
 			requests.Add(1)
 			cam.RequestKeyframe()
 		}

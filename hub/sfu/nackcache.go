@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/camagent/camagent/rtc"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -35,19 +34,6 @@ func (c *packetCache) get(seq uint16) *rtp.Packet {
 		return p
 	}
 	return nil
-}
-
-// nackedSeqs returns the sequence numbers that RTCP asks to be sent again.
-func nackedSeqs(pkts []rtcp.Packet) []uint16 {
-	var seqs []uint16
-	for _, p := range pkts {
-		if n, ok := p.(*rtcp.TransportLayerNack); ok {
-			for _, pair := range n.Nacks {
-				seqs = append(seqs, pair.PacketList()...)
-			}
-		}
-	}
-	return seqs
 }
 
 // resendTo answers a subscriber's NACK for seqs from the track's cache.

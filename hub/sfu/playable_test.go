@@ -13,6 +13,7 @@ import (
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -65,7 +66,7 @@ func publishCameraAndTone(ctx context.Context, t *testing.T, url string, api *we
 	t.Cleanup(func() { pub.Close() })
 	keyframeRequests = &atomic.Int64{}
 	publishSynthCamera(ctx, t, pub, func(_ *synth.Camera, pkts []rtcp.Packet) {
-		if wantsKeyframe(pkts) {
+		if peer.WantsKeyframe(pkts) {
 			keyframeRequests.Add(1)
 		}
 	})
@@ -104,15 +105,12 @@ func (u *rawUser) answerOffers(ctx context.Context, pc *webrtc.PeerConnection, e
 				u.t.Errorf("apply the hub's offer: %v", err)
 				return
 			}
-			ans, err := pc.CreateAnswer(nil)
+			ans, err := peer.Answer(context.Background(), pc, peer.Gathering{})
 			if err != nil {
 				u.t.Errorf("answer: %v", err)
 				return
 			}
-			gathered := webrtc.GatheringCompletePromise(pc)
-			pc.SetLocalDescription(ans)
-			<-gathered
-			out, _ := json.Marshal(rtc.Message{Type: rtc.TypeAnswer, SDP: pc.LocalDescription().SDP})
+			out, _ := json.Marshal(rtc.Message{Type: rtc.TypeAnswer, SDP: ans})
 			u.write(out)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 )
@@ -191,16 +192,11 @@ func TestSubscribeConnectionCarriesNothingIn(t *testing.T) {
 	if _, err := pc.AddTrack(voice); err != nil { // turns the transceiver sendrecv
 		t.Fatal(err)
 	}
-	ans, err := pc.CreateAnswer(nil)
+	ans, err := peer.Answer(ctx, pc, peer.Gathering{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(ans); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	answer := strings.Replace(pc.LocalDescription().SDP, "a=recvonly", "a=sendrecv", -1)
+	answer := strings.Replace(ans, "a=recvonly", "a=sendrecv", -1)
 	if !strings.Contains(answer, "a=sendrecv") {
 		t.Fatal("the answer does not say sendrecv")
 	}

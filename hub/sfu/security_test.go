@@ -15,6 +15,7 @@ import (
 
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/gorilla/websocket"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -211,16 +212,11 @@ func (u *rawUser) join(uid uint32, tok string) rtc.Message {
 // offer makes pc's offer (gathered), edited by edit.
 func offer(t *testing.T, pc *webrtc.PeerConnection, edit func(string) string) string {
 	t.Helper()
-	o, err := pc.CreateOffer(nil)
+	o, err := peer.Offer(context.Background(), pc, nil, peer.Gathering{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return edit(pc.LocalDescription().SDP)
+	return edit(o)
 }
 
 // addDirection puts attr right after the first direction attribute of the m-line of kind.

@@ -5,102 +5,93 @@
 package sfu
 
 import (
+	"context"
+	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
 // newPeerConnection creates the user's publish or subscribe connection (which is
-// rtc.ConnPublish or rtc.ConnSubscribe).
+// rtc.ConnPublish or rtc.ConnSubscribe) and watches its media path (rtc/peer).
 func (s *session) newPeerConnection(which string) (*webrtc.PeerConnection, error) {
 	pc, err := s.svc.opts.API.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "create peer connection: %v", err)
 	}
-	var (
-		lost       atomic.Bool   // the media path died since it was last connected
-		restarting atomic.Bool   // and its ICE restart has begun
-		losses     atomic.Uint64 // restarts begun: a deadline belongs to one of them
-	)
-	// pathLost runs when the media path stays disconnected for restartAfter, or fails. The
-	// client may still be there (its signalling socket is what tells): ICE restarts over the
-	// socket. The hub restarts the subscribe connection it offers itself, and asks the client
-	// to restart the publish connection (the client may not have noticed: browsers take
-	// long, and when only its uplink died media still reaches it). Without a restart that
-	// brings the path back within ICERestartWait, the user is gone.
-	pathLost := func() {
-		if s.conn == nil { // no signalling to restart ICE over: the user is gone
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.setLeaveReason("timeout")
-			s.cancel()
-			return
-		}
-		if !restarting.CompareAndSwap(false, true) {
-			return
-		}
-		loss := losses.Add(1)
-		wait := s.svc.opts.ICERestartWait
-		s.log.Warn("media path lost; restarting ICE", "connection", which, "state", pc.ConnectionState().String(), "wait", wait)
-		if which == rtc.ConnSubscribe {
-			if err := s.restartSubscribe(); err != nil {
-				s.log.Warn("ICE restart of the subscribe connection", "err", err)
-			}
-		} else {
-			s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventRestartICE, Connection: rtc.ConnPublish})
-		}
-		s.after(wait, func() {
-			if losses.Load() != loss || pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
-				return // back, or lost again later: that loss has its own deadline
-			}
-			s.log.Warn("media path not restored; user lost", "connection", which, "state", pc.ConnectionState().String())
-			s.setLeaveReason("timeout")
-			s.cancel()
-		})
-	}
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		s.log.Debug("peer connection state", "connection", which, "state", st.String())
-		switch st {
-		case webrtc.PeerConnectionStateConnected:
-			restarting.Store(false)
-			wasLost := lost.Swap(false)
-			if wasLost {
-				s.log.Info("media path restored", "connection", which)
-			}
-			if which == rtc.ConnSubscribe {
-				s.requestFreshKeyframes()
-			} else if t := s.publishedTrack(rtc.KindVideo); t != nil && wasLost {
-				// Frames were lost while the path was down: the subscribers need a keyframe.
-				t.requestKeyframeNow()
-			}
-		case webrtc.PeerConnectionStateDisconnected:
-			lost.Store(true)
-			s.after(restartAfter, func() {
-				if st := pc.ConnectionState(); st == webrtc.PeerConnectionStateDisconnected || st == webrtc.PeerConnectionStateFailed {
-					pathLost()
-				}
-			})
-		case webrtc.PeerConnectionStateFailed:
-			lost.Store(true)
-			go pathLost()
-		}
+	wait := s.svc.opts.ICERestartWait
+	peer.Watch(pc, peer.PathOptions{
+		After: restartAfter,
+		Retry: func(int) time.Duration { return wait },
+		Log:   s.log.With("connection", which),
+	}, peer.PathEvents{
+		Up:   func(wasLost bool) { s.pathUp(which, wasLost) },
+		Lost: func(n int, _ time.Time) { s.pathLost(which, pc, n) },
 	})
 	return pc, nil
 }
 
-func (s *session) wait(done <-chan struct{}) error {
-	select {
-	case <-done:
-		return nil
-	case <-time.After(gatherWait):
-		return rtc.Errorf(rtc.CodeInternal, "ICE gathering did not complete in %s", gatherWait)
-	case <-s.ctx.Done():
+// pathUp runs each time a connection is connected: the subscriber needs a keyframe for what it
+// is sent, and after a loss the publisher's subscribers do too (frames were lost meanwhile).
+func (s *session) pathUp(which string, wasLost bool) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	if which == rtc.ConnSubscribe {
+		s.requestFreshKeyframes()
+	} else if t := s.publishedTrack(rtc.KindVideo); t != nil && wasLost {
+		t.requestKeyframeNow()
+	}
+}
+
+// pathLost runs when a connection's media path stayed disconnected for restartAfter, or
+// failed (n = 1), and again ICERestartWait after each restart while it is not back. The
+// client may still be there (its signalling socket is what tells): ICE restarts over the
+// socket. The hub restarts the subscribe connection it offers itself, and asks the client to
+// restart the publish connection (the client may not have noticed: browsers take long, and
+// when only its uplink died media still reaches it). Without a restart that brings the path
+// back within ICERestartWait, the user is gone.
+func (s *session) pathLost(which string, pc *webrtc.PeerConnection, n int) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	if s.conn == nil || n > 1 { // no signalling to restart ICE over, or the restart did not help
+		if n > 1 {
+			s.log.Warn("media path not restored; user lost", "connection", which, "state", pc.ConnectionState().String())
+		}
+		s.setLeaveReason("timeout")
+		s.cancel()
+		return
+	}
+	s.log.Warn("media path lost; restarting ICE", "connection", which, "state", pc.ConnectionState().String(), "wait", s.svc.opts.ICERestartWait)
+	if which == rtc.ConnSubscribe {
+		if err := s.restartSubscribe(); err != nil {
+			s.log.Warn("ICE restart of the subscribe connection", "err", err)
+		}
+		return
+	}
+	s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventRestartICE, Connection: rtc.ConnPublish})
+}
+
+// gathering is how the hub waits for its candidates: it has no TURN of its own to wait for,
+// so gathering completes in milliseconds; gatherWait bounds it anyway.
+func (s *session) gathering() peer.Gathering {
+	return peer.Gathering{Timeout: gatherWait, Log: s.log}
+}
+
+// negotiationError turns a failed offer or answer into the protocol's error: gathering that
+// did not complete (or a session that ended meanwhile) is the hub's fault, the rest the SDP's.
+func negotiationError(what string, err error) *rtc.Error {
+	if errors.Is(err, context.Canceled) {
 		return rtc.Errorf(rtc.CodeInternal, "session closed")
 	}
+	if errors.Is(err, peer.ErrGatherIncomplete) {
+		return rtc.Errorf(rtc.CodeInternal, "%s: %v", what, err)
+	}
+	return rtc.Errorf(rtc.CodeNegotiation, "%s: %v", what, err)
 }
 
 // renegotiate sends a new offer for the subscribe connection, or marks one as due when an
@@ -124,16 +115,9 @@ func (s *session) renegotiate() error {
 		opts = &webrtc.OfferOptions{ICERestart: true}
 		s.iceRestart = false
 	}
-	offer, err := pc.CreateOffer(opts)
+	sdp, err := peer.Offer(s.ctx, pc, opts, s.gathering())
 	if err != nil {
-		return rtc.Errorf(rtc.CodeNegotiation, "create offer: %v", err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return rtc.Errorf(rtc.CodeNegotiation, "set offer: %v", err)
-	}
-	if err := s.wait(gathered); err != nil {
-		return err
+		return negotiationError("subscribe offer", err)
 	}
 	tracks := map[string]rtc.TrackInfo{}
 	s.mu.Lock()
@@ -148,7 +132,7 @@ func (s *session) renegotiate() error {
 	s.mu.Unlock()
 	s.awaitingAnswer = true
 	s.restartSent = restarting
-	m := &rtc.Message{Type: rtc.TypeOffer, SDP: pc.LocalDescription().SDP, Tracks: tracks}
+	m := &rtc.Message{Type: rtc.TypeOffer, SDP: sdp, Tracks: tracks}
 	if restarting {
 		m.ICEServers = s.iceServers()
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -133,16 +134,13 @@ func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 		s.svc.refusedMedia.Add(1)
 		return fail(asProtoErr(err))
 	}
-	answer, err := pc.CreateAnswer(nil)
+	sdp, err := peer.Answer(s.ctx, pc, s.gathering())
 	if err != nil {
-		return fail(rtc.Errorf(rtc.CodeNegotiation, "publish: create answer: %v", err))
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(rtc.Errorf(rtc.CodeNegotiation, "publish: set answer: %v", err))
-	}
-	if err := s.wait(gathered); err != nil {
-		return nil, err
+		e := negotiationError("publish", err)
+		if e.Code != rtc.CodeNegotiation {
+			return nil, e // gathering or the session failed, not the offer: the connection stays
+		}
+		return fail(e)
 	}
 	// Kinds no longer received are unpublished now; new ones are announced when media arrives.
 	for _, kind := range []string{rtc.KindAudio, rtc.KindVideo} {
@@ -150,7 +148,7 @@ func (s *session) publish(m *rtc.Message) (*rtc.Message, error) {
 			s.unpublishKind(kind)
 		}
 	}
-	return &rtc.Message{SDP: pc.LocalDescription().SDP}, nil
+	return &rtc.Message{SDP: sdp}, nil
 }
 
 // resetPublish closes the publish connection pc (if it is still the session's) and

@@ -9,6 +9,7 @@ import (
 
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -96,18 +97,13 @@ func (s *session) subscriptions() int {
 	return len(s.subs)
 }
 
-// readRTCP drains a subscriber's RTCP for one track and relays keyframe requests.
+// readRTCP drains a subscriber's RTCP for one track: keyframe requests go to the publisher,
+// NACKs are answered from the track's cache.
 func (s *session) readRTCP(sender *webrtc.RTPSender, t *track) {
-	for {
-		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
-			return
-		}
-		if wantsKeyframe(pkts) {
-			t.requestKeyframe()
-		}
-		t.resendTo(s, nackedSeqs(pkts))
-	}
+	peer.DrainRTCP(sender, peer.Feedback{
+		Keyframe: t.requestKeyframe,
+		NACK:     func(seqs []uint16) { t.resendTo(s, seqs) },
+	})
 }
 
 func (s *session) unsubscribe(m *rtc.Message) (*rtc.Message, error) {

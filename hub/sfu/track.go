@@ -230,14 +230,3 @@ func vp8KeyframeStart(p []byte) bool {
 	}
 	return len(p) > i && p[i]&0x01 == 0 // P bit 0: key frame
 }
-
-// wantsKeyframe reports whether RTCP from a subscriber asks for a keyframe.
-func wantsKeyframe(pkts []rtcp.Packet) bool {
-	for _, p := range pkts {
-		switch p.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			return true
-		}
-	}
-	return false
-}

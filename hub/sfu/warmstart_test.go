@@ -9,6 +9,7 @@ import (
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -84,7 +85,7 @@ func TestWarmStart(t *testing.T) {
 	// One IDR a minute, and keyframe requests only counted: a viewer gets a picture only from
 	// the hub's cache, or once the test lets the publisher answer.
 	cam := publishCamera(ctx, t, pub, synth.CameraOptions{GOP: time.Minute}, func(cam *synth.Camera, pkts []rtcp.Packet) {
-		if wantsKeyframe(pkts) {
+		if peer.WantsKeyframe(pkts) {
 			requests.Add(1)
 			if answer.Load() {
 				cam.RequestKeyframe()

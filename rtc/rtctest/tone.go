@@ -10,6 +10,7 @@ import (
 	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 )
@@ -26,13 +27,7 @@ func PublishTone(ctx context.Context, c *rtc.Client, freq float64) (*webrtc.RTPS
 	if err != nil {
 		return nil, fmt.Errorf("publish tone: %w", err)
 	}
-	go func() {
-		for {
-			if _, _, err := senders[0].ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
+	go peer.DrainRTCP(senders[0], peer.Feedback{})
 	return senders[0], nil
 }
 

@@ -23,9 +23,9 @@ import (
 	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/opus"
 	"github.com/camagent/camagent/device/synth"
+	"github.com/camagent/camagent/rtc/peer"
 	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -82,20 +82,11 @@ func Post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer strin
 }
 
 func post(ctx context.Context, pc *webrtc.PeerConnection, endpoint, bearer string, needLocation bool) (*Session, error) {
-	offer, err := pc.CreateOffer(nil)
+	offer, err := peer.Offer(ctx, pc, nil, peer.Gathering{})
 	if err != nil {
 		return nil, err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return nil, err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	status, answer, loc, err := PostSDP(ctx, endpoint, bearer, "application/sdp", pc.LocalDescription().SDP)
+	status, answer, loc, err := PostSDP(ctx, endpoint, bearer, "application/sdp", offer)
 	if err != nil {
 		return nil, err
 	}
@@ -202,36 +193,13 @@ func Publish(ctx context.Context, api *webrtc.API, endpoint, bearer string, tone
 			video.WriteSample(media.Sample{Data: s.Data, Duration: s.Duration})
 		}
 	}()
-	go func() { // keyframe requests from the hub
-		for {
-			pkts, _, err := vs.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				switch p.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					cam.RequestKeyframe()
-				}
-			}
-		}
-	}()
-	drainRTCP(as.Sender())
+	go peer.DrainRTCP(vs.Sender(), peer.Feedback{Keyframe: cam.RequestKeyframe}) // the hub's keyframe requests
+	go peer.DrainRTCP(as.Sender(), peer.Feedback{})
 	s, err := Post(ctx, pc, endpoint, bearer)
 	if err != nil {
 		return fail(err)
 	}
 	return s, nil
-}
-
-func drainRTCP(s *webrtc.RTPSender) {
-	go func() {
-		for {
-			if _, _, err := s.ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
 }
 
 // Viewer is a WHEP client: recvonly video and audio m-lines, and optionally one sendrecv
@@ -282,7 +250,7 @@ func view(ctx context.Context, api *webrtc.API, endpoint, bearer string, videos,
 			pc.Close()
 			return nil, err
 		}
-		drainRTCP(tr.Sender())
+		go peer.DrainRTCP(tr.Sender(), peer.Feedback{})
 		audios--
 	}
 	for i := 0; i < audios; i++ {
