@@ -26,8 +26,11 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/hub/broker"
+	"github.com/camagent/camagent/hub/whip/whiptest"
 	"github.com/camagent/camagent/internal/backoff"
 	"github.com/camagent/camagent/rtc"
+	"github.com/camagent/camagent/rtc/rtctest"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -183,10 +186,11 @@ func (h *hubProc) stop(sig syscall.Signal) {
 	h.p = nil
 }
 
-// agentProc is camagent with synthetic devices and a metrics endpoint.
+// agentProc is camagent with synthetic devices (unless told otherwise) and a metrics endpoint.
 type agentProc struct {
 	t                                *testing.T
 	bin, id, mqtt, hub, dir, metrics string
+	camera, speaker                  string   // device SPECs; default test and a WAV file
 	logLevel                         string   // default warn
 	netns                            string   // run in this network namespace (ip netns exec)
 	env                              []string // more environment
@@ -212,8 +216,8 @@ func (a *agentProc) start() {
 	if level == "" {
 		level = cmp.Or(os.Getenv("FAULTS_AGENT_LOG_LEVEL"), "warn")
 	}
-	args := []string{"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", "test", "--microphone", "test",
-		"--speaker", "wav:" + filepath.Join(a.dir, "speaker.wav"), "--state-dir", filepath.Join(a.dir, "state"),
+	args := []string{"--id", a.id, "--mqtt", a.mqtt, "--hub", a.hub, "--camera", cmp.Or(a.camera, "test"), "--microphone", "test",
+		"--speaker", cmp.Or(a.speaker, "wav:"+filepath.Join(a.dir, "speaker.wav")), "--state-dir", filepath.Join(a.dir, "state"),
 		"--log-level", level}
 	bin := a.bin
 	if a.netns == "" {
@@ -406,15 +410,21 @@ func (b *rigBroker) stop(t *testing.T) {
 }
 
 // rigViewer is a Go viewer of the device's video that rejoins whenever its connection ends
-// (the hub died), like a viewer page that reconnects.
+// (the hub died), like a viewer page that reconnects. With listen it hears the device's
+// sound too, with tone it talks (a tone of that many Hz) to the device's speaker.
 type rigViewer struct {
 	api          *webrtc.API
 	hub, channel string
 	uid, device  uint32
+	listen       bool
+	tone         float64
 	viewerClock  // its mu guards the fields below too
 	packets      int
 	maxGap       time.Duration // longest time between two video packets
 	sessions     int
+	audio        int       // audio packets received from the device (listen)
+	lastAudio    time.Time // when the last one came
+	maxAudioGap  time.Duration
 	// token gets a subscriber token (default: a demo hub's loopback trust); tls for an
 	// https:// hub.
 	token func(ctx context.Context, channel string, uid uint32) (string, error)
@@ -427,11 +437,17 @@ func (v *rigViewer) packetCount() int {
 	return v.packets
 }
 
-// resetGap starts measuring the longest gap afresh.
+func (v *rigViewer) audioCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.audio
+}
+
+// resetGap starts measuring the longest gaps (video and audio) afresh.
 func (v *rigViewer) resetGap() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.maxGap = 0
+	v.maxGap, v.maxAudioGap = 0, 0
 }
 
 func (v *rigViewer) sessionCount() int {
@@ -446,6 +462,13 @@ func (v *rigViewer) longestGap() time.Duration {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return max(v.maxGap, time.Since(v.lastPacket))
+}
+
+// longestAudioGap is longestGap for the device's audio.
+func (v *rigViewer) longestAudioGap() time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return max(v.maxAudioGap, time.Since(v.lastAudio))
 }
 
 // run keeps the viewer in the channel until ctx ends.
@@ -463,6 +486,8 @@ func (v *rigViewer) run(ctx context.Context, t *testing.T) {
 }
 
 func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
+	ctx, cancel := context.WithCancel(ctx) // ends the tone with the session
+	defer cancel()
 	token := v.token
 	if token == nil {
 		token = func(ctx context.Context, channel string, uid uint32) (string, error) {
@@ -493,25 +518,45 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 	v.mu.Lock()
 	v.sessions++
 	v.mu.Unlock()
-	published := false
-	for _, u := range res.Users {
-		published = published || (u.UID == v.device && u.Video)
+	if v.tone > 0 {
+		if _, err := rtctest.PublishTone(ctx, c, v.tone); err != nil {
+			return err
+		}
 	}
-	// Follow the device: subscribe while it publishes video, and again after it comes back
-	// (its own connection died and it rejoined, while this viewer's lived on).
-	var stopReading func()
+	kinds := []string{rtc.KindVideo}
+	if v.listen {
+		kinds = append(kinds, rtc.KindAudio)
+	}
+	published := map[string]bool{}
+	for _, u := range res.Users {
+		if u.UID == v.device {
+			published[rtc.KindVideo], published[rtc.KindAudio] = u.Video, u.Audio
+		}
+	}
+	// Follow the device: subscribe while it publishes, and again after it comes back (its
+	// own connection died and it rejoined, while this viewer's lived on).
+	reading := map[string]func(){} // kind → stop its reader
 	defer func() {
-		if stopReading != nil {
-			stopReading()
+		for _, stop := range reading {
+			stop()
 		}
 	}()
+	drop := func(kind string) {
+		if stop := reading[kind]; stop != nil {
+			stop()
+			delete(reading, kind)
+			_ = c.Unsubscribe(ctx, v.device, kind)
+		}
+	}
 	for {
-		if published && stopReading == nil {
-			track, err := c.Subscribe(ctx, v.device, rtc.KindVideo)
-			if err != nil {
-				return err
+		for _, kind := range kinds {
+			if published[kind] && reading[kind] == nil {
+				track, err := c.Subscribe(ctx, v.device, kind)
+				if err != nil {
+					return err
+				}
+				reading[kind] = v.read(ctx, track, kind)
 			}
-			stopReading = v.read(ctx, track)
 		}
 		select {
 		case m, ok := <-c.Events():
@@ -521,20 +566,17 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 			if m.UID == nil || *m.UID != v.device {
 				continue
 			}
-			switch {
-			case m.Event == rtc.EventUserPublished && m.Kind == rtc.KindVideo:
-				published = true
-				if stopReading != nil { // published anew without a goodbye: a new track
-					stopReading()
-					stopReading = nil
-					_ = c.Unsubscribe(ctx, v.device, rtc.KindVideo)
-				}
-			case m.Event == rtc.EventUserLeft || (m.Event == rtc.EventUserUnpublished && m.Kind == rtc.KindVideo):
-				published = false
-				if stopReading != nil {
-					stopReading()
-					stopReading = nil
-					_ = c.Unsubscribe(ctx, v.device, rtc.KindVideo)
+			switch m.Event {
+			case rtc.EventUserPublished:
+				published[m.Kind] = true
+				drop(m.Kind) // published anew without a goodbye: a new track
+			case rtc.EventUserUnpublished:
+				published[m.Kind] = false
+				drop(m.Kind)
+			case rtc.EventUserLeft:
+				for _, kind := range kinds {
+					published[kind] = false
+					drop(kind)
 				}
 			}
 		case <-ctx.Done():
@@ -544,55 +586,106 @@ func (v *rigViewer) session(ctx context.Context, t *testing.T) error {
 }
 
 // read timestamps the track's packets until the returned stop is called (it waits for the
-// reader) or the track ends.
-func (v *rigViewer) read(ctx context.Context, track *webrtc.TrackRemote) (stop func()) {
+// reader) or the track ends; of video it notes the packets that complete an IDR too.
+func (v *rigViewer) read(ctx context.Context, track *webrtc.TrackRemote, kind string) (stop func()) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var depack codecs.H264Packet // Annex-B out, a fragmented NAL unit once whole
 		for rctx.Err() == nil {
 			until := time.Now().Add(200 * time.Millisecond)
 			track.SetReadDeadline(until)
-			if _, _, err := track.ReadRTP(); err != nil {
+			pkt, _, err := track.ReadRTP()
+			if err != nil {
 				if wait := time.Until(until); wait > 0 { // not the deadline: the track ended
 					time.Sleep(wait)
 				}
 				continue
 			}
 			now := time.Now()
-			v.mu.Lock()
-			if !v.lastPacket.IsZero() {
-				v.maxGap = max(v.maxGap, now.Sub(v.lastPacket))
+			idr := false
+			if kind == rtc.KindVideo {
+				nal, err := depack.Unmarshal(pkt.Payload)
+				idr = err == nil && whiptest.HasIDR(nal)
 			}
-			v.packets++
-			v.lastPacket = now
+			v.mu.Lock()
+			switch {
+			case kind == rtc.KindAudio:
+				if !v.lastAudio.IsZero() {
+					v.maxAudioGap = max(v.maxAudioGap, now.Sub(v.lastAudio))
+				}
+				v.audio++
+				v.lastAudio = now
+			default:
+				if !v.lastPacket.IsZero() {
+					v.maxGap = max(v.maxGap, now.Sub(v.lastPacket))
+				}
+				v.packets++
+				v.lastPacket = now
+				if idr {
+					v.lastIDR = now
+				}
+			}
 			v.mu.Unlock()
 		}
 	}()
 	return func() { cancel(); <-done }
 }
 
-// viewerClock is what a test viewer knows of its video: when its last packet came, and why
-// its last session ended.
+// viewerClock is what a test viewer knows of its video: when its last packet came (and
+// its last IDR, if it looks), and why its last session ended.
 type viewerClock struct {
 	mu         sync.Mutex
 	lastPacket time.Time
+	lastIDR    time.Time
 	lastErr    error
 }
 
 // videoAfter waits for a video packet that arrived after t0 and returns when it did.
 func (v *viewerClock) videoAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
 	t.Helper()
+	return v.after(t, "video", func() time.Time { return v.lastPacket }, t0, timeout)
+}
+
+// idrAfter waits for the end of an IDR that arrived after t0 and returns when it did.
+func (v *viewerClock) idrAfter(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	return v.after(t, "IDR", func() time.Time { return v.lastIDR }, t0, timeout)
+}
+
+// after waits until last() (read under mu) is after t0 and returns it.
+func (v *viewerClock) after(t *testing.T, what string, last func() time.Time, t0 time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	return waitAfter(t, &v.mu, "at the viewer", what, last, func() error {
+		if v.lastErr != nil {
+			return fmt.Errorf("viewer's last error: %w", v.lastErr)
+		}
+		return nil
+	}, t0, timeout)
+}
+
+// waitAfter polls last() (read under mu) until it is after t0 and returns it; on timeout
+// the test fails with "no WHAT WHERE within …" and why() (also read under mu), if not nil.
+func waitAfter(t *testing.T, mu *sync.Mutex, where, what string, last func() time.Time, why func() error, t0 time.Time, timeout time.Duration) time.Time {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		v.mu.Lock()
-		last, err := v.lastPacket, v.lastErr
-		v.mu.Unlock()
-		if last.After(t0) {
-			return last
+		mu.Lock()
+		at := last()
+		var err error
+		if why != nil {
+			err = why()
+		}
+		mu.Unlock()
+		if at.After(t0) {
+			return at
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no video at the viewer within %v (viewer's last error: %v)", timeout, err)
+			if err != nil {
+				t.Fatalf("no %s %s within %v (%v)", what, where, timeout, err)
+			}
+			t.Fatalf("no %s %s within %v", what, where, timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -10,6 +10,7 @@ package e2e
 // `make test` runs a few repetitions of each; `make faults` (FAULTS_REPEAT=20) the full run.
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
@@ -60,17 +61,30 @@ type faultCall struct {
 	// viewerOpts, if set, completes the viewer before it starts; with it the viewer's ICE is
 	// not limited to loopback (the call crosses network namespaces).
 	viewerOpts func(*rigViewer)
+	// agentOpts, if set, completes the agent before it starts (its devices, environment).
+	agentOpts func(*agentProc)
+	// viewerTone, if set, makes the viewer listen to the device and talk to it: a tone of
+	// this many Hz.
+	viewerTone float64
 }
 
 const faultChannel = "faults"
 
 func startFaultCall(t *testing.T, brokerURL string) *faultCall {
 	t.Helper()
+	return (&faultCall{broker: brokerURL, dev: "e2e-faults"}).start(t)
+}
+
+// start runs the hub and the agent of fc (broker, dev and the options set) and joins.
+func (fc *faultCall) start(t *testing.T) *faultCall {
+	t.Helper()
 	hubBin, agentBin := rigBinaries(t)
-	fc := &faultCall{broker: brokerURL, dev: "e2e-faults"}
-	fc.hub = newHubProc(t, hubBin, brokerURL)
+	fc.hub = newHubProc(t, hubBin, fc.broker)
 	fc.hub.start()
-	fc.agent = newAgentProc(t, agentBin, fc.dev, brokerURL, fc.hub.url())
+	fc.agent = newAgentProc(t, agentBin, fc.dev, fc.broker, fc.hub.url())
+	if fc.agentOpts != nil {
+		fc.agentOpts(fc.agent)
+	}
 	fc.agent.start()
 	fc.join(t)
 	return fc
@@ -88,20 +102,23 @@ func (fc *faultCall) join(t *testing.T) {
 		t.Fatalf("join reply %+v", r)
 	}
 	fc.devUID = r.State.UID
-	fc.viewer = startRigViewer(t, fc.hub.url(), fc.devUID, fc.viewerOpts)
+	fc.viewer = startRigViewer(t, fc.hub.url(), fc.devUID, fc.viewerOpts == nil, func(v *rigViewer) {
+		v.listen, v.tone = fc.viewerTone > 0, fc.viewerTone
+		if fc.viewerOpts != nil {
+			fc.viewerOpts(v)
+		}
+	})
 	fc.viewer.videoAfter(t, time.Now(), 20*time.Second)
 }
 
-// startRigViewer runs a viewer of device's video on hub until the test ends; opts (if not
-// nil) completes it, and then its ICE is not limited to loopback.
-func startRigViewer(t *testing.T, hub string, device uint32, opts func(*rigViewer)) *rigViewer {
+// startRigViewer runs a viewer of device's video on hub until the test ends; opts
+// completes it. loopback limits its ICE to loopback addresses.
+func startRigViewer(t *testing.T, hub string, device uint32, loopback bool, opts func(*rigViewer)) *rigViewer {
 	t.Helper()
-	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: opts == nil})
+	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: loopback})
 	must(t, err, "api")
 	v := &rigViewer{api: api, hub: hub, channel: faultChannel, uid: 7001, device: device}
-	if opts != nil {
-		opts(v)
-	}
+	opts(v)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); v.run(ctx, t) }()
@@ -112,7 +129,8 @@ func startRigViewer(t *testing.T, hub string, device uint32, opts func(*rigViewe
 // faultReport collects one fault's figures.
 type faultReport struct {
 	name        string
-	recover     []time.Duration // end of the fault → video again at the viewer
+	again       string          // what recovery is, e.g. "video again" (the default)
+	recover     []time.Duration // end of the fault → recovered (video again at the viewer)
 	first, last procSample
 }
 
@@ -127,7 +145,7 @@ func pct(ds []time.Duration, p float64) time.Duration {
 
 func (r *faultReport) check(t *testing.T) {
 	t.Helper()
-	t.Logf("FAULT %s: %d repetitions; video again p50 %v p95 %v max %v", r.name, len(r.recover),
+	t.Logf("FAULT %s: %d repetitions; %s p50 %v p95 %v max %v", r.name, len(r.recover), cmp.Or(r.again, "video again"),
 		pct(r.recover, .5).Round(time.Millisecond), pct(r.recover, .95).Round(time.Millisecond),
 		pct(r.recover, 1).Round(time.Millisecond))
 	t.Logf("FAULT %s: agent after the first: %v", r.name, r.first)
@@ -163,7 +181,17 @@ func hubFault(t *testing.T, name string, sig syscall.Signal, n int) {
 // has the recovery times and the agent's figures after the first and the last repetition.
 func repeatFault(t *testing.T, fc *faultCall, name string, n int, timeout time.Duration, fault func() time.Time) *faultReport {
 	t.Helper()
-	r := &faultReport{name: name}
+	return repeatFaultUntil(t, fc, name, "video again", n, timeout, fault, func(back time.Time) time.Time {
+		return fc.viewer.videoAfter(t, back, timeout)
+	})
+}
+
+// repeatFaultUntil is repeatFault with another measure of recovery: recovered waits (within
+// timeout) for it after the fault ended at back and returns when it came; again names it.
+func repeatFaultUntil(t *testing.T, fc *faultCall, name, again string, n int, timeout time.Duration,
+	fault func() time.Time, recovered func(back time.Time) time.Time) *faultReport {
+	t.Helper()
+	r := &faultReport{name: name, again: again}
 	// FAULTS_HEAP_DIR: the agent's heap profiles after the first and the last repetition,
 	// for go tool pprof -diff_base (docs/reliability.md).
 	heapDir := os.Getenv("FAULTS_HEAP_DIR")
@@ -178,7 +206,7 @@ func repeatFault(t *testing.T, fc *faultCall, name string, n int, timeout time.D
 	}
 	for i := range n {
 		back := fault()
-		at := fc.viewer.videoAfter(t, back, timeout)
+		at := recovered(back)
 		r.recover = append(r.recover, at.Sub(back))
 		fc.agent.waitState(control.StateJoined, timeout)
 		if i == 0 {
