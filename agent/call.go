@@ -162,7 +162,7 @@ func (c *call) start(first *session) {
 	c.setSession(first)
 	c.publishState()
 	if c.spk != nil { // speaker "null": nobody is listened to
-		spk := c.spk
+		var spk device.Speaker = &reportedSpeaker{Speaker: c.spk, c: c}
 		if c.duck != nil {
 			spk = heardSpeaker{Speaker: spk, duck: c.duck}
 		}
@@ -389,4 +389,26 @@ type heardSpeaker struct {
 func (h heardSpeaker) WriteFrame(pcm []int16) error {
 	h.duck.Heard(pcm)
 	return h.Speaker.WriteFrame(pcm)
+}
+
+// speakerEventEvery bounds how often a failing speaker is reported on MQTT: device/alsa
+// returns each aplay failure once, but a speaker that fails on every frame (a WAV file on
+// a full disk) would otherwise send fifty events a second.
+const speakerEventEvery = 10 * time.Second
+
+// reportedSpeaker publishes the speaker's failures as MQTT error events ("speaker: …"),
+// as the camera's and the microphone's are; the mixer (device/audio) logs them.
+type reportedSpeaker struct {
+	device.Speaker
+	c    *call
+	last time.Time // of the last event; only the mixer's goroutine writes
+}
+
+func (r *reportedSpeaker) WriteFrame(pcm []int16) error {
+	err := r.Speaker.WriteFrame(pcm)
+	if err != nil && time.Since(r.last) >= speakerEventEvery {
+		r.last = time.Now()
+		r.c.a.event(control.Event{Event: "error", Channel: r.c.p.channel, Error: "speaker: " + err.Error()})
+	}
+	return err
 }

@@ -156,6 +156,44 @@ func TestLoggerLevels(t *testing.T) {
 	}
 }
 
+// TestLoggerOneComponent: a logger derived from one with a component names only the new
+// component, in the old one's place, and keeps the other attributes and the new level.
+func TestLoggerOneComponent(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := Logger(&buf, "info", map[string]string{"alsa": "warn"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := log.With("component", "agent", "channel", "porch")
+	alsa := agent.With("component", "alsa", "pcm", "default")
+	alsa.Info("alsa-info") // alsa is at warn: dropped
+	alsa.Warn("aplay failed")
+	agent.Info("agent-info")
+	out := buf.String()
+	if strings.Contains(out, "alsa-info") {
+		t.Errorf("alsa's level not applied:\n%s", out)
+	}
+	want := []string{
+		`level=WARN msg="aplay failed" component=alsa channel=porch pcm=default`,
+		`level=INFO msg=agent-info component=agent channel=porch`,
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w+"\n") {
+			t.Errorf("want line %q in\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, "component="); n != 2 {
+		t.Errorf("%d components in two lines:\n%s", n, out)
+	}
+	// Without per-component levels the same holds.
+	buf.Reset()
+	log, _ = Logger(&buf, "info", nil, true)
+	log.With("component", "agent").With("component", "alsa").WithGroup("g").Info("x", "k", 1)
+	if got := buf.String(); got != "level=INFO msg=x component=alsa g.k=1\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
 func TestFileAndEnv(t *testing.T) {
 	type cfg struct {
 		A string `yaml:"a"`

@@ -44,11 +44,7 @@ func Logger(w io.Writer, level string, levels map[string]string, journal bool) (
 			return a
 		}
 	}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
-	if len(per) > 0 {
-		h = &componentHandler{inner: h, def: def, per: per, level: def}
-	}
-	return slog.New(h), nil
+	return slog.New(&componentHandler{base: slog.NewTextHandler(w, opts), def: def, per: per, level: def}), nil
 }
 
 func minLevel(a, b slog.Level) slog.Level {
@@ -58,25 +54,38 @@ func minLevel(a, b slog.Level) slog.Level {
 	return b
 }
 
-// componentHandler filters records by the level of their component.
+// componentHandler filters records by the level of their component, and keeps one
+// "component" per line: a logger derived from another with a component of its own (the
+// agent's logger handed to device/alsa, which adds component=alsa) names the new
+// component in the old one's place instead of printing both.
 type componentHandler struct {
-	inner slog.Handler
-	def   slog.Level
-	per   map[string]slog.Level
-	level slog.Level // of the component set by WithAttrs, or def
-	fixed bool       // a component was set by WithAttrs
+	base    slog.Handler // the text handler, before any WithAttrs
+	attrs   []slog.Attr  // every WithAttrs so far, component replaced in place
+	grouped bool         // WithGroup was called: attrs are no longer merged
+	inner   slog.Handler // base with attrs (nil: base)
+	def     slog.Level
+	per     map[string]slog.Level
+	level   slog.Level // of the component set by WithAttrs, or def
+	fixed   bool       // a component was set by WithAttrs
+}
+
+func (h *componentHandler) handler() slog.Handler {
+	if h.inner != nil {
+		return h.inner
+	}
+	return h.base
 }
 
 func (h *componentHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	if h.fixed {
-		return l >= h.level && h.inner.Enabled(ctx, l)
+		return l >= h.level && h.handler().Enabled(ctx, l)
 	}
 	// The component may still come with the record: let the most verbose level through.
-	return h.inner.Enabled(ctx, l)
+	return h.handler().Enabled(ctx, l)
 }
 
 func (h *componentHandler) Handle(ctx context.Context, r slog.Record) error {
-	if !h.fixed {
+	if !h.fixed && len(h.per) > 0 {
 		want := h.def
 		r.Attrs(func(a slog.Attr) bool {
 			if a.Key == "component" {
@@ -91,26 +100,58 @@ func (h *componentHandler) Handle(ctx context.Context, r slog.Record) error {
 			return nil
 		}
 	}
-	return h.inner.Handle(ctx, r)
+	return h.handler().Handle(ctx, r)
 }
 
 func (h *componentHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
-	c.inner = h.inner.WithAttrs(attrs)
+	replaced := false
 	for _, a := range attrs {
-		if a.Key == "component" {
-			c.fixed = true
-			c.level = h.def
-			if l, ok := h.per[strings.ToLower(a.Value.String())]; ok {
-				c.level = l
-			}
+		if a.Key != "component" {
+			continue
+		}
+		c.fixed = true
+		c.level = h.def
+		if l, ok := h.per[strings.ToLower(a.Value.String())]; ok {
+			c.level = l
+		}
+		if h.fixed && !h.grouped {
+			replaced = true
 		}
 	}
+	if !replaced {
+		c.attrs = append(h.attrs[:len(h.attrs):len(h.attrs)], attrs...)
+		c.inner = h.handler().WithAttrs(attrs)
+		return &c
+	}
+	// Rebuild from the base so that the earlier component's value is replaced where it stood.
+	merged := append([]slog.Attr(nil), h.attrs...)
+	for _, a := range attrs {
+		if a.Key == "component" {
+			if i := indexOf(merged, "component"); i >= 0 {
+				merged[i] = a
+				continue
+			}
+		}
+		merged = append(merged, a)
+	}
+	c.attrs = merged
+	c.inner = h.base.WithAttrs(merged)
 	return &c
+}
+
+func indexOf(attrs []slog.Attr, key string) int {
+	for i, a := range attrs {
+		if a.Key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 func (h *componentHandler) WithGroup(name string) slog.Handler {
 	c := *h
-	c.inner = h.inner.WithGroup(name)
+	c.grouped = true
+	c.inner = h.handler().WithGroup(name)
 	return &c
 }

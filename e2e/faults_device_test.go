@@ -107,15 +107,24 @@ func TestFaultSpeaker(t *testing.T) {
 	n := faultRepeats(t, 1)
 	hw := newDeviceRig(t)
 	fc := startDeviceFaultCall(t, hw, func(a *agentProc) { a.speaker = "alsa:faultspk" })
+	w := watchDevice(t, fc.broker, fc.dev)
 	name := fmt.Sprintf("speaker gone %v", speakerGone)
 	healthy, rep := time.Now(), 0
 	r := repeatFaultUntil(t, fc, name, "voice again at the speaker", n, 30*time.Second, func() time.Time {
 		time.Sleep(time.Until(healthy.Add(speakerHealthy)))
 		log, video0, audio0 := len(fc.agent.p.output()), fc.viewer.packetCount(), fc.viewer.audioCount()
+		from := w.mark()
 		gone := time.Now()
 		hw.tap.close()
 		fc.viewer.resetGap()
 		line := fc.agent.waitLog(t, log, "aplay failed; restarting", 10*time.Second)
+		if n := strings.Count(line, "component="); n != 1 {
+			t.Errorf("the agent's ALSA line names %d components, want 1: %s", n, line)
+		}
+		_, ev := w.wait(t, from, 10*time.Second, "speaker error event", func(m mqMsg) bool {
+			return strings.HasSuffix(m.topic, "/events") && strings.Contains(m.payload, `"speaker: `)
+		})
+		t.Logf("speaker gone: event %s", ev.payload)
 		time.Sleep(time.Until(gone.Add(speakerGone)))
 		seen, heard := fc.viewer.packetCount()-video0, fc.viewer.audioCount()-audio0
 		t.Logf("speaker gone: agent logged %s; meanwhile the viewer got %d video packets (longest gap %v) and %d audio packets (longest gap %v)",
