@@ -182,11 +182,14 @@ func Parse(text string, certificates func(appID, kid string) (string, bool)) (*C
 		return nil, refuse(ReasonMalformed, "token has no signature")
 	}
 	payload, sigText := text[:dot], text[dot+1:]
-	body, err := base64.RawURLEncoding.DecodeString(payload[len(prefix):])
+	// Strict: a token has one spelling (no unused bits set in a last character), so that
+	// a log, a cache or a revocation list keyed by the text cannot be sidestepped.
+	b64 := base64.RawURLEncoding.Strict()
+	body, err := b64.DecodeString(payload[len(prefix):])
 	if err != nil {
 		return nil, refuse(ReasonMalformed, "token claims are not base64url")
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(sigText)
+	sig, err := b64.DecodeString(sigText)
 	if err != nil {
 		return nil, refuse(ReasonMalformed, "token signature is not base64url")
 	}
