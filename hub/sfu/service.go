@@ -71,6 +71,10 @@ type Options struct {
 	// WarmStartAge: a new video subscriber starts at once from the publisher's last keyframe
 	// when it is at most this old (100 ms; negative: never, always ask for a new keyframe).
 	WarmStartAge time.Duration
+	// GiveBackQuiet: when the users have fallen to half their peak (by 10 or more) and no one
+	// has left for this long, the hub returns the freed memory to the OS (giveback.go; 5 s,
+	// at most every 30 s; negative: never).
+	GiveBackQuiet time.Duration
 	// Placer, when set, decides which hub of a cluster runs a channel: a join whose channel
 	// runs elsewhere is answered REDIRECT (placer.go).
 	Placer Placer
@@ -137,6 +141,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	channels map[channelKey]*channel
+	giveBack *giveBack // counts users in and out (nil: off)
 
 	connMu  sync.Mutex
 	conns   int            // signalling sockets open
@@ -199,10 +204,15 @@ func New(o Options) *Service {
 	if o.WarmStartAge == 0 { // negative stays: no warm starts
 		o.WarmStartAge = DefaultWarmStartAge
 	}
+	if o.GiveBackQuiet == 0 { // negative stays: never
+		o.GiveBackQuiet = DefaultGiveBackQuiet
+	}
 	ctx, cancel := context.WithCancel(context.Background())
+	log := o.Logger.With("component", "sfu")
 	return &Service{
 		opts:     o,
-		log:      o.Logger.With("component", "sfu"),
+		log:      log,
+		giveBack: newGiveBack(o.GiveBackQuiet, log),
 		ctx:      ctx,
 		cancel:   cancel,
 		channels: map[channelKey]*channel{},
@@ -298,6 +308,7 @@ func (s *Service) noisy(level slog.Level, addr, msg string, args ...any) {
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	s.giveBack.close()
 	return nil
 }
 
@@ -362,6 +373,9 @@ func (s *Service) enter(key channelKey, uid uint32, sess *session, takeover bool
 		return nil, nil, rtc.Errorf(rtc.CodeUIDInUse, "uid %d is in use in this channel; only a token for uid %d may take it over", uid, uid)
 	}
 	c.users[uid] = sess
+	if old == nil {
+		s.giveBack.joined()
+	}
 	return c, old, nil
 }
 
@@ -379,6 +393,7 @@ func (s *Service) exit(c *channel, uid uint32, sess *session) bool {
 	if len(c.users) == 0 && s.channels[c.key] == c {
 		delete(s.channels, c.key)
 	}
+	s.giveBack.left()
 	return true
 }
 
