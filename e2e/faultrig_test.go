@@ -25,8 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/hub/broker"
-	"github.com/camagent/camagent/hub/whip/whiptest"
 	"github.com/camagent/camagent/internal/backoff"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
@@ -607,7 +607,7 @@ func (v *rigViewer) read(ctx context.Context, track *webrtc.TrackRemote, kind st
 			idr := false
 			if kind == rtc.KindVideo {
 				nal, err := depack.Unmarshal(pkt.Payload)
-				idr = err == nil && whiptest.HasIDR(nal)
+				idr = err == nil && h264.IsKeyframe(nal)
 			}
 			v.mu.Lock()
 			switch {

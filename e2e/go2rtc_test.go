@@ -110,7 +110,7 @@ func (g *go2rtcProc) streamInfo(stream string) string {
 // of IDRs among aus.
 func go2rtcCounters(aus [][]byte) (counters []uint64, idrs int) {
 	for _, au := range aus {
-		if whiptest.HasIDR(au) {
+		if h264.IsKeyframe(au) {
 			idrs++
 		}
 		if c, _, ok := h264.ParseFrameInfo(au); ok {
@@ -166,8 +166,8 @@ func TestGo2rtc(t *testing.T) {
 	must(t, err, "porch's access units through go2rtc")
 	counters, idrs := go2rtcCounters(aus)
 	t.Logf("through go2rtc: %d access units (%d IDRs, counters %v, first an IDR: %v) within %s of the viewer's POST",
-		len(aus), idrs, counters, whiptest.HasIDR(aus[0]), time.Since(start).Round(time.Millisecond))
-	if !whiptest.HasIDR(aus[0]) {
+		len(aus), idrs, counters, h264.IsKeyframe(aus[0]), time.Since(start).Round(time.Millisecond))
+	if !h264.IsKeyframe(aus[0]) {
 		t.Errorf("the first access unit through go2rtc is not an IDR")
 	}
 	if len(counters) < 2 || counters[len(counters)-1] <= counters[0] {
@@ -194,7 +194,7 @@ func TestGo2rtc(t *testing.T) {
 	aus2, err := whiptest.AccessUnits(ctx, vt2, 20)
 	must(t, err, "the second viewer's access units")
 	_, idrs2 := go2rtcCounters(aus2)
-	t.Logf("go2rtc's second viewer: %d access units, %d IDRs, the first an IDR: %v", len(aus2), idrs2, whiptest.HasIDR(aus2[0]))
+	t.Logf("go2rtc's second viewer: %d access units, %d IDRs, the first an IDR: %v", len(aus2), idrs2, h264.IsKeyframe(aus2[0]))
 	if n := e.hub.SFU().Stats().Joins - joins; n != 0 {
 		t.Errorf("go2rtc's second viewer made %d more joins at the hub, want none (it shares go2rtc's connection)", n)
 	}

@@ -101,11 +101,15 @@ func NALType(nal []byte) byte {
 	return nal[0] & 0x1f
 }
 
-// IsKeyframe reports whether an Annex-B access unit contains an IDR slice.
+// IsKeyframe reports whether an Annex-B access unit contains an IDR slice. It scans the
+// start codes in place (no allocation: the hub calls it per access unit).
 func IsKeyframe(au []byte) bool {
-	for _, nal := range SplitAnnexB(au) {
-		if NALType(nal) == NALIDR {
-			return true
+	for i := 0; i+3 < len(au); i++ {
+		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 {
+			if au[i+3]&0x1f == NALIDR {
+				return true
+			}
+			i += 2
 		}
 	}
 	return false

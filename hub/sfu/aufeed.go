@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -172,7 +173,7 @@ func (f *auFeed) lost() {
 
 // emit sends the access unit assembled so far, unless it is damaged or cannot be decoded.
 func (f *auFeed) emit() {
-	key := hasIDR(f.au)
+	key := h264.IsKeyframe(f.au)
 	switch {
 	case f.broken || len(f.au) == 0:
 		return
@@ -212,19 +213,6 @@ func (f *auFeed) emit() {
 		off += n
 	}
 	f.sent.Add(1)
-}
-
-// hasIDR reports whether an Annex B access unit holds an IDR slice (NAL unit type 5).
-func hasIDR(au []byte) bool {
-	for i := 0; i+3 < len(au); i++ {
-		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 {
-			if au[i+3]&0x1f == 5 {
-				return true
-			}
-			i += 2
-		}
-	}
-	return false
 }
 
 // auContext binds a subscriber's TrackLocalStaticRTP to its auFeed (webrtc.TrackLocalContext).

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/device/h264"
 	"github.com/camagent/camagent/device/synth"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
@@ -278,7 +279,7 @@ func TestDataChannelSubscription(t *testing.T) {
 			t.Fatalf("%d access units", len(got))
 		}
 	}
-	if got[0].flags&dcFlagKey == 0 || !hasIDR(got[0].data) {
+	if got[0].flags&dcFlagKey == 0 || !h264.IsKeyframe(got[0].data) {
 		t.Errorf("the first access unit is not a keyframe (flags %#x)", got[0].flags)
 	}
 	for i, u := range got {

@@ -288,7 +288,7 @@ func Frames(ctx context.Context, track *webrtc.TrackRemote, n int) (counters []u
 	err = readAccessUnits(ctx, track, func(au []byte) bool {
 		if first {
 			first = false
-			firstIDR = HasIDR(au)
+			firstIDR = h264.IsKeyframe(au)
 		}
 		if c, _, ok := h264.ParseFrameInfo(au); ok {
 			counters = append(counters, c)
@@ -329,16 +329,6 @@ func readAccessUnits(ctx context.Context, track *webrtc.TrackRemote, enough func
 			}
 		}
 	}
-}
-
-// HasIDR reports whether an Annex-B access unit holds an IDR slice.
-func HasIDR(au []byte) bool {
-	for i := 0; i+3 < len(au); i++ {
-		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 && au[i+3]&0x1f == 5 {
-			return true
-		}
-	}
-	return false
 }
 
 // ToneOf decodes about a second of Opus from track and returns its dominant frequency.
