@@ -38,6 +38,7 @@ var ErrClosed = errors.New("alsa: closed")
 // Defaults of Options.
 const (
 	DefaultPlaybackBuffer = 60 * time.Millisecond
+	DefaultPlaybackStart  = 20 * time.Millisecond
 	DefaultCaptureBuffer  = 200 * time.Millisecond
 	DefaultCapturePeriod  = 20 * time.Millisecond
 	DefaultQueueFrames    = 3
@@ -55,6 +56,11 @@ type Options struct {
 	// BufferTime is the ALSA buffer: DefaultPlaybackBuffer for a Speaker (it is the
 	// playback latency), DefaultCaptureBuffer for a Microphone.
 	BufferTime time.Duration
+	// StartTime is how much audio aplay queues in the card before it starts playing
+	// (DefaultPlaybackStart; aplay's --start-delay). The mixer then keeps about that
+	// much queued, so it is the talk-back delay the card adds; the rest of BufferTime is
+	// room for a late write. aplay's own default is the whole buffer.
+	StartTime time.Duration
 	// PeriodTime is the capture period (DefaultCapturePeriod): how often arecord
 	// hands over audio. Playback uses aplay's default of a quarter buffer.
 	PeriodTime time.Duration

@@ -53,6 +53,10 @@ func OpenSpeaker(ctx context.Context, pcm string, opts Options) (*Speaker, error
 	if buffer <= 0 {
 		buffer = DefaultPlaybackBuffer
 	}
+	start := opts.StartTime
+	if start <= 0 || start > buffer {
+		start = min(DefaultPlaybackStart, buffer)
+	}
 	queue := opts.QueueFrames
 	if queue <= 0 {
 		queue = DefaultQueueFrames
@@ -60,7 +64,7 @@ func OpenSpeaker(ctx context.Context, pcm string, opts Options) (*Speaker, error
 	s := &Speaker{
 		pcm:     pcm,
 		path:    path,
-		args:    append(baseArgs(pcm), "--buffer-time="+micros(buffer)),
+		args:    append(baseArgs(pcm), "--buffer-time="+micros(buffer), "--start-delay="+micros(start)),
 		env:     opts.Env,
 		log:     opts.logger("playback", pcm),
 		queue:   make(chan []byte, queue),

@@ -5,12 +5,20 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/camagent/camagent/device"
 )
 
 // DefaultMixerDepth is the default jitter queue of each mixer source, in frames.
 const DefaultMixerDepth = 3
+
+// The jitter buffer's adaptation: mixes per window, and calm windows before the target
+// shrinks a frame.
+const (
+	windowMixes = 50
+	calmWindows = 5
+)
 
 // Mixer mixes the PCM streams of several remote users (sources, keyed by an id such as
 // the user's uid) into one speaker stream.
@@ -22,8 +30,12 @@ const DefaultMixerDepth = 3
 // contributes silence, so Mix always produces a frame. Run does that every 20 ms into
 // a device.Speaker.
 //
-// The queue adapts to jitter by itself: after an underrun the late frame and its
-// successor are both queued, leaving one frame of slack, up to the depth.
+// The queue is an adaptive jitter buffer: after an underrun the late frame and its
+// successor are both queued, leaving one frame of slack, up to the depth. Every window
+// (1 s of mixes) the least a source had queued after a mix is its standing queue,
+// delay that no jitter needed; what exceeds the source's target is dropped. The target
+// starts at zero, grows a frame after a window with an underrun (up to depth-1
+// frames) and shrinks a frame after calmWindows windows without one.
 //
 // A Mixer is safe for concurrent use.
 type Mixer struct {
@@ -41,7 +53,8 @@ type MixerStats struct {
 	Sources int
 	// Frames is the number of frames mixed.
 	Frames uint64
-	// DroppedSamples counts samples dropped because a source's queue was full.
+	// DroppedSamples counts samples dropped because a source's queue was full or stood
+	// above its jitter buffer's target.
 	DroppedSamples uint64
 	// Underruns counts, per mixed frame and source, frames a present source could not
 	// fill completely.
@@ -117,12 +130,24 @@ func (m *Mixer) Keys() []string {
 
 // Queued returns how many samples source key has queued (0 if absent).
 func (m *Mixer) Queued(key string) int {
+	n, _ := m.queue(key)
+	return n
+}
+
+// Target returns how many samples source key's jitter buffer may keep standing (0 if
+// absent).
+func (m *Mixer) Target(key string) int {
+	_, t := m.queue(key)
+	return t
+}
+
+func (m *Mixer) queue(key string) (queued, target int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r, ok := m.sources[key]; ok {
-		return r.n
+		return r.n, r.target
 	}
-	return 0
+	return 0, 0
 }
 
 // Stats returns a snapshot of the mixer's counters.
@@ -156,6 +181,7 @@ func (m *Mixer) Mix(out []int16) int {
 			}
 			if n < len(chunk) {
 				m.stats.Underruns++
+				r.underran = true
 			}
 		}
 		active = max(active, contributed)
@@ -170,6 +196,9 @@ func (m *Mixer) Mix(out []int16) int {
 			}
 		}
 	}
+	for _, r := range m.sources {
+		m.stats.DroppedSamples += uint64(r.adapt())
+	}
 	return active
 }
 
@@ -181,6 +210,11 @@ func (m *Mixer) Run(ctx context.Context, spk device.Speaker) error {
 	frame := make([]int16, device.FrameSamples)
 	var failures uint64
 	for {
+		// After a stall, do not mix the missed frames in a burst: they would sit in the
+		// speaker's buffers as delay for the rest of the call.
+		if time.Since(pacer.Due()) > device.FrameDuration {
+			pacer.Reset()
+		}
 		if err := pacer.Wait(ctx); err != nil {
 			return nil // cancellation is how Run ends, not a failure
 		}
@@ -234,9 +268,41 @@ type ring struct {
 	buf  []int16
 	head int // index of the oldest sample
 	n    int // samples queued
+
+	target   int  // samples the queue may keep standing
+	low      int  // least queued after a mix in this window
+	mixes    int  // mixes in this window
+	underran bool // a mix in this window found too little
+	calm     int  // windows in a row without an underrun
 }
 
-func newRing(capacity int) *ring { return &ring{buf: make([]int16, capacity)} }
+func newRing(capacity int) *ring { return &ring{buf: make([]int16, capacity), low: capacity} }
+
+// adapt ends a mix: it tracks the standing queue and, at the end of a window, moves the
+// target and drops the standing queue above it, returning how many samples it dropped.
+func (r *ring) adapt() int {
+	r.low = min(r.low, r.n)
+	r.mixes++
+	if r.mixes < windowMixes {
+		return 0
+	}
+	frame := min(device.FrameSamples, len(r.buf))
+	switch {
+	case r.underran:
+		r.target = min(r.target+frame, len(r.buf)-frame)
+		r.calm = 0
+	case r.calm+1 >= calmWindows:
+		r.target = max(r.target-frame, 0)
+		r.calm = 0
+	default:
+		r.calm++
+	}
+	drop := max(r.low-r.target, 0)
+	r.head = (r.head + drop) % len(r.buf)
+	r.n -= drop
+	r.low, r.mixes, r.underran = len(r.buf), 0, false
+	return drop
+}
 
 // write appends pcm and returns how many samples were dropped to make room.
 func (r *ring) write(pcm []int16) int {
