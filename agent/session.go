@@ -23,10 +23,17 @@ import (
 // forgot the old session leaked about 18 goroutines, a file descriptor and 1.35 MB each time.
 
 // Rejoin back-off after the connection to the hub is lost: 0.5 s doubling to 30 s,
-// jittered, so a fleet whose hub restarted does not come back in lockstep.
+// jittered, so a fleet whose hub restarted does not come back in lockstep. An attempt the
+// hub never answered (rtc.Unanswered: the connect timed out, no route; it cost the hub
+// nothing) is retried instead after 1-2 s (jittered), for up to rejoinQuickFor of such
+// silence: a path that comes back is found within about 2 s, not after a step that grew to
+// 30 s meanwhile. Any answer (refused connect, HTTP error, refused join) goes back to the
+// long back-off, which keeps counting from where it was.
 const (
-	rejoinFirst = 500 * time.Millisecond
-	rejoinMax   = 30 * time.Second
+	rejoinFirst    = 500 * time.Millisecond
+	rejoinMax      = 30 * time.Second
+	rejoinQuick    = 2 * time.Second
+	rejoinQuickFor = 5 * time.Minute
 )
 
 type session struct {
@@ -101,6 +108,7 @@ func (c *call) setSession(s *session) {
 // connect dials the hub, joins and publishes the call's tracks: a new session, whose
 // goroutines have started. On error nothing of it is left running.
 func (c *call) connect(ctx context.Context) (*session, error) {
+	start := time.Now()
 	tok := c.p.token
 	if tok == "" {
 		var err error
@@ -119,6 +127,7 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 		}
 		return nil, err
 	}
+	joined := time.Now()
 	s := newSession(c.ctx, client)
 	var tracks []webrtc.TrackLocal
 	if c.video != nil {
@@ -150,7 +159,8 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			c.listen(s, u.UID)
 		}
 	}
-	c.log.Info("joined channel", "users", len(res.Users), "hub", client.URL())
+	c.log.Info("joined channel", "users", len(res.Users), "hub", client.URL(),
+		"join took", joined.Sub(start).Round(time.Millisecond), "publish took", time.Since(joined).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -184,10 +194,14 @@ func (c *call) supervise(first *session) {
 	}
 }
 
-// rejoin makes a new session, waiting out bo before each attempt; nil once the call stops.
+// rejoin makes a new session, waiting out bo before each attempt, or the short quick step
+// after an attempt the hub never answered (see rejoinQuick); nil once the call stops.
 func (c *call) rejoin(bo *backoff.Backoff) *session {
+	quick := backoff.New(rejoinQuick, rejoinQuick)
+	var unansweredSince time.Time // start of the current run of unanswered attempts
+	next := bo
 	for {
-		delay, err := bo.Wait(c.ctx, nil)
+		delay, err := next.Wait(c.ctx, nil)
 		if err != nil {
 			return nil
 		}
@@ -203,9 +217,28 @@ func (c *call) rejoin(bo *backoff.Backoff) *session {
 		if c.ctx.Err() != nil {
 			return nil
 		}
-		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond))
+		next = rejoinStep(err, time.Now(), &unansweredSince, bo, quick)
+		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond),
+			"unanswered", rtc.Unanswered(err), "quick retry", next == quick)
 		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: err.Error()})
 	}
+}
+
+// rejoinStep picks the back-off for the attempt after one that failed with err at now:
+// quick while the hub has not answered for less than rejoinQuickFor, bo otherwise.
+// *since is the start of the current run of unanswered attempts (zero: none).
+func rejoinStep(err error, now time.Time, since *time.Time, bo, quick *backoff.Backoff) *backoff.Backoff {
+	if !rtc.Unanswered(err) {
+		*since = time.Time{}
+		return bo
+	}
+	if since.IsZero() {
+		*since = now
+	}
+	if now.Sub(*since) < rejoinQuickFor {
+		return quick
+	}
+	return bo
 }
 
 // followEvents handles the hub's events until the session's client ends or the call stops.

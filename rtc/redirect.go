@@ -4,21 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"time"
 )
 
 // DialJoin dials the hub at o.URL and joins appID's channel, following the REDIRECT replies
 // of a cluster of hubs to the one that holds the channel (at most MaxRedirects, each checked
 // by CheckRedirect). The client returned is joined, on the hub URL says.
 func DialJoin(ctx context.Context, o ClientOptions, appID, channel string, uid uint32, tok string) (*Client, *JoinResult, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	at := o.URL
 	for hop := 0; ; hop++ {
 		o.URL = at
+		start := time.Now()
 		c, err := Dial(ctx, o)
 		if err != nil {
 			return nil, nil, err
 		}
+		dialled := time.Now()
 		res, err := c.Join(ctx, appID, channel, uid, tok)
+		o.Logger.Debug("join step timings", "component", "rtc", "hub", at, "connect took", dialled.Sub(start).Round(time.Millisecond),
+			"join reply took", time.Since(dialled).Round(time.Millisecond), "err", err)
 		if err == nil {
 			return c, res, nil
 		}
