@@ -44,7 +44,7 @@ faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recov
 scale: ## fleet-size runs: 1000 simulated devices' command round trips on the embedded broker and a 3-node NATS cluster (SCALE_DEVICES; docs/scaling.md)
 	$(GO) run ./bench/scale -devices $${SCALE_DEVICES:-1000} -out bench/scale-brokers.json
 
-test-browser: ## only the headless Chromium end-to-end tests
+test-browser: ## only the headless browser end-to-end tests (Chromium and Firefox ESR)
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/
 
 test-cross: ## CGO_ENABLED=0 device builds for amd64, arm64, armv7, armv6; run them under qemu-user

@@ -64,12 +64,25 @@ func TestBrowser(t *testing.T) {
 		name  string
 		hz    float64
 		files []string
-	}{{"Firefox", firefoxTalkToneHz, []string{"firefox.test.mjs"}}, {"Chromium", browserTalkToneHz, rest}} {
+		talks int    // in the last call's speaker WAV, if known
+		which string // what they are
+	}{
+		{"Firefox", firefoxTalkToneHz, []string{"firefox.test.mjs"}, 2, "the controls test's Talk held by Space, then by touch"},
+		{"Chromium", browserTalkToneHz, rest, 0, ""},
+	} {
 		runNodeTests(t, node, env, run.files)
 		samples, _, _, err := wav.ReadFile(s.speaker)
 		must(t, err, "read the device's speaker WAV")
 		secs, peak := toneSeconds(samples, run.hz)
 		t.Logf("device speaker: %.1f s of %.0f Hz from %s (loudest %.1f dBFS) in %s", secs, run.hz, run.name, peak, filepath.Base(s.speaker))
+		found := talks(samples, run.hz)
+		for i, tk := range found {
+			t.Logf("device speaker: %s's talk %d/%d spans %v with %d dropouts (runs of 10 ms windows below RMS 300), %v silent in all, the longest %v",
+				run.name, i+1, len(found), tk.span, tk.dropouts, tk.silent, tk.longest)
+		}
+		if run.talks > 0 && len(found) != run.talks {
+			t.Errorf("%s: %d talks in the device's speaker, want %d (%s)", run.name, len(found), run.talks, run.which)
+		}
 		if secs < 1 {
 			t.Errorf("%s's talk tone reached the device's speaker for only %.1f s (want ≥ 1 s)", run.name, secs)
 		}
@@ -111,4 +124,52 @@ func toneSeconds(samples []int16, hz float64) (secs, peakDBFS float64) {
 		}
 	}
 	return float64(n) / 10, peakDBFS
+}
+
+// talk is one talk found in the device's speaker: from its first to its last 0.1 s window of the
+// tone (a second without the tone ends it), with its dropouts: runs of silent 10 ms windows.
+type talk struct {
+	span, silent, longest time.Duration
+	dropouts              int
+}
+
+// talks finds the talks of tone hz in samples (see talk).
+func talks(samples []int16, hz float64) []talk {
+	const coarse, fine = device.SampleRate / 10, device.SampleRate / 100
+	var spans [][2]int // sample offsets [first, end) of each talk
+	for i := 0; i+coarse <= len(samples); i += coarse {
+		w := samples[i : i+coarse]
+		if audio.RMS(w) < 300 {
+			continue
+		}
+		if f := audio.DominantFrequency(w, device.SampleRate); f <= hz-20 || f >= hz+20 {
+			continue
+		}
+		if n := len(spans); n > 0 && i-spans[n-1][1] < device.SampleRate {
+			spans[n-1][1] = i + coarse
+		} else {
+			spans = append(spans, [2]int{i, i + coarse})
+		}
+	}
+	win := func(n int) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
+	out := make([]talk, 0, len(spans))
+	for _, sp := range spans {
+		tk := talk{span: win((sp[1] - sp[0]) / fine)}
+		run := 0
+		for i := sp[0]; i+fine <= sp[1]; i += fine {
+			if audio.RMS(samples[i:i+fine]) < 300 {
+				run++
+				tk.silent += win(1)
+				continue
+			}
+			if run > 0 {
+				tk.dropouts++
+				tk.longest = max(tk.longest, win(run))
+			}
+			run = 0
+		}
+		tk.silent -= win(run) // the talk's tail, not a dropout
+		out = append(out, tk)
+	}
+	return out
 }

@@ -132,7 +132,8 @@ test('no H.264 in WebRTC but WebCodecs: the SDK falls back to the data channel b
     decoder: window.camagentViewer.remoteVideoTrack.getDecoderStats(),
   }));
   log(`${video.frames.length} frames ${video.width}x${video.height}, ${check.skips} skips; ${JSON.stringify(path)}`);
-  assert.ok(check.ok, 'the frame counter did not advance');
+  const counters = video.frames.map((f) => f.counter);
+  assert.ok(check.ok, `the frame counter did not advance at frames ${check.backwards.join(', ')}: ${counters.join(' ')}`);
   assert.equal(path.transport.transport, 'datachannel');
   assert.match(path.transport.reason, /refused H\.264/);
   await page.click('#stop');

@@ -4,11 +4,18 @@
 //   so; the device's frame counter advances in the decoded pictures, its tone plays on WebRTC
 //   Opus, and holding Talk sends Firefox's microphone (FIREFOX_TONE_HZ) to the device (the Go
 //   harness finds it in the device's speaker output);
+// - the viewer's controls in Firefox: screenshots at desktop (1280×800) and phone (390×844)
+//   widths, mute, fullscreen in and out, Talk held by Space and by touch (both reach the device:
+//   the Go harness measures the talks and their dropouts in the device's speaker WAV);
 // - the quickstart page: a call between Chromium and Firefox, video (VP8) and audio both ways.
 //
-// Env: as viewer.test.mjs (CAMAGENT_HUB_URL required), CAMAGENT_FIREFOX.
+// Env: as viewer.test.mjs (CAMAGENT_HUB_URL required), CAMAGENT_FIREFOX, CAMAGENT_SCREENSHOTS (a
+// directory for the PNGs; default <tmp>/camagent-firefox-screenshots).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   analyseAudio,
   checkCounters,
@@ -122,6 +129,104 @@ test('firefox: the viewer shows and plays the device, and talks to it', async ()
   await page.click('#stop');
   await waitInPage(page, () => window.camagentViewer.client === null, null, { timeoutMs: 15000, what: 'Stop' });
   assert.equal(await pageError(page), '', 'Stop reported an error');
+  assert.deepEqual(errors, [], 'uncaught errors in the page');
+});
+
+// Holds Talk (start/end do the pressing), checks the page talks and sends, and that it stops.
+async function holdTalk(page, label, start, end) {
+  await start();
+  const t0 = Date.now();
+  await waitInPage(page, () => window.camagentViewer.talking && window.camagentViewer.micTrack?.enabled, null, { what: `${label}: talking` });
+  const before = await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes));
+  await new Promise((r) => setTimeout(r, 2000));
+  const sent = (await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes))) - before;
+  await end();
+  await waitInPage(page, () => !window.camagentViewer.talking && !window.camagentViewer.micTrack.enabled, null, { what: `${label}: talk to end` });
+  log(`firefox ${label}: held ${Date.now() - t0} ms, sent ${sent} bytes`);
+  assert.ok(sent > 3000, `${label}: only ${sent} bytes sent while talking`);
+}
+
+// Frames still arrive and the device's counter advances in them.
+async function framesAdvance(page, label, frames) {
+  const v = await page.evaluate(collectVideoFrames, { selector: '#remote-video video', frames, timeoutMs: 15000, readCounter: true });
+  assert.ok(v.frames.length >= frames, `${label}: ${v.error}`);
+  const check = checkCounters(v.frames.map((f) => f.counter));
+  assert.ok(check.ok, `${label}: the frame counter did not advance at ${check.backwards.join(', ')}`);
+  return v;
+}
+
+test('firefox: the viewer\'s controls at desktop and phone widths', async () => {
+  const shots = process.env.CAMAGENT_SCREENSHOTS || join(tmpdir(), 'camagent-firefox-screenshots');
+  mkdirSync(shots, { recursive: true });
+  const shot = async (page, name) => {
+    await page.screenshot({ path: join(shots, name) });
+    log(`screenshot ${join(shots, name)}`);
+  };
+  const { page, errors } = await openFirefoxPage(firefox.browser, 'firefox controls');
+  // Touch from the start: puppeteer reloads the page when hasTouch changes.
+  await page.setViewport({ width: 1280, height: 800, hasTouch: true });
+  await page.goto(hubURL() + '/');
+  await page.waitForSelector('button[data-view]:not([disabled])', { timeout: DEVICE_WAIT_MS });
+  await page.click('button[data-view]:not([disabled])');
+  await framesAdvance(page, 'desktop', 30);
+  await shot(page, 'firefox-desktop-viewer.png');
+
+  // Mute acts on the element that plays the device's sound; the button says so.
+  const audio = () => page.$eval('#remote-audio audio', (a) => ({ muted: a.muted, paused: a.paused }));
+  assert.deepEqual(await audio(), { muted: false, paused: false });
+  await page.click('#mute');
+  assert.equal((await audio()).muted, true, 'Mute did not mute');
+  assert.equal(await page.$eval('#mute', (b) => b.getAttribute('aria-pressed')), 'true');
+  await page.click('#mute');
+  assert.equal((await audio()).muted, false, 'Mute again did not unmute');
+
+  // Fullscreen: the whole stage fills the window, and the picture still moves.
+  await page.click('#fullscreen');
+  await waitInPage(page, () => document.fullscreenElement?.id === 'stage', null, { what: 'fullscreen' });
+  const fs = await page.evaluate(() => {
+    const r = document.querySelector('#stage').getBoundingClientRect();
+    return { width: Math.round(r.width), height: Math.round(r.height), innerWidth, innerHeight };
+  });
+  log(`firefox fullscreen stage: ${JSON.stringify(fs)}`);
+  assert.ok(fs.width === fs.innerWidth && fs.height === fs.innerHeight, `fullscreen stage ${JSON.stringify(fs)}`);
+  await framesAdvance(page, 'fullscreen', 10);
+  await shot(page, 'firefox-desktop-fullscreen.png');
+  await page.click('#fullscreen');
+  await waitInPage(page, () => document.fullscreenElement === null, null, { what: 'fullscreen to end' });
+
+  // Hold-to-talk by Space (the body has the focus, not a text field).
+  await page.evaluate(() => document.activeElement?.blur());
+  await holdTalk(page, 'Space talk', () => page.keyboard.down(' '), () => page.keyboard.up(' '));
+
+  // A phone's width: nothing sticks out, the picture fills the card, Talk is thumb-sized; Talk by touch.
+  await page.setViewport({ width: 390, height: 844, hasTouch: true }); // no reload: only the size changes
+  await framesAdvance(page, 'phone', 30); // also ≥ 1 s of silence between the two talks
+  const l = await page.evaluate(() => {
+    const box = (sel) => {
+      const r = document.querySelector(sel).getBoundingClientRect();
+      return { x: r.x, y: r.y, width: r.width, height: r.height };
+    };
+    return { scrollWidth: document.documentElement.scrollWidth, stage: box('#stage'), talk: box('#talk'), innerHeight };
+  });
+  log(`firefox phone layout: ${JSON.stringify(l)}`);
+  assert.ok(l.scrollWidth <= 390, `the viewer sticks out sideways: ${l.scrollWidth} px`);
+  assert.ok(l.talk.height >= 44 && l.talk.width >= 0.8 * l.stage.width, `Talk is not thumb-sized: ${JSON.stringify(l.talk)}`);
+  await shot(page, 'firefox-phone-viewer.png');
+  await page.evaluate(() => {
+    window.__pointers = [];
+    for (const type of ['pointerdown', 'pointerup', 'pointercancel']) {
+      document.querySelector('#talk').addEventListener(type, (e) => window.__pointers.push(`${e.type}:${e.pointerType}`));
+    }
+  });
+  const at = { x: l.talk.x + l.talk.width / 2, y: l.talk.y + l.talk.height / 2 };
+  await holdTalk(page, 'touch talk', () => page.touchscreen.touchStart(at.x, at.y), () => page.touchscreen.touchEnd());
+  const pointers = await page.evaluate(() => window.__pointers);
+  log(`firefox touch talk pointer events: ${pointers.join(' ')}`);
+  assert.deepEqual(pointers, ['pointerdown:touch', 'pointerup:touch'], 'a touch, held and lifted');
+
+  await page.click('#stop');
+  await waitInPage(page, () => window.camagentViewer.client === null, null, { timeoutMs: 15000, what: 'Stop' });
+  assert.equal(await pageError(page), '', 'the viewer shows an error');
   assert.deepEqual(errors, [], 'uncaught errors in the page');
 });
 
