@@ -114,16 +114,25 @@ func toneSeconds(samples []int16, hz float64) (secs, peakDBFS float64) {
 	var n int
 	peakDBFS = -120
 	for i := 0; i+win <= len(samples); i += win {
-		w := samples[i : i+win]
-		if audio.RMS(w) < 300 {
-			continue
-		}
-		if f := audio.DominantFrequency(w, device.SampleRate); f > hz-20 && f < hz+20 {
+		if w := samples[i : i+win]; holdsTone(w, hz) {
 			n++
 			peakDBFS = max(peakDBFS, audio.DBFS(w))
 		}
 	}
 	return float64(n) / 10, peakDBFS
+}
+
+// quietRMS is the level below which a window counts as silence.
+const quietRMS = 300
+
+// holdsTone reports whether the window w is loud enough and its dominant frequency within
+// 20 Hz of hz.
+func holdsTone(w []int16, hz float64) bool {
+	if audio.RMS(w) < quietRMS {
+		return false
+	}
+	f := audio.DominantFrequency(w, device.SampleRate)
+	return f > hz-20 && f < hz+20
 }
 
 // talk is one talk found in the device's speaker: from its first to its last 0.1 s window of the
@@ -138,11 +147,7 @@ func talks(samples []int16, hz float64) []talk {
 	const coarse, fine = device.SampleRate / 10, device.SampleRate / 100
 	var spans [][2]int // sample offsets [first, end) of each talk
 	for i := 0; i+coarse <= len(samples); i += coarse {
-		w := samples[i : i+coarse]
-		if audio.RMS(w) < 300 {
-			continue
-		}
-		if f := audio.DominantFrequency(w, device.SampleRate); f <= hz-20 || f >= hz+20 {
+		if !holdsTone(samples[i:i+coarse], hz) {
 			continue
 		}
 		if n := len(spans); n > 0 && i-spans[n-1][1] < device.SampleRate {
@@ -157,7 +162,7 @@ func talks(samples []int16, hz float64) []talk {
 		tk := talk{span: win((sp[1] - sp[0]) / fine)}
 		run := 0
 		for i := sp[0]; i+fine <= sp[1]; i += fine {
-			if audio.RMS(samples[i:i+fine]) < 300 {
+			if audio.RMS(samples[i:i+fine]) < quietRMS {
 				run++
 				tk.silent += win(1)
 				continue

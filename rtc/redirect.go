@@ -16,6 +16,9 @@ func DialJoin(ctx context.Context, o ClientOptions, appID, channel string, uid u
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// Derived once, so that config.Logger names this component in place of the caller's
+	// (a record attribute would print a second component= beside the agent's).
+	log := o.Logger.With("component", "rtc")
 	at := o.URL
 	for hop := 0; ; hop++ {
 		o.URL = at
@@ -26,7 +29,7 @@ func DialJoin(ctx context.Context, o ClientOptions, appID, channel string, uid u
 		}
 		dialled := time.Now()
 		res, err := c.Join(ctx, appID, channel, uid, tok)
-		o.Logger.Debug("join step timings", "component", "rtc", "hub", at, "connect took", dialled.Sub(start).Round(time.Millisecond),
+		log.Debug("join step timings", "hub", at, "connect took", dialled.Sub(start).Round(time.Millisecond),
 			"join reply took", time.Since(dialled).Round(time.Millisecond), "err", err)
 		if err == nil {
 			return c, res, nil
@@ -43,7 +46,7 @@ func DialJoin(ctx context.Context, o ClientOptions, appID, channel string, uid u
 		if err != nil {
 			return nil, nil, fmt.Errorf("rtc: join %s: %w", channel, err)
 		}
-		o.Logger.Debug("join redirected", "component", "rtc", "channel", channel, "from", at, "to", next)
+		log.Debug("join redirected", "channel", channel, "from", at, "to", next)
 		at = next
 	}
 }
