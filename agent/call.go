@@ -373,6 +373,10 @@ func (c *call) stop() {
 	}
 	c.cancel()
 	c.wg.Wait() // supervise has ended the session it held (session.go)
+	if st := c.mixer.Stats(); st.Frames > 0 {
+		c.log.Info("speaker mix", "frames", st.Frames, "underruns", st.Underruns, "dropped_samples", st.DroppedSamples,
+			"advances", st.Advances, "advanced", st.Advanced)
+	}
 	for _, closer := range []io.Closer{c.cam, c.mic, c.spk} {
 		if closer != nil {
 			closer.Close()

@@ -9,6 +9,15 @@ import (
 // Durations collects samples and reports percentiles in milliseconds.
 type Durations []time.Duration
 
+// Minus returns each duration less c.
+func (d Durations) Minus(c time.Duration) Durations {
+	out := make(Durations, len(d))
+	for i, v := range d {
+		out[i] = v - c
+	}
+	return out
+}
+
 // P returns the q-th percentile (0..100) in ms by the nearest-rank method; NaN when empty.
 func (d Durations) P(q float64) float64 {
 	if len(d) == 0 {

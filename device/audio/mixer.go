@@ -35,7 +35,8 @@ const (
 // (1 s of mixes) the least a source had queued after a mix is its standing queue,
 // delay that no jitter needed; what exceeds the source's target is dropped. The target
 // starts at zero, grows a frame after a window with an underrun (up to depth-1
-// frames) and shrinks a frame after calmWindows windows without one.
+// frames) and shrinks a frame after calmWindows windows without one. Run also moves its
+// ticks to meet the sources' arrivals (phase.go).
 //
 // A Mixer is safe for concurrent use.
 type Mixer struct {
@@ -45,6 +46,10 @@ type Mixer struct {
 	mu      sync.Mutex
 	sources map[string]*ring
 	stats   MixerStats
+
+	phaseMixes   int           // mixes in this phase window (phase.go)
+	advance      time.Duration // pending move of the ticks, earlier
+	advanceSince time.Time
 }
 
 // MixerStats counts what a Mixer dropped and missed.
@@ -59,6 +64,10 @@ type MixerStats struct {
 	// Underruns counts, per mixed frame and source, frames a present source could not
 	// fill completely.
 	Underruns uint64
+	// Advances counts the times Run moved its ticks earlier to meet the sources' frames
+	// (phase alignment), and Advanced sums how far; each cut as much audio.
+	Advances uint64
+	Advanced time.Duration
 }
 
 // MixerOption configures a Mixer.
@@ -107,6 +116,7 @@ func (m *Mixer) Push(key string, pcm []int16) {
 		m.sources[key] = r
 	}
 	m.stats.DroppedSamples += uint64(r.write(pcm))
+	r.stampWrite(time.Now(), len(pcm))
 }
 
 // Remove deletes source key and whatever it had queued. Removing an absent key is a
@@ -164,9 +174,13 @@ func (m *Mixer) Stats() MixerStats {
 func (m *Mixer) Mix(out []int16) int {
 	var acc [device.FrameSamples]int32
 	clear(out)
+	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stats.Frames++
+	for _, r := range m.sources {
+		r.slack = r.slackBefore(now, len(out))
+	}
 	active := 0
 	// Mix in chunks of one frame so the accumulator lives on the stack.
 	for off := 0; off < len(out); off += len(acc) {
@@ -197,8 +211,10 @@ func (m *Mixer) Mix(out []int16) int {
 		}
 	}
 	for _, r := range m.sources {
+		r.notePhase()
 		m.stats.DroppedSamples += uint64(r.adapt())
 	}
+	m.endPhaseWindow(now)
 	return active
 }
 
@@ -219,7 +235,14 @@ func (m *Mixer) Run(ctx context.Context, spk device.Speaker) error {
 			return nil // cancellation is how Run ends, not a failure
 		}
 		m.Mix(frame)
-		if err := spk.WriteFrame(frame); err != nil {
+		out := frame
+		if adv := m.takeAdvance(frame, time.Now()); adv > 0 {
+			// The next tick comes adv earlier: write adv less now, so the speaker's buffer
+			// holds what it held (phase.go).
+			out = frame[min(int(adv*device.SampleRate/time.Second), len(frame)):]
+			pacer.Advance(adv)
+		}
+		if err := spk.WriteFrame(out); err != nil {
 			if failures%100 == 0 {
 				m.log.Warn("speaker write failed", "err", err, "failures", failures+1)
 			}
@@ -269,6 +292,12 @@ type ring struct {
 	head int // index of the oldest sample
 	n    int // samples queued
 
+	written, consumed int64         // samples ever written, and ever mixed or dropped
+	stamps            []stamp       // push times of the queued samples, oldest first
+	slack             time.Duration // phase slack before this mix (phase.go)
+	phase             time.Duration // least phase slack in this window
+	wholeWindow       bool          // present since the phase window began
+
 	target   int  // samples the queue may keep standing
 	low      int  // least queued after a mix in this window
 	mixes    int  // mixes in this window
@@ -276,7 +305,9 @@ type ring struct {
 	calm     int  // windows in a row without an underrun
 }
 
-func newRing(capacity int) *ring { return &ring{buf: make([]int16, capacity), low: capacity} }
+func newRing(capacity int) *ring {
+	return &ring{buf: make([]int16, capacity), low: capacity, phase: time.Duration(1 << 62)}
+}
 
 // adapt ends a mix: it tracks the standing queue and, at the end of a window, moves the
 // target and drops the standing queue above it, returning how many samples it dropped.
@@ -300,6 +331,7 @@ func (r *ring) adapt() int {
 	drop := max(r.low-r.target, 0)
 	r.head = (r.head + drop) % len(r.buf)
 	r.n -= drop
+	r.took(drop)
 	r.low, r.mixes, r.underran = len(r.buf), 0, false
 	return drop
 }
@@ -312,12 +344,14 @@ func (r *ring) write(pcm []int16) int {
 		dropped = r.n + len(pcm) - c
 		copy(r.buf, pcm[len(pcm)-c:])
 		r.head, r.n = 0, c
+		r.took(dropped)
 		return dropped
 	}
 	if over := r.n + len(pcm) - c; over > 0 {
 		r.head = (r.head + over) % c
 		r.n -= over
 		dropped = over
+		r.took(over)
 	}
 	tail := (r.head + r.n) % c
 	k := copy(r.buf[tail:], pcm)
@@ -336,5 +370,6 @@ func (r *ring) addTo(sum []int32) int {
 	}
 	r.head = (r.head + n) % c
 	r.n -= n
+	r.took(n)
 	return n
 }

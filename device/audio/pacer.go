@@ -52,6 +52,9 @@ func (p *Pacer) Due() time.Time {
 // Tick marks the current tick as done.
 func (p *Pacer) Tick() { p.ticks++ }
 
+// Advance moves the schedule d earlier: every later tick is due d sooner.
+func (p *Pacer) Advance(d time.Duration) { p.start = p.start.Add(-d) }
+
 // Reset forgets the schedule: the next Wait returns at once and starts a new one.
 func (p *Pacer) Reset() { p.started = false }
 
