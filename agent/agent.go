@@ -49,6 +49,14 @@ type Agent struct {
 	// cmds gates the command handler at shutdown (see Run): once closed, a command running
 	// is cancelled and waited for, and later ones are refused.
 	cmds commandGate
+	// ended takes the calls that cannot go on (gaveUp); Run ends them.
+	ended chan endedCall
+}
+
+// endedCall is a call that gave up, and why.
+type endedCall struct {
+	c   *call
+	why error
 }
 
 // ErrShuttingDown is the answer to a command that arrives, or is running, while the agent
@@ -145,6 +153,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 		hubTLS: hubTLS, hubHTTP: hubHTTP,
 		ctl: cfg.ControlConfig, state: control.State{State: "idle", Since: time.Now().UTC()}}
 	a.cmds.init()
+	a.ended = make(chan endedCall, 1)
 	for _, o := range opts {
 		o(a)
 	}
@@ -198,12 +207,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-done:
-		a.cmds.close()
-		a.leave("control client stopped")
-		return err
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case e := <-a.ended:
+			a.endCall(e.c, e.why)
+		case err := <-done:
+			a.cmds.close()
+			a.leave("control client stopped")
+			return err
+		}
 	}
 	// Shutdown: answer the running command first (its reply and the last state must
 	// reach the broker while MQTT is still up), then leave the call.
@@ -314,6 +329,32 @@ func (a *Agent) join(ctx context.Context, cmd control.Command) error {
 	return nil
 }
 
+// gaveUp hands a call that cannot go on to Run, which ends it (the call's own goroutines
+// cannot: stopping it waits for them).
+func (a *Agent) gaveUp(c *call, why error) {
+	select {
+	case a.ended <- endedCall{c, why}:
+	default: // Run is gone, or busy ending calls: leave and shutdown end it
+	}
+}
+
+// endCall ends c, if it is still the current call, and reports why in an error state and
+// event: the camera and microphone close, and the agent waits for a command.
+func (a *Agent) endCall(c *call, why error) {
+	a.mu.Lock()
+	if a.call != c {
+		a.mu.Unlock()
+		return // already left or replaced
+	}
+	a.call = nil
+	a.mu.Unlock()
+	c.stop()
+	msg := why.Error() + ": the call ended; send a join with a new token"
+	a.log.Warn("call ended", "channel", c.p.channel, "err", why)
+	a.setState(control.State{State: "error", Channel: c.p.channel, UID: c.p.uid, Error: msg})
+	a.event(control.Event{Event: "error", Channel: c.p.channel, Error: msg})
+}
+
 // leave ends the current call, if any, and reports idle.
 func (a *Agent) leave(why string) {
 	a.mu.Lock()
@@ -339,7 +380,16 @@ func errorf(what string, err error) error {
 	}
 	var pe *rtc.Error
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: refused by hub: %s (%s)", what, pe.Message, pe.Code)
+		return &hubRefusal{text: fmt.Sprintf("%s: refused by hub: %s (%s)", what, pe.Message, pe.Code), pe: pe}
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// hubRefusal words a protocol error for MQTT replies and keeps it for errors.As.
+type hubRefusal struct {
+	text string
+	pe   *rtc.Error
+}
+
+func (r *hubRefusal) Error() string { return r.text }
+func (r *hubRefusal) Unwrap() error { return r.pe }

@@ -180,8 +180,12 @@ func (c *call) supervise(first *session) {
 		}
 		c.log.Warn("connection to hub lost; rejoining", "err", lost)
 		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: fmt.Sprint(lost)})
-		if s = c.rejoin(bo); s == nil {
-			return // the call stopped
+		var refused error
+		if s, refused = c.rejoin(bo); s == nil {
+			if refused != nil {
+				c.a.gaveUp(c, refused)
+			}
+			return // the call stopped, or cannot go on
 		}
 		c.setSession(s)
 		if c.leaving.Load() { // stop came between: it saw no session to say goodbye on
@@ -195,15 +199,19 @@ func (c *call) supervise(first *session) {
 }
 
 // rejoin makes a new session, waiting out bo before each attempt, or the short quick step
-// after an attempt the hub never answered (see rejoinQuick); nil once the call stops.
-func (c *call) rejoin(bo *backoff.Backoff) *session {
+// after an attempt the hub never answered (see rejoinQuick); nil once the call stops. It
+// gives up (nil and why) when the hub refuses the join command's own token for a reason
+// no retry changes (expired, not for this channel or uid, not genuine): the agent does not
+// mint another in its caller's name, so the call ends (ARCHITECTURE: a call whose token
+// expires without renewal leaves).
+func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 	quick := backoff.New(rejoinQuick, rejoinQuick)
 	var unansweredSince time.Time // start of the current run of unanswered attempts
 	next := bo
 	for {
 		delay, err := next.Wait(c.ctx, nil)
 		if err != nil {
-			return nil
+			return nil, nil
 		}
 		jctx, cancel := context.WithTimeout(c.ctx, c.a.cfg.JoinTimeout)
 		s, err := c.connect(jctx)
@@ -212,10 +220,14 @@ func (c *call) rejoin(bo *backoff.Backoff) *session {
 			// Joined and publishing, media flowing: the path is good again, so the next
 			// loss starts from the first step.
 			bo.Reset()
-			return s
+			return s, nil
 		}
 		if c.ctx.Err() != nil {
-			return nil
+			return nil, nil
+		}
+		if c.p.token != "" && tokenFinal(err) {
+			c.log.Warn("rejoin refused for the join command's token: the call ends", "err", err)
+			return nil, err
 		}
 		next = rejoinStep(err, time.Now(), &unansweredSince, bo, quick)
 		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond),
@@ -239,6 +251,21 @@ func rejoinStep(err error, now time.Time, since *time.Time, bo, quick *backoff.B
 		return quick
 	}
 	return bo
+}
+
+// tokenFinal reports whether err is the hub refusing a token in a way no retry of the same
+// token changes.
+func tokenFinal(err error) bool {
+	var pe *rtc.Error
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case rtc.CodeTokenExpired, rtc.CodeTokenInvalid, rtc.CodeTokenMissing, rtc.CodeTokenWrongApp,
+		rtc.CodeTokenWrongChannel, rtc.CodeTokenWrongUID:
+		return true
+	}
+	return false
 }
 
 // followEvents handles the hub's events until the session's client ends or the call stops.

@@ -164,6 +164,7 @@ type deviceReply struct {
 		Channel string   `json:"channel"`
 		UID     uint32   `json:"uid"`
 		Users   []uint32 `json:"users"`
+		Error   string   `json:"error"`
 	} `json:"state"`
 }
 

@@ -98,3 +98,50 @@ func forge(tok string) string {
 	body, _ = json.Marshal(claims)
 	return "cam1." + base64.RawURLEncoding.EncodeToString(body) + "." + sig
 }
+
+// TestExpiredCommandTokenEndsCall: a join command's own token that expires mid-call (the hub
+// ends the session) is not retried: the agent's rejoin is refused once (TOKEN_EXPIRED) and the
+// call ends with an error state saying so, its devices closed; the hub sees no more attempts.
+func TestExpiredCommandTokenEndsCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a token to expire: not in -short")
+	}
+	s := startSystem(t)
+	const channel = "short-lived"
+	ttl := 3 * time.Second
+	tok := s.mint(channel, s.agentCfg.DefaultUID(), token.RolePublisher, ttl, time.Now())
+	if r := s.command(map[string]any{"action": "join", "channel": channel, "token": tok}); !r.OK {
+		t.Fatalf("join with a %v token: %+v", ttl, r)
+	}
+	refused := s.hub.SFU().Stats().Refused
+	deadline := time.Now().Add(ttl + 20*time.Second)
+	var st deviceReply
+	for {
+		st = s.command(map[string]any{"action": "status"})
+		if st.State.State == "error" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %+v %v after the token expired, want error", st.State, ttl+20*time.Second)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(st.State.Error, rtc.CodeTokenExpired) || !strings.Contains(st.State.Error, "call ended") {
+		t.Fatalf("state error %q, want the hub's TOKEN_EXPIRED and that the call ended", st.State.Error)
+	}
+	// The back-off would have tried again within 0.5, 1 and 2 s: nothing comes.
+	time.Sleep(4 * time.Second)
+	if n := s.hub.SFU().Stats().Refused - refused; n != 1 {
+		t.Fatalf("the hub refused %d joins after the token expired, want exactly the one rejoin", n)
+	}
+	if users := s.hub.SFU().ChannelUsers("demo", channel); len(users) != 0 {
+		t.Fatalf("channel users %v, want none", users)
+	}
+	if st = s.command(map[string]any{"action": "status"}); st.State.State != "error" {
+		t.Fatalf("state %+v later, want still error", st.State)
+	}
+	// A fresh join works.
+	if r := s.command(map[string]any{"action": "join", "channel": channel}); !r.OK {
+		t.Fatalf("join with the device's own token after: %+v", r)
+	}
+}

@@ -48,6 +48,10 @@ type ClientOptions struct {
 	// PingInterval: no pings and no read deadline (liveness left to TCP).
 	PingInterval time.Duration
 	ReadTimeout  time.Duration
+	// MaxSilent bounds how long a silent socket is kept while the media path still hears
+	// the hub (DefaultMaxSilent, 20 s; liveness.go): only a socket silent for ReadTimeout
+	// with the media silent too, or silent past MaxSilent, ends the client.
+	MaxSilent time.Duration
 	// ConnectTimeout bounds the TCP connect of Dial (2 s): a SYN lost to a network still
 	// down is retried on a fresh connect rather than by TCP's doubling SYN retransmissions,
 	// so a rejoin connects within about a second of the path coming back.
@@ -86,6 +90,10 @@ type Client struct {
 	// hubRestart is when the hub last sent an ICE-restart offer (unix nanoseconds): the hub
 	// noticed a dead subscribe path first, so the client need not ask.
 	hubRestart atomic.Int64
+	// heard is when the hub last said anything on the signalling socket (unix nanoseconds);
+	// holding is set while a silent socket is kept for a live media path.
+	heard   atomic.Int64
+	holding atomic.Bool
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.

@@ -35,12 +35,33 @@ func (o *ClientOptions) setLivenessDefaults() {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
+	if o.MaxSilent <= 0 {
+		o.MaxSilent = DefaultMaxSilent
+	}
 }
 
 // alive pushes the read deadline on: the hub said something.
 func (c *Client) alive() {
+	now := time.Now()
+	prev := c.heard.Swap(now.UnixNano())
+	if c.holding.Swap(false) {
+		c.log.Info("signalling socket heard again", "silent for", now.Sub(time.Unix(0, prev)).Round(time.Millisecond))
+	}
 	if c.opts.PingInterval > 0 {
-		c.conn.SetReadDeadline(time.Now().Add(c.opts.ReadTimeout))
+		c.conn.SetReadDeadline(now.Add(c.opts.ReadTimeout))
+	}
+}
+
+// holdForMedia keeps a silent signalling socket while the media path still hears the hub
+// (liveness.go), by pushing its read deadline on.
+func (c *Client) holdForMedia(now time.Time) {
+	heard := time.Unix(0, c.heard.Load())
+	if !KeepForMedia(now, heard, MediaHeard(c.PublishConnection(), c.SubscribeConnection()), c.opts.PingInterval, c.opts.MaxSilent) {
+		return
+	}
+	c.conn.SetReadDeadline(now.Add(c.opts.ReadTimeout))
+	if !c.holding.Swap(true) {
+		c.log.Info("signalling socket silent but the media path hears the hub: keeping the session", "silent for", now.Sub(heard).Round(time.Millisecond))
 	}
 }
 
@@ -59,6 +80,7 @@ func (c *Client) pingLoop() {
 			return
 		case <-tick.C:
 		}
+		c.holdForMedia(time.Now())
 		// WriteControl may run beside a WriteMessage (gorilla allows it); its deadline is
 		// short so a socket stuck behind a cut does not hold the loop.
 		err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.PingInterval))
@@ -87,8 +109,9 @@ func (c *Client) readLoop() {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				c.log.Warn("hub silent: signalling connection given up", "silent for", c.opts.ReadTimeout)
-				c.cancel(fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, c.opts.ReadTimeout, err))
+				silent := time.Since(time.Unix(0, c.heard.Load())).Round(100 * time.Millisecond)
+				c.log.Warn("hub silent: signalling connection given up", "silent for", silent)
+				c.cancel(fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, silent, err))
 				return
 			}
 			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))

@@ -54,6 +54,9 @@ type Options struct {
 	// longer than a short network cut plus TCP's retransmission back-off after it).
 	PingInterval time.Duration
 	PongWait     time.Duration
+	// MaxSilent bounds how long a silent socket is kept while the session's media path still
+	// hears the client (rtc.DefaultMaxSilent, 20 s; rtc/liveness.go).
+	MaxSilent time.Duration
 	// MaxPerAddress caps the signalling sockets of one client address (32); the next is
 	// refused with 429 before the WebSocket upgrade.
 	MaxPerAddress int
@@ -194,6 +197,7 @@ func New(o Options) *Service {
 	setDefault(&o.JoinDeadline, DefaultJoinDeadline)
 	setDefault(&o.PingInterval, DefaultPingInterval)
 	setDefault(&o.PongWait, DefaultPongWait)
+	setDefault(&o.MaxSilent, rtc.DefaultMaxSilent)
 	setDefault(&o.MaxPerAddress, DefaultMaxPerAddress)
 	setDefault(&o.MaxSessions, DefaultMaxSessions)
 	setDefault(&o.MessageRate, DefaultMessageRate)

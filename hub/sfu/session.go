@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/hub/token"
@@ -68,6 +69,11 @@ type session struct {
 	events     func(*rtc.Message)
 	view       *viewer
 	noTakeover bool
+
+	// heard is when the client last said anything on the signalling socket (unix
+	// nanoseconds); holding is set while a silent socket is kept for a live media path.
+	heard   atomic.Int64
+	holding atomic.Bool
 
 	negMu          sync.Mutex
 	awaitingAnswer bool

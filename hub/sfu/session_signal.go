@@ -16,9 +16,10 @@ import (
 func (s *session) readLoop() {
 	// A frame larger than the largest message ends the socket (close 1009) before it is read.
 	s.conn.SetReadLimit(rtc.MaxMessageBytes)
-	s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
+	s.alive()
 	s.conn.SetPongHandler(func(string) error {
-		return s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
+		s.alive()
+		return nil
 	})
 	// Client pings count as messages; over the limit they get no pong.
 	s.conn.SetPingHandler(func(data string) error {
@@ -44,7 +45,7 @@ func (s *session) readLoop() {
 			}
 			return
 		}
-		s.conn.SetReadDeadline(time.Now().Add(s.svc.opts.PongWait))
+		s.alive()
 		var (
 			m  *rtc.Message
 			pe *rtc.Error
@@ -104,6 +105,32 @@ func (s *session) limit(m *rtc.Message) (limited, stop bool) {
 	return true, false
 }
 
+// alive pushes the read deadline on: the client said something.
+func (s *session) alive() {
+	now := time.Now()
+	prev := s.heard.Swap(now.UnixNano())
+	if s.holding.Swap(false) {
+		s.log.Info("signalling socket heard again", "silent for", now.Sub(time.Unix(0, prev)).Round(time.Millisecond))
+	}
+	s.conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
+}
+
+// holdForMedia keeps a silent signalling socket while the session's media path still hears
+// the client (rtc/liveness.go): a short cut must not end a call whose media is back.
+func (s *session) holdForMedia(now time.Time) {
+	heard := time.Unix(0, s.heard.Load())
+	s.mu.Lock()
+	pub, sub := s.pub, s.sub
+	s.mu.Unlock()
+	if !rtc.KeepForMedia(now, heard, rtc.MediaHeard(pub, sub), s.svc.opts.PingInterval, s.svc.opts.MaxSilent) {
+		return
+	}
+	s.conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
+	if !s.holding.Swap(true) {
+		s.log.Info("signalling socket silent but the media path hears the client: keeping the session", "silent for", now.Sub(heard).Round(time.Millisecond))
+	}
+}
+
 func (s *session) writeLoop() {
 	ping := time.NewTicker(s.svc.opts.PingInterval)
 	defer ping.Stop()
@@ -131,6 +158,7 @@ func (s *session) writeLoop() {
 				return
 			}
 		case <-ping.C:
+			s.holdForMedia(time.Now())
 			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 				s.cancel()
 				return
