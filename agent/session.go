@@ -118,7 +118,12 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 	}
 	// Always through the configured hub: in a cluster it sends the agent on to the hub that
 	// holds the channel now (a rejoin after that hub died lands on its successor).
-	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS},
+	onConnected := func(conn string) {
+		if conn == rtc.ConnPublish && c.cam != nil {
+			c.cam.RequestKeyframe() // the frames written before were dropped
+		}
+	}
+	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS, OnConnected: onConnected},
 		c.p.appID, c.p.channel, c.p.uid, tok)
 	if err != nil {
 		var pe *rtc.Error

@@ -52,6 +52,12 @@ type ClientOptions struct {
 	// the hub (DefaultMaxSilent, 20 s; liveness.go): only a socket silent for ReadTimeout
 	// with the media silent too, or silent past MaxSilent, ends the client.
 	MaxSilent time.Duration
+	// OnConnected, if set, runs each time a peer connection (ConnPublish or ConnSubscribe)
+	// becomes connected, at first and after a lost path came back: a publisher asks its
+	// encoder for a keyframe there, since what it wrote before was dropped (no SRTP yet) and
+	// the hub starts new viewers from the last keyframe it has. Not called with a negative
+	// RestartAfter (no path watch).
+	OnConnected func(conn string)
 	// ConnectTimeout bounds the TCP connect of Dial (2 s): a SYN lost to a network still
 	// down is retried on a fresh connect rather than by TCP's doubling SYN retransmissions,
 	// so a rejoin connects within about a second of the path coming back.

@@ -36,6 +36,11 @@ func (c *Client) watchPath(which string, pc *webrtc.PeerConnection) {
 		Log:   c.log.With("connection", which),
 	}, peer.PathEvents{
 		Lost: func(n int, lostAt time.Time) { c.pathLost(which, n, lostAt) },
+		Up: func(bool) {
+			if c.opts.OnConnected != nil {
+				c.opts.OnConnected(which)
+			}
+		},
 	})
 	c.mu.Lock()
 	c.paths[which] = p
