@@ -53,6 +53,7 @@ type call struct {
 	mixer *audio.Mixer
 	duck  *audio.Ducker // nil: full duplex (micDuckDB 0)
 	video *webrtc.TrackLocalStaticSample
+	warm  warmVideo // the camera's frames while a session connects (warmvideo.go)
 	audio *webrtc.TrackLocalStaticSample
 
 	mu     sync.Mutex
@@ -193,7 +194,7 @@ func (c *call) pumpVideo() {
 			}
 			return
 		}
-		if err := c.video.WriteSample(media.Sample{Data: s.Data, Duration: s.Duration}); err != nil && c.ctx.Err() == nil {
+		if err := c.warm.write(media.Sample{Data: s.Data, Duration: s.Duration}, c.video.WriteSample); err != nil && c.ctx.Err() == nil {
 			c.log.Debug("write video", "err", err)
 		}
 	}

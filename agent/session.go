@@ -118,9 +118,14 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 	}
 	// Always through the configured hub: in a cluster it sends the agent on to the hub that
 	// holds the channel now (a rejoin after that hub died lands on its successor).
+	// The frames written before the publish connection was up were dropped: replay the
+	// camera's latest keyframe and what followed it, or ask for a new one (warmvideo.go).
+	if c.cam != nil {
+		c.warm.arm()
+	}
 	onConnected := func(conn string) {
-		if conn == rtc.ConnPublish && c.cam != nil {
-			c.cam.RequestKeyframe() // the frames written before were dropped
+		if conn == rtc.ConnPublish && c.cam != nil && !c.warm.replay(c.video.WriteSample) {
+			c.cam.RequestKeyframe()
 		}
 	}
 	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS, OnConnected: onConnected},
