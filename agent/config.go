@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/camagent/camagent/config"
 	"github.com/camagent/camagent/device/spec"
+	"github.com/camagent/camagent/rtc"
 )
 
 // Config is the agent's configuration (camagent.yaml); Defaults gives the embedded defaults.
@@ -330,9 +332,12 @@ func HubHTTPClient(caFile string, timeout time.Duration) (*http.Client, error) {
 	return hubHTTPClient(cfg, timeout), nil
 }
 
-// hubHTTPClient is an HTTP client whose TLS is cfg (nil: the defaults).
+// hubHTTPClient is an HTTP client whose TLS is cfg (nil: the defaults). Its connects are
+// bounded as the signalling's are (rtc.DefaultConnectTimeout): a SYN lost to a cut network is
+// retried on a fresh connect, and the failure counts as unanswered (quick rejoin retry).
 func hubHTTPClient(cfg *tls.Config, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
+	tr.DialContext = (&net.Dialer{Timeout: rtc.DefaultConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
 	return &http.Client{Transport: tr, Timeout: timeout}
 }

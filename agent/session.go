@@ -189,6 +189,9 @@ func (c *call) supervise(first *session) {
 			return
 		}
 		c.log.Warn("connection to hub lost; rejoining", "err", lost)
+		// A kept-alive connection to the token service shares the fate of the signalling
+		// one (a cut path, a dead hub): the rejoin's token request must connect anew.
+		c.a.hubHTTP.CloseIdleConnections()
 		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: fmt.Sprint(lost)})
 		var refused error
 		if s, refused = c.rejoin(bo); s == nil {
