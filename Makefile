@@ -18,7 +18,7 @@ build: ## build camhub and camagent (pure Go) into bin/
 run: build ## run the hub and a demo agent on the embedded defaults (Ctrl-C stops both)
 	BIN=$(BIN) ./tools/run-demo.sh
 
-test-deps: ## install what the tests need (apt: chromium, mosquitto, coturn, ffmpeg, alsa-utils, qemu-user-static, …; npm: playwright-core)
+test-deps: ## install what the tests need (apt: chromium, mosquitto, coturn, ffmpeg, alsa-utils, pulseaudio, qemu-user-static, …; npm: playwright-core, puppeteer-core)
 	./tools/test-deps.sh
 
 test: test-deps vet test-go test-nat test-cross test-cross-check test-abi32 test-dist test-install fuzz ## install test dependencies, then run every test

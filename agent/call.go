@@ -334,31 +334,6 @@ func (c *call) listen(s *session, uid uint32) {
 	})
 }
 
-// play decodes a remote audio track (Opus, or G.711) into the mixer until the track or ctx ends.
-func (c *call) play(ctx context.Context, track *webrtc.TrackRemote, key string) {
-	decode, err := audioDecoder(track.Codec().MimeType)
-	if err != nil {
-		c.log.Error("audio decoder", "remote", key, "err", err)
-		return
-	}
-	in := c.mixer.Input(key)
-	defer in.Close()
-	unblock := context.AfterFunc(ctx, func() { track.SetReadDeadline(time.Now()) }) // unblock ReadRTP
-	defer unblock()
-	pcm := make([]int16, 0, 5760) // up to 120 ms at 48 kHz
-	for {
-		pkt, _, err := track.ReadRTP()
-		if err != nil {
-			return
-		}
-		out, err := decode(pkt.Payload, pcm[:0])
-		if err != nil {
-			continue
-		}
-		in.WriteFrame(out)
-	}
-}
-
 // stop leaves the channel and releases the devices.
 func (c *call) stop() {
 	c.leaving.Store(true)

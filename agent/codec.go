@@ -3,7 +3,9 @@ package agent
 import (
 	"fmt"
 	"strings"
+	"sync"
 
+	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/g711"
 	"github.com/camagent/camagent/device/opus"
 	"github.com/pion/webrtc/v4"
@@ -45,21 +47,41 @@ func audioEncoder(codec string) (func(pcm []int16, out []byte) ([]byte, error), 
 }
 
 // audioDecoder returns a function that decodes one RTP payload of a remote track with the
-// given MIME type into 48 kHz PCM appended to pcm.
-func audioDecoder(mime string) (func(payload []byte, pcm []int16) ([]int16, error), error) {
+// given MIME type into 48 kHz PCM appended to pcm, and for Opus a concealer for the mixer
+// (the decoder's packet loss concealment of a frame that did not arrive in time; nil for
+// G.711). The two may be called from different goroutines. An empty payload (a packet of
+// RTP padding only, as Firefox sends when a stream starts and ends) holds no audio and
+// decodes to nothing: it is not a lost packet to conceal.
+func audioDecoder(mime string) (func(payload []byte, pcm []int16) ([]int16, error), audio.Concealer, error) {
 	if law, err := g711.ForMimeType(mime); err == nil {
 		d := g711.NewDecoder(law)
-		return func(p []byte, pcm []int16) ([]int16, error) { return d.Decode(p, pcm), nil }, nil
+		return func(p []byte, pcm []int16) ([]int16, error) { return d.Decode(p, pcm), nil }, nil, nil
 	}
 	if !strings.EqualFold(mime, webrtc.MimeTypeOpus) {
-		return nil, fmt.Errorf("cannot play %s audio", mime)
+		return nil, nil, fmt.Errorf("cannot play %s audio", mime)
 	}
 	dec, err := opus.NewDecoder()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func(p []byte, pcm []int16) ([]int16, error) {
+	var mu sync.Mutex // the decoder's state is shared by decode and conceal
+	decode := func(p []byte, pcm []int16) ([]int16, error) {
+		if len(p) == 0 {
+			return pcm, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
 		n, err := dec.Decode(p, pcm[:cap(pcm)])
 		return pcm[:n], err
-	}, nil
+	}
+	conceal := func(pcm []int16) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !dec.Decoded() {
+			return false
+		}
+		n, err := dec.DecodeLost(pcm)
+		return err == nil && n == len(pcm)
+	}
+	return decode, conceal, nil
 }

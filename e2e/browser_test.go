@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ func TestBrowser(t *testing.T) {
 	if _, err := os.Stat("browser/node_modules/puppeteer-core"); err != nil {
 		t.Fatal("puppeteer-core is not installed in e2e/browser: run `make test-deps`")
 	}
+	pulse := startPulse(t)
 	s := startSystem(t)
 	const tokenUID = 31337
 	channel := "browser-tokens"
@@ -44,6 +46,7 @@ func TestBrowser(t *testing.T) {
 		"CAMAGENT_HUB_URL="+s.baseURL,
 		"CAMAGENT_DEVICE_ID="+s.agentCfg.ID,
 		fmt.Sprintf("CAMAGENT_DEVICE_TONE_HZ=%g", s.agentCfg.ToneHz),
+		"CAMAGENT_FIREFOX_PULSE="+pulse,
 		"CAMAGENT_APP_ID=demo",
 		"CAMAGENT_TOKEN_CHANNEL="+channel,
 		fmt.Sprintf("CAMAGENT_TOKEN_UID=%d", tokenUID),
@@ -77,8 +80,11 @@ func TestBrowser(t *testing.T) {
 		t.Logf("device speaker: %.1f s of %.0f Hz from %s (loudest %.1f dBFS) in %s", secs, run.hz, run.name, peak, filepath.Base(s.speaker))
 		found := talks(samples, run.hz)
 		for i, tk := range found {
-			t.Logf("device speaker: %s's talk %d/%d spans %v with %d dropouts (runs of 10 ms windows below RMS 300), %v silent in all, the longest %v",
-				run.name, i+1, len(found), tk.span, tk.dropouts, tk.silent, tk.longest)
+			t.Logf("device speaker: %s's talk %d/%d spans %v with %d dropouts (runs of 10 ms windows below RMS 300), %v silent in all, the longest %v; where (start+length): %s",
+				run.name, i+1, len(found), tk.span, tk.dropouts, tk.silent, tk.longest, tk.where())
+			if tk.silent*2 > tk.span {
+				t.Errorf("%s's talk %d/%d is mostly silence: %v of %v", run.name, i+1, len(found), tk.silent, tk.span)
+			}
 		}
 		if run.talks > 0 && len(found) != run.talks {
 			t.Errorf("%s: %d talks in the device's speaker, want %d (%s)", run.name, len(found), run.talks, run.which)
@@ -135,11 +141,28 @@ func holdsTone(w []int16, hz float64) bool {
 	return f > hz-20 && f < hz+20
 }
 
-// talk is one talk found in the device's speaker: from its first to its last 0.1 s window of the
-// tone (a second without the tone ends it), with its dropouts: runs of silent 10 ms windows.
+// talk is one talk found in the device's speaker: from the first loud 10 ms window of its first
+// 0.1 s window of the tone to the end of its last (a second without the tone ends it), with its
+// dropouts: runs of silent 10 ms windows in it (the silence after its last loud window is not one).
 type talk struct {
 	span, silent, longest time.Duration
 	dropouts              int
+	at                    [][2]time.Duration // the first dropouts' starts (from the talk's) and lengths
+}
+
+// where lists the talk's first dropouts as start+length.
+func (tk talk) where() string {
+	var b strings.Builder
+	for _, d := range tk.at {
+		fmt.Fprintf(&b, " %v+%v", d[0], d[1])
+	}
+	if tk.dropouts > len(tk.at) {
+		b.WriteString(" …")
+	}
+	if b.Len() == 0 {
+		return "-"
+	}
+	return b.String()[1:]
 }
 
 // talks finds the talks of tone hz in samples (see talk).
@@ -159,6 +182,10 @@ func talks(samples []int16, hz float64) []talk {
 	win := func(n int) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
 	out := make([]talk, 0, len(spans))
 	for _, sp := range spans {
+		// The talk starts at its first loud 10 ms window, not at the 0.1 s window holding it.
+		for sp[0]+fine <= sp[1] && audio.RMS(samples[sp[0]:sp[0]+fine]) < quietRMS {
+			sp[0] += fine
+		}
 		tk := talk{span: win((sp[1] - sp[0]) / fine)}
 		run := 0
 		for i := sp[0]; i+fine <= sp[1]; i += fine {
@@ -170,6 +197,9 @@ func talks(samples []int16, hz float64) []talk {
 			if run > 0 {
 				tk.dropouts++
 				tk.longest = max(tk.longest, win(run))
+				if len(tk.at) < 10 {
+					tk.at = append(tk.at, [2]time.Duration{win((i-sp[0])/fine - run), win(run)})
+				}
 			}
 			run = 0
 		}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, when it is missing: Debian packages (Chromium, Firefox ESR, Mosquitto,
-# FFmpeg, alsa-utils, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
+# FFmpeg, alsa-utils, PulseAudio, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
 # coturn, the external TURN server the hub's credentials are checked against; redis-server for several
 # hubs), the browser tests' npm packages and go2rtc (tools/go2rtc.sh).
@@ -15,6 +15,8 @@ declare -A pkgs=(
   [/usr/bin/mosquitto_pub]=mosquitto-clients
   [/usr/bin/ffmpeg]=ffmpeg
   [/usr/bin/aplay]=alsa-utils
+  # a sound server with a null sink: Firefox's audio clock in the browser tests (e2e/pulse_test.go)
+  [/usr/bin/pulseaudio]=pulseaudio
   [/usr/bin/qemu-arm-static]=qemu-user-static
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/turnserver]=coturn

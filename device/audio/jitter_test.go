@@ -104,3 +104,49 @@ func TestJitterBufferTargetBoundedByDepth(t *testing.T) {
 		t.Fatalf("target %d, want the bound of depth-1 = 2 frames", got)
 	}
 }
+
+// A concealed source's gaps are filled by its concealer, up to maxConcealFrames in a row
+// and only once it has been heard; a plain source's gaps stay silent.
+func TestMixerConceals(t *testing.T) {
+	m := NewMixer()
+	calls := 0
+	conceal := func(pcm []int16) bool {
+		calls++
+		for i := range pcm {
+			pcm[i] = 7
+		}
+		return true
+	}
+	in := m.ConcealedInput("c", conceal)
+	m.Push("plain", nil) // present, never heard
+	out := make([]int16, device.FrameSamples)
+	if m.Mix(out); calls != 0 || RMS(out) != 0 {
+		t.Fatalf("concealed %d times before the source was heard (RMS %.0f)", calls, RMS(out))
+	}
+	in.WriteFrame(constant(100))
+	m.Push("plain", constant(100))
+	if m.Mix(out); out[0] != 200 {
+		t.Fatalf("mixed %d, want 200", out[0])
+	}
+	for i := 1; i <= maxConcealFrames+2; i++ {
+		m.Mix(out)
+		want := int16(7)
+		if i > maxConcealFrames {
+			want = 0
+		}
+		if out[0] != want || out[len(out)-1] != want {
+			t.Fatalf("gap frame %d: %d…%d, want %d (the plain source silent)", i, out[0], out[len(out)-1], want)
+		}
+	}
+	// Audio again: it plays, and a new gap is concealed again.
+	in.WriteFrame(constant(100))
+	if m.Mix(out); out[0] != 100 {
+		t.Fatalf("after the gap: %d, want 100", out[0])
+	}
+	if m.Mix(out); out[0] != 7 {
+		t.Fatalf("a new gap: %d, want the concealment", out[0])
+	}
+	if s := m.Stats(); s.Concealed != maxConcealFrames+1 || calls != maxConcealFrames+1 {
+		t.Fatalf("concealed %d (%d calls), want %d", s.Concealed, calls, maxConcealFrames+1)
+	}
+}

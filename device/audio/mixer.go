@@ -38,6 +38,10 @@ const (
 // frames) and shrinks a frame after calmWindows windows without one. Run also moves its
 // ticks to meet the sources' arrivals (phase.go).
 //
+// A source added by ConcealedInput has a concealer: when its queue is empty at a mix,
+// the concealer fills the frame (a decoder's packet loss concealment) instead of
+// silence, for at most maxConcealFrames frames in a row.
+//
 // A Mixer is safe for concurrent use.
 type Mixer struct {
 	depth int // samples per source queue
@@ -46,11 +50,20 @@ type Mixer struct {
 	mu      sync.Mutex
 	sources map[string]*ring
 	stats   MixerStats
+	scratch [device.FrameSamples]int16 // a concealed frame
 
 	phaseMixes   int           // mixes in this phase window (phase.go)
 	advance      time.Duration // pending move of the ticks, earlier
 	advanceSince time.Time
 }
+
+// maxConcealFrames bounds the frames a source is concealed in a row: a sender that
+// stopped (Chromium sends nothing while muted) falls silent after 60 ms.
+const maxConcealFrames = 3
+
+// Concealer fills pcm (one frame or less) with a concealment of a source's next
+// samples, which did not arrive in time, and reports whether it did.
+type Concealer func(pcm []int16) bool
 
 // MixerStats counts what a Mixer dropped and missed.
 type MixerStats struct {
@@ -64,6 +77,8 @@ type MixerStats struct {
 	// Underruns counts, per mixed frame and source, frames a present source could not
 	// fill completely.
 	Underruns uint64
+	// Concealed counts the underruns a source's concealer filled.
+	Concealed uint64
 	// Advances counts the times Run moved its ticks earlier to meet the sources' frames
 	// (phase alignment), and Advanced sums how far; each cut as much audio.
 	Advances uint64
@@ -107,7 +122,9 @@ func NewMixer(opts ...MixerOption) *Mixer {
 
 // Push queues pcm (any length; normally one frame) for source key, adding the source
 // if it is new. pcm is copied. If the queue overflows, the oldest samples are dropped.
-func (m *Mixer) Push(key string, pcm []int16) {
+func (m *Mixer) Push(key string, pcm []int16) { m.push(key, pcm, nil) }
+
+func (m *Mixer) push(key string, pcm []int16, conceal Concealer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r, ok := m.sources[key]
@@ -115,8 +132,14 @@ func (m *Mixer) Push(key string, pcm []int16) {
 		r = newRing(m.depth)
 		m.sources[key] = r
 	}
+	if conceal != nil {
+		r.conceal = conceal
+	}
 	m.stats.DroppedSamples += uint64(r.write(pcm))
 	r.stampWrite(time.Now(), len(pcm))
+	if len(pcm) > 0 {
+		r.heard, r.concealed = true, 0
+	}
 }
 
 // Remove deletes source key and whatever it had queued. Removing an absent key is a
@@ -190,12 +213,15 @@ func (m *Mixer) Mix(out []int16) int {
 		contributed := 0
 		for _, r := range m.sources {
 			n := r.addTo(sum)
-			if n > 0 {
-				contributed++
-			}
 			if n < len(chunk) {
 				m.stats.Underruns++
 				r.underran = true
+				if n == 0 && m.concealInto(r, sum) {
+					n = len(chunk)
+				}
+			}
+			if n > 0 {
+				contributed++
 			}
 		}
 		active = max(active, contributed)
@@ -216,6 +242,24 @@ func (m *Mixer) Mix(out []int16) int {
 	}
 	m.endPhaseWindow(now)
 	return active
+}
+
+// concealInto adds a concealment of r's next len(sum) samples into sum, if r has a
+// concealer, has been heard, and has not been concealed for maxConcealFrames already.
+func (m *Mixer) concealInto(r *ring, sum []int32) bool {
+	if r.conceal == nil || !r.heard || r.concealed >= maxConcealFrames {
+		return false
+	}
+	pcm := m.scratch[:len(sum)]
+	if !r.conceal(pcm) {
+		return false
+	}
+	r.concealed++
+	m.stats.Concealed++
+	for i, v := range pcm {
+		sum[i] += int32(v)
+	}
+	return true
 }
 
 // Run mixes a frame every 20 ms (drift-free) and writes it to spk until ctx ends, when
@@ -258,9 +302,16 @@ func (m *Mixer) Input(key string) device.Speaker {
 	return &input{m: m, key: key}
 }
 
+// ConcealedInput is Input for a source whose gaps conceal fills (see Mixer). conceal is
+// called from Mix, with the mixer locked: it must be quick and must not call the mixer.
+func (m *Mixer) ConcealedInput(key string, conceal Concealer) device.Speaker {
+	return &input{m: m, key: key, conceal: conceal}
+}
+
 type input struct {
-	m   *Mixer
-	key string
+	m       *Mixer
+	key     string
+	conceal Concealer
 
 	mu     sync.Mutex
 	closed bool
@@ -272,7 +323,7 @@ func (in *input) WriteFrame(pcm []int16) error {
 	if in.closed {
 		return ErrClosed
 	}
-	in.m.Push(in.key, pcm)
+	in.m.push(in.key, pcm, in.conceal)
 	return nil
 }
 
@@ -303,6 +354,10 @@ type ring struct {
 	mixes    int  // mixes in this window
 	underran bool // a mix in this window found too little
 	calm     int  // windows in a row without an underrun
+
+	conceal   Concealer // nil: gaps are silence
+	heard     bool      // samples have been pushed
+	concealed int       // frames concealed since the last push
 }
 
 func newRing(capacity int) *ring {

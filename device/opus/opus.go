@@ -168,6 +168,10 @@ func (d *Decoder) Decode(packet []byte, pcm []int16) (int, error) {
 	return n, nil
 }
 
+// Decoded reports whether a packet has been decoded since creation (or Reset): before
+// that, DecodeLost has nothing to conceal and yields silence.
+func (d *Decoder) Decoded() bool { return d.decoded }
+
 // DecodeLost fills pcm with a concealment of one missing packet of len(pcm) samples
 // (normally device.FrameSamples; a multiple of 120) and returns len(pcm). Before the
 // first packet, or if concealment fails, it yields silence.

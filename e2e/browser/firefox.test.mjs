@@ -118,13 +118,13 @@ test('firefox: the viewer shows and plays the device, and talks to it', async ()
     null,
     { what: 'talking' }
   );
-  const sentBefore = await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes));
+  const before = await sentSoFar(page);
   await new Promise((r) => setTimeout(r, Math.max(0, TALK_MS - (Date.now() - talkStart))));
-  const sentAfter = await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes));
+  const after = await sentSoFar(page);
   await page.mouse.up();
   await waitInPage(page, () => !window.camagentViewer.talking, null, { what: 'talk to end' });
-  log(`firefox talk: held ${Date.now() - talkStart} ms, sent ${sentAfter - sentBefore} bytes of ${FIREFOX_TONE_HZ} Hz`);
-  assert.ok(sentAfter - sentBefore > 5000, `only ${sentAfter - sentBefore} bytes sent while talking`);
+  log(`firefox talk: held ${Date.now() - talkStart} ms, sent ${sendRate(before, after)} of ${FIREFOX_TONE_HZ} Hz`);
+  assert.ok(after.bytes - before.bytes > 5000, `only ${after.bytes - before.bytes} bytes sent while talking`);
 
   await page.click('#stop');
   await waitInPage(page, () => window.camagentViewer.client === null, null, { timeoutMs: 15000, what: 'Stop' });
@@ -132,18 +132,34 @@ test('firefox: the viewer shows and plays the device, and talks to it', async ()
   assert.deepEqual(errors, [], 'uncaught errors in the page');
 });
 
+// The viewer's microphone as sent so far: bytes (all of the publishing connection) and audio
+// RTP packets, with the page's clock.
+const sentSoFar = (page) =>
+  page.evaluate(async () => {
+    const c = window.camagentViewer.client;
+    let packets = 0;
+    (await c._pubPC.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'audio') packets += r.packetsSent || 0;
+    });
+    return { bytes: (await c.getRTCStats()).SendBytes, packets, ms: performance.now() };
+  });
+
+// How fast the microphone sent: Firefox's Opus packets hold 20 ms, so 50 a second keeps real
+// time and fewer means its audio clock is behind (lib.mjs launchFirefox).
+const sendRate = (a, b) => `${b.bytes - a.bytes} bytes, ${(((b.packets - a.packets) * 1000) / (b.ms - a.ms)).toFixed(1)} audio packets/s`;
+
 // Holds Talk (start/end do the pressing), checks the page talks and sends, and that it stops.
 async function holdTalk(page, label, start, end) {
   await start();
   const t0 = Date.now();
   await waitInPage(page, () => window.camagentViewer.talking && window.camagentViewer.micTrack?.enabled, null, { what: `${label}: talking` });
-  const before = await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes));
+  const before = await sentSoFar(page);
   await new Promise((r) => setTimeout(r, 2000));
-  const sent = (await page.evaluate(() => window.camagentViewer.client.getRTCStats().then((s) => s.SendBytes))) - before;
+  const after = await sentSoFar(page);
   await end();
   await waitInPage(page, () => !window.camagentViewer.talking && !window.camagentViewer.micTrack.enabled, null, { what: `${label}: talk to end` });
-  log(`firefox ${label}: held ${Date.now() - t0} ms, sent ${sent} bytes`);
-  assert.ok(sent > 3000, `${label}: only ${sent} bytes sent while talking`);
+  log(`firefox ${label}: held ${Date.now() - t0} ms, sent ${sendRate(before, after)}`);
+  assert.ok(after.bytes - before.bytes > 3000, `${label}: only ${after.bytes - before.bytes} bytes sent while talking`);
 }
 
 // Frames still arrive and the device's counter advances in them.

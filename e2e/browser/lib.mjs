@@ -103,24 +103,32 @@ export async function launchChromium({ toneHz = MIC_TONE_HZ, args = [] } = {}) {
  * default), autoplay allowed, and real host addresses in its ICE candidates (the tests' hub
  * offers loopback candidates only, which Firefox pairs with no mDNS-obfuscated candidate).
  * Without a sound card Firefox's content process dies at the first AudioContext (with ALSA's
- * null device too), so audio output goes to cubeb's mock context (media.cubeb.force_mock_context,
- * which Firefox's own tests use): WebRTC audio and WebAudio analysis run as usual. Returns
+ * null device too). With CAMAGENT_FIREFOX_PULSE (a PulseAudio server's address, as the Go harness
+ * starts one: e2e/pulse_test.go) Firefox plays to that server's null sink, which paces its audio
+ * graph, fake microphone included, in real time. Without it audio goes to cubeb's mock context
+ * (media.cubeb.force_mock_context, which Firefox's own tests use): WebRTC audio and WebAudio
+ * analysis work, but the mock's clock falls behind the wall clock when the CPU is busy (0.68–0.92 s
+ * a second measured), so the microphone sends too little and talk reaches the device with gaps
+ * (docs/sdk.md). Returns
  * {browser, close()} as launchChromium does; the browser is a puppeteer Browser (page.evaluate
  * and evaluateHandle work as in Playwright). CAMAGENT_FIREFOX_LOG=1 shows Firefox's output.
  */
 export async function launchFirefox({ toneHz = FIREFOX_TONE_HZ, prefs = {} } = {}) {
+  const pulse = process.env.CAMAGENT_FIREFOX_PULSE || "";
+  if (!pulse) log('firefox: no CAMAGENT_FIREFOX_PULSE: its audio runs on the mock clock, slower than real time under load');
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: process.env.CAMAGENT_FIREFOX || '/usr/bin/firefox-esr',
     headless: true,
     dumpio: !!process.env.CAMAGENT_FIREFOX_LOG,
+    env: pulse ? { ...process.env, PULSE_SERVER: pulse } : process.env,
     extraPrefsFirefox: {
       'media.navigator.streams.fake': true,
       'media.navigator.permission.disabled': true,
       'media.navigator.audio.fake_frequency': toneHz,
       'media.autoplay.default': 0,
       'media.autoplay.block-webaudio': false,
-      'media.cubeb.force_mock_context': true,
+      'media.cubeb.force_mock_context': !pulse,
       // The tests' hub offers loopback candidates only: with its host addresses hidden behind
       // mDNS names Firefox's ICE never connects to it (checked: ICE failed), with them plain it does.
       'media.peerconnection.ice.loopback': true,
