@@ -270,6 +270,11 @@ func (c *call) onEvent(s *session, m *rtc.Message) {
 	case rtc.EventTokenDidExpire, rtc.EventReplaced:
 		ev.Event = "error"
 		ev.Error = m.Event
+	case rtc.EventChannelMoved:
+		// Not an event of the MQTT API: the session ends (rtc.ErrChannelMoved) and the call
+		// rejoins through the configured hub, which sends it to the channel's new hub.
+		c.log.Info("the hub says the channel moved to another hub; rejoining through the configured hub")
+		return
 	}
 	c.a.event(ev)
 }

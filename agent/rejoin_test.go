@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -49,5 +50,26 @@ func TestRejoinStep(t *testing.T) {
 		if d := quick.Next(); d < rejoinQuick/2 || d > rejoinQuick {
 			t.Fatalf("quick step %v, want within [%v, %v]", d, rejoinQuick/2, rejoinQuick)
 		}
+	}
+}
+
+// TestHolderDown: a join redirected to a hub out of reach is retried on the short step for
+// rejoinSoonFor; any other failure ends the run.
+func TestHolderDown(t *testing.T) {
+	down := fmt.Errorf("%w (redirected there): %w", rtc.ErrHolderUnreachable, dialErr(t, deadaddr.Closed(t)))
+	other := dialErr(t, deadaddr.Closed(t))
+	var since time.Time
+	t0 := time.Now()
+	if !holderDown(down, t0, &since) || !holderDown(down, t0.Add(rejoinSoonFor-time.Second), &since) {
+		t.Fatal("holder out of reach: not the short step")
+	}
+	if holderDown(down, t0.Add(rejoinSoonFor), &since) {
+		t.Fatal("holder out of reach for rejoinSoonFor: still the short step")
+	}
+	if holderDown(other, t0.Add(rejoinSoonFor), &since) || !since.IsZero() {
+		t.Fatal("another failure: the short step, or the run kept")
+	}
+	if !holderDown(down, t0.Add(2*rejoinSoonFor), &since) {
+		t.Fatal("a new run after another failure: not the short step")
 	}
 }

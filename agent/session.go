@@ -28,12 +28,18 @@ import (
 // nothing) is retried instead after 1-2 s (jittered), for up to rejoinQuickFor of such
 // silence: a path that comes back is found within about 2 s, not after a step that grew to
 // 30 s meanwhile. Any answer (refused connect, HTTP error, refused join) goes back to the
-// long back-off, which keeps counting from where it was.
+// long back-off, which keeps counting from where it was. A join the configured hub redirected
+// to a cluster hub that cannot be dialled (rtc.ErrHolderUnreachable: the channel's hub died,
+// and its lease has not run out yet) is retried after 0.25-0.5 s, for up to rejoinSoonFor (the
+// longest cluster lease): the channel is placed on a live hub within the lease (3 s), and a
+// grown step would add seconds to the call's outage.
 const (
 	rejoinFirst    = 500 * time.Millisecond
 	rejoinMax      = 30 * time.Second
 	rejoinQuick    = 2 * time.Second
 	rejoinQuickFor = 5 * time.Minute
+	rejoinSoon     = 500 * time.Millisecond
+	rejoinSoonFor  = time.Minute
 )
 
 type session struct {
@@ -218,8 +224,8 @@ func (c *call) supervise(first *session) {
 // mint another in its caller's name, so the call ends (ARCHITECTURE: a call whose token
 // expires without renewal leaves).
 func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
-	quick := backoff.New(rejoinQuick, rejoinQuick)
-	var unansweredSince time.Time // start of the current run of unanswered attempts
+	quick, soon := backoff.New(rejoinQuick, rejoinQuick), backoff.New(rejoinSoon, rejoinSoon)
+	var unansweredSince, holderSince time.Time // starts of the current runs of such failures
 	next := bo
 	for {
 		delay, err := next.Wait(c.ctx, nil)
@@ -242,9 +248,13 @@ func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 			c.log.Warn("rejoin refused for the join command's token: the call ends", "err", err)
 			return nil, err
 		}
-		next = rejoinStep(err, time.Now(), &unansweredSince, bo, quick)
+		now := time.Now()
+		next = rejoinStep(err, now, &unansweredSince, bo, quick)
+		if holderDown(err, now, &holderSince) {
+			next = soon
+		}
 		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond),
-			"unanswered", rtc.Unanswered(err), "quick retry", next == quick)
+			"unanswered", rtc.Unanswered(err), "quick retry", next == quick, "holder down", next == soon)
 		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: err.Error()})
 	}
 }
@@ -279,6 +289,20 @@ func tokenFinal(err error) bool {
 		return true
 	}
 	return false
+}
+
+// holderDown reports whether the attempt that failed with err at now should be retried on the
+// short step: the entry hub redirected it to a hub out of reach (rtc.ErrHolderUnreachable), for
+// less than rejoinSoonFor since *since, the start of that run (zero: none).
+func holderDown(err error, now time.Time, since *time.Time) bool {
+	if !errors.Is(err, rtc.ErrHolderUnreachable) {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = now
+	}
+	return now.Sub(*since) < rejoinSoonFor
 }
 
 // followEvents handles the hub's events until the session's client ends or the call stops.

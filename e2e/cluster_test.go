@@ -1,12 +1,16 @@
 package e2e
 
-// Several hubs as one service (docs/scaling.md): three camhub processes sharing a channel
-// directory in a real redis-server, the first with the embedded broker the others read, in
-// the default (secure) mode with an enrolled device and a scoped key. The viewer enters
-// through hub2 and the device through hub1: the channel ends on one hub. That hub is killed
-// with SIGKILL: the device and the viewer come back by themselves through their entry
-// points and the call resumes on another hub (video at the viewer, the viewer's voice at
-// the device's speaker). `make scale` prints the figures.
+// Several hubs as one service (docs/scaling.md) on a NATS cluster as the broker
+// (docs/nats.md): three camhub processes sharing a channel directory in a real
+// redis-server, and a 3-node nats-server cluster whose authorization block `camhub nats
+// users` writes (the device's own login, the hubs' account), in the default (secure) mode
+// with an enrolled device and a scoped key. Every hub and the agent get the three nodes'
+// URLs, each hub in another order. Viewers enter through hub2 and hub3 and the device
+// through hub1: the channel ends on one hub. That hub is killed with SIGKILL: the device and
+// the viewers come back by themselves through their entry points and the call resumes on
+// another hub (video at the viewers, the viewer's voice at the device's speaker) within the
+// issue's 5 s. Then the NATS node the agent is connected to is killed: commands sent
+// through the hubs are each answered exactly once.
 
 import (
 	"bytes"
@@ -14,20 +18,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/wav"
 	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/cluster"
 	"github.com/camagent/camagent/hub/cluster/clustertest"
+	"github.com/camagent/camagent/hub/natsconf/natstest"
 	"github.com/camagent/camagent/internal/backoff"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
@@ -54,7 +63,7 @@ func startClusterHub(t *testing.T, bin, id string, env []string, args ...string)
 	h.p = startProc(t, "camhub "+id, env, bin, append([]string{"--listen", h.addr, "--log-level", "info"}, args...)...)
 	t.Cleanup(func() {
 		h.p.stop(syscall.SIGTERM, 10*time.Second)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("FAULTS_LOG") != "" {
 			t.Logf("%s output:\n%s", id, h.p.output())
 		}
 	})
@@ -105,6 +114,7 @@ type clusterViewer struct {
 	entries        []string
 	key            string
 	uid, device    uint32
+	talk           bool   // publishes a tone (its voice)
 	viewerClock           // faultrig_test.go; its mu guards the fields below too
 	joinedAt       string // the hub the current session joined (its signalling URL)
 	sessions, next int
@@ -142,8 +152,10 @@ func (v *clusterViewer) session(ctx context.Context, t *testing.T) error {
 	unblock := context.AfterFunc(ctx, func() { c.Close() })
 	defer unblock()
 	go func() { <-c.Done(); c.Close() }()
-	if _, err := rtctest.PublishTone(ctx, c, clusterTalkHz); err != nil {
-		return err
+	if v.talk {
+		if _, err := rtctest.PublishTone(ctx, c, clusterTalkHz); err != nil {
+			return err
+		}
 	}
 	v.mu.Lock()
 	v.sessions++
@@ -184,20 +196,26 @@ func (v *clusterViewer) hub() string {
 }
 
 // talkAfter waits until the last half second the device's speaker wrote past sample from
-// carries the viewer's tone, and returns when it did.
+// carries the viewer's tone, and returns when the tone began: the first 20 ms frame of the
+// loud run that ends the file, timed by its distance from the end (the mixer writes the
+// speaker in real time).
 func talkAfter(t *testing.T, speaker string, from int, timeout time.Duration) time.Time {
 	t.Helper()
 	n := device.SampleRate / 2
 	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
 		samples, _, _, err := wav.ReadFile(speaker)
+		now := time.Now()
 		if err == nil && len(samples) < from {
 			from = 0 // a new file
 		}
 		if err == nil && len(samples)-from >= n {
 			w := samples[len(samples)-n:]
-			if audio.RMS(w) > 1000 && audio.DominantFrequency(w, device.SampleRate) > clusterTalkHz-30 &&
-				audio.DominantFrequency(w, device.SampleRate) < clusterTalkHz+30 {
-				return time.Now()
+			if f := audio.DominantFrequency(w, device.SampleRate); audio.RMS(w) > 1000 && f > clusterTalkHz-30 && f < clusterTalkHz+30 {
+				frame, start := device.SampleRate/50, len(samples)-n
+				for start-frame >= from && audio.RMS(samples[start-frame:start]) > 1000 {
+					start -= frame
+				}
+				return now.Add(-time.Duration(len(samples)-start) * time.Second / time.Duration(device.SampleRate))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -211,9 +229,44 @@ func speakerSamples(path string) int {
 	return len(s)
 }
 
+// natsTrust writes the cluster's authorization block as an operator does (docs/nats.md):
+// `camhub nats passwd` for the device's credential and the hubs' password, then `camhub
+// nats users` over the hubs' state directory; it returns the block's text.
+func natsTrust(t *testing.T, hubBin, state, device, cred, hubUser, hubPass string) string {
+	t.Helper()
+	dir := t.TempDir()
+	passwd, users := filepath.Join(dir, "camagent-passwd"), filepath.Join(dir, "camagent-users.conf")
+	run := func(stdin string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(hubBin, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("camhub %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run(cred, "nats", "passwd", passwd, device)
+	run(hubPass, "nats", "passwd", passwd, hubUser)
+	run("", "nats", "users", "--passwd", passwd, "--state-dir", state, "--hub-user", hubUser, "--out", users)
+	text, err := os.ReadFile(users)
+	must(t, err, "read the users block")
+	return string(text)
+}
+
+// brokerList is the nodes' MQTT URLs starting at node first (each client's own order).
+func brokerList(nodes []*natstest.Node, first int) string {
+	var urls []string
+	for i := range nodes {
+		urls = append(urls, nodes[(first+i)%len(nodes)].MQTTURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// resumeBar is issue 16's bound on a call's recovery after its hub is killed.
+const resumeBar = 5 * time.Second
+
 func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three hub processes and a device: not in -short")
+		t.Skip("three hub processes, a NATS cluster and a device: not in -short")
 	}
 	hubBin, agentBin := rigBinaries(t)
 	redis := clustertest.StartRedis(t, "e2e-redis-password")
@@ -229,13 +282,14 @@ func TestClusterFailover(t *testing.T) {
 		Actions: []string{auth.PermCommand, "token", "metrics"}})
 	must(t, err, "add key")
 
-	mqttAddr := freeAddr(t)
-	bridge := "bridge-" + strings.Repeat("k", 30)
-	env := []string{"CAMHUB_CLUSTER_REDIS=" + redis, "CAMHUB_MQTT_USERNAME=bridge", "CAMHUB_MQTT_PASSWORD=" + bridge,
+	hubPass := "camhub-" + strings.Repeat("k", 30)
+	nodes := natstest.StartCluster(t, natsTrust(t, hubBin, state, "porch", cred, "camhub", hubPass))
+	env := []string{"CAMHUB_CLUSTER_REDIS=" + redis, "CAMHUB_MQTT_USERNAME=camhub", "CAMHUB_MQTT_PASSWORD=" + hubPass,
 		"CAMHUB_ICE_LOOPBACK_ONLY=true"}
-	hubs := []*clusterHub{startClusterHub(t, hubBin, "hub1", env, "--state-dir", state, "--mqtt", "embedded", "--mqtt-listen", mqttAddr)}
-	for _, id := range []string{"hub2", "hub3"} {
-		hubs = append(hubs, startClusterHub(t, hubBin, id, env, "--state-dir", state, "--mqtt", "tcp://"+mqttAddr))
+	// hub1 tries n2 first, hub2 n3, hub3 n1; the agent n1: commands cross the cluster's routes.
+	var hubs []*clusterHub
+	for i, id := range []string{"hub1", "hub2", "hub3"} {
+		hubs = append(hubs, startClusterHub(t, hubBin, id, env, "--state-dir", state, "--mqtt", brokerList(nodes, i+1)))
 	}
 	byURL := map[string]*clusterHub{}
 	for _, h := range hubs {
@@ -249,82 +303,65 @@ func TestClusterFailover(t *testing.T) {
 		return o
 	}
 
-	a := newAgentProc(t, agentBin, "porch", "tcp://"+mqttAddr, hubs[0].url())
+	a := newAgentProc(t, agentBin, "porch", brokerList(nodes, 0), hubs[0].url())
 	a.env = []string{"CAMAGENT_MQTT_USERNAME=porch", "CAMAGENT_MQTT_PASSWORD=" + cred, "CAMAGENT_HUB_KEY=" + cred}
 	a.start()
 	speaker := filepath.Join(a.dir, "speaker.wav")
 
-	// The viewer enters through hub2, first: the channel is placed there (no hub is loaded).
+	// The talking viewer enters through hub2, first: the channel is placed there (no hub is
+	// loaded). A second viewer, watching only, enters through hub3.
 	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	must(t, err, "api")
-	v := &clusterViewer{api: api, entries: []string{hubs[1].url(), hubs[2].url(), hubs[0].url()}, key: key, uid: 7001, device: dev.UID}
+	viewers := []*clusterViewer{
+		{api: api, entries: []string{hubs[1].url(), hubs[2].url(), hubs[0].url()}, key: key, uid: 7001, device: dev.UID, talk: true},
+		{api: api, entries: []string{hubs[2].url(), hubs[0].url(), hubs[1].url()}, key: key, uid: 7002, device: dev.UID},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); v.run(ctx, t) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(20 * time.Second); v.hub() == ""; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the viewer never joined: %v", v.lastErr)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, v := range viewers {
+		wg.Add(1)
+		go func() { defer wg.Done(); v.run(ctx, t) }()
+		for deadline := time.Now().Add(20 * time.Second); v.hub() == ""; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("viewer %d never joined: %v", v.uid, v.lastErr)
+			}
 		}
 	}
 
 	// The device is told through hub3's API, and joins through hub1: sent on to hub2.
-	command := func(hub *clusterHub, body string) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			req, _ := http.NewRequest(http.MethodPost, hub.url()+"/api/devices/porch/cmd", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				var r struct{ OK bool }
-				json.NewDecoder(resp.Body).Decode(&r)
-				resp.Body.Close()
-				if r.OK {
-					return
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("command %s through %s: %v", body, hub.id, err)
-			}
-		}
+	command(t, hubs[2], key, `{"action":"join","channel":"`+clusterChannel+`"}`, 20*time.Second)
+	for _, v := range viewers {
+		v.videoAfter(t, time.Now(), 20*time.Second)
 	}
-	command(hubs[2], `{"action":"join","channel":"`+clusterChannel+`"}`)
-	v.videoAfter(t, time.Now(), 20*time.Second)
 	talkAfter(t, speaker, 0, 20*time.Second)
-	first := byURL[v.hub()]
-	if first != hubs[1] || owner() != "hub2" {
-		t.Fatalf("the channel is on %v (owner %q), want hub2, where the viewer entered first", first, owner())
+	first := byURL[viewers[0].hub()]
+	if first != hubs[1] || owner() != "hub2" || byURL[viewers[1].hub()] != first {
+		t.Fatalf("the channel is on %v (owner %q, second viewer on %q), want hub2, where the viewer entered first",
+			first, owner(), viewers[1].hub())
 	}
-	for _, h := range hubs {
-		want := map[bool]int{true: 2, false: 0}[h == first]
-		if n := h.users(t, key); n != want {
-			t.Fatalf("%s has %d users, want %d: the channel must run on one hub", h.id, n, want)
-		}
-	}
+	checkUsers(t, hubs, first, key, 3, nil)
 
 	// kill -9 the channel's hub: nobody says goodbye, its leases run out.
 	killedAt := time.Now()
 	before := speakerSamples(speaker)
 	first.p.stop(syscall.SIGKILL, 5*time.Second)
-	video := v.videoAfter(t, killedAt, 30*time.Second)
-	talk := talkAfter(t, speaker, before, 30*time.Second)
+	var video []time.Duration
+	for _, v := range viewers {
+		video = append(video, v.videoAfter(t, killedAt, 30*time.Second).Sub(killedAt).Round(time.Millisecond))
+	}
+	talk := talkAfter(t, speaker, before, 30*time.Second).Sub(killedAt).Round(time.Millisecond)
 	now := owner()
-	second := byURL[v.hub()]
-	if now == "" || now == first.id || second == nil || second.id != now {
-		t.Fatalf("after the kill: owner %q, viewer on %q", now, v.hub())
+	second := byURL[viewers[0].hub()]
+	if now == "" || now == first.id || second == nil || second.id != now || byURL[viewers[1].hub()] != second {
+		t.Fatalf("after the kill: owner %q, viewers on %q and %q", now, viewers[0].hub(), viewers[1].hub())
 	}
-	for _, h := range hubs {
-		if h == first {
-			continue
-		}
-		want := map[bool]int{true: 2, false: 0}[h == second]
-		if n := h.users(t, key); n != want {
-			t.Fatalf("after the kill %s has %d users, want %d", h.id, n, want)
-		}
+	checkUsers(t, hubs, second, key, 3, first)
+	t.Logf("FAULT cluster hub kill -9 (%s, the channel's; lease 3s): video again at the viewers after %v, the viewer's voice at the device's speaker after %v, on %s",
+		first.id, video, talk, now)
+	if slices.Max(video) > resumeBar || talk > resumeBar {
+		t.Errorf("the call resumed after %v (video) and %v (voice), beyond the issue's %v", slices.Max(video), talk, resumeBar)
 	}
-	t.Logf("CLUSTER kill -9 of the channel's hub (%s): video again at the viewer after %v, the viewer's voice at the device's speaker after %v, on %s (lease 3s)",
-		first.id, video.Sub(killedAt).Round(time.Millisecond), talk.Sub(killedAt).Round(time.Millisecond), now)
 
 	// What a redirect costs a join: dial and join straight at the channel's hub, and through
 	// another (one REDIRECT, a second dial).
@@ -336,6 +373,135 @@ func TestClusterFailover(t *testing.T) {
 	t.Logf("CLUSTER join (dial + join reply), 10 each: at the channel's hub p50 %v max %v; through another hub (one redirect) p50 %v max %v",
 		pct(direct, .5).Round(10*time.Microsecond), pct(direct, 1).Round(10*time.Microsecond),
 		pct(redirected, .5).Round(10*time.Microsecond), pct(redirected, 1).Round(10*time.Microsecond))
+
+	natsNodeKill(t, nodes, []*clusterHub{hubs[0], hubs[2]}, key, hubPass, viewers[0])
+}
+
+// natsNodeKill kills the NATS node the agent is connected to and sends commands through each
+// live hub: each must be answered exactly once (a watcher on another node counts the
+// commands and replies on the device's topics), and the call goes on.
+func natsNodeKill(t *testing.T, nodes []*natstest.Node, live []*clusterHub, key, hubPass string, v *clusterViewer) {
+	t.Helper()
+	var agentNode *natstest.Node
+	for _, n := range nodes {
+		if n.HasUser("porch") {
+			agentNode = n
+		}
+	}
+	if agentNode == nil {
+		t.Fatal("the agent has no connection to any NATS node (/connz)")
+	}
+	var rest []*natstest.Node
+	for _, n := range nodes {
+		if n != agentNode {
+			rest = append(rest, n)
+		}
+	}
+	killedAt := time.Now()
+	agentNode.Kill()
+	var back *natstest.Node
+	for deadline := time.Now().Add(45 * time.Second); back == nil; time.Sleep(50 * time.Millisecond) {
+		for _, n := range rest {
+			if n.HasUser("porch") {
+				back = n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent not on %s or %s 45 s after %s was killed", rest[0].Name, rest[1].Name, agentNode.Name)
+		}
+	}
+	reconnected := time.Since(killedAt)
+	// The watcher, on the last node left, as the hubs' account: a node whose JetStream is
+	// still electing leaders refuses MQTT sessions for a while.
+	var w *mqWatch
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); w == nil; time.Sleep(200 * time.Millisecond) {
+		if w, err = dialWatch(t, rest[len(rest)-1].MQTTURL(), "porch", "camhub", hubPass); err != nil && time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+	var ids []string
+	var firstAnswer time.Duration
+	for i := range 6 {
+		h := live[i%len(live)]
+		ids = append(ids, command(t, h, key, `{"action":"status"}`, 60*time.Second))
+		if i == 0 {
+			firstAnswer = time.Since(killedAt)
+		}
+	}
+	time.Sleep(2 * time.Second) // a late duplicate would come by now
+	sent, replies := map[string]int{}, map[string]int{}
+	w.mu.Lock()
+	for _, m := range w.msgs {
+		var r control.Reply
+		if json.Unmarshal([]byte(m.payload), &r) != nil || r.ID == "" {
+			continue
+		}
+		switch m.topic {
+		case "camagent/porch/cmd":
+			sent[r.ID]++
+		case "camagent/porch/reply":
+			replies[r.ID]++
+		}
+	}
+	seen := len(w.msgs)
+	w.mu.Unlock()
+	for _, id := range ids {
+		if sent[id] != 1 || replies[id] != 1 {
+			t.Errorf("command %s: sent %d times, answered %d times, want once each", id, sent[id], replies[id])
+		}
+	}
+	for id, n := range replies {
+		if n != 1 {
+			t.Errorf("command %s answered %d times", id, n)
+		}
+	}
+	v.videoAfter(t, time.Now(), 5*time.Second) // the call never needed the broker
+	t.Logf("FAULT cluster NATS node kill -9 (%s, the agent's): the agent connected to %s after %v; first command answered %v after the kill; %d commands through %d hubs, each sent and answered once (%d attempts, %d messages seen); video still at the viewer afterwards",
+		agentNode.Name, back.Name, reconnected.Round(time.Millisecond), firstAnswer.Round(time.Millisecond), len(ids), len(live), len(sent), seen)
+}
+
+// command sends the device a command through hub's API until it is answered OK (a hub
+// between brokers answers 502, a device between brokers lets it time out) and returns the
+// id of the answered one.
+func command(t *testing.T, hub *clusterHub, key, body string, timeout time.Duration) string {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodPost, hub.url()+"/api/devices/porch/cmd", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			var r control.Reply
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if r.OK {
+				return r.ID
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("command %s through %s: %s", body, hub.id, last)
+		}
+	}
+}
+
+// checkUsers checks that the channel's users are all on hub on: want there, none on the
+// others (but dead, killed).
+func checkUsers(t *testing.T, hubs []*clusterHub, on *clusterHub, key string, want int, dead *clusterHub) {
+	t.Helper()
+	for _, h := range hubs {
+		if h == dead {
+			continue
+		}
+		w := map[bool]int{true: want, false: 0}[h == on]
+		if n := h.users(t, key); n != w {
+			t.Fatalf("%s has %d users, want %d: the channel must run on one hub", h.id, n, w)
+		}
+	}
 }
 
 // joinTimes joins the cluster channel n times through hub (new uids, subscriber only) and

@@ -131,13 +131,29 @@ type mqMsg struct {
 
 func watchDevice(t *testing.T, broker, id string) *mqWatch {
 	t.Helper()
+	return watchDeviceAs(t, broker, id, "", "")
+}
+
+// watchDeviceAs is watchDevice logged in as user (the hub's account on a broker that
+// checks logins).
+func watchDeviceAs(t *testing.T, broker, id, user, password string) *mqWatch {
+	t.Helper()
+	w, err := dialWatch(t, broker, id, user, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// dialWatch connects a watcher and subscribes it to the device's topics.
+func dialWatch(t *testing.T, broker, id, user, password string) (*mqWatch, error) {
 	w := &mqWatch{}
 	opts := paho.NewClientOptions().AddBroker(broker).
-		SetClientID(fmt.Sprintf("e2e-watch-%d", time.Now().UnixNano())).
+		SetClientID(fmt.Sprintf("e2e-watch-%d", time.Now().UnixNano())).SetUsername(user).SetPassword(password).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	w.c = paho.NewClient(opts)
 	if tok := w.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("watcher connect: %v", tok.Error())
+		return nil, fmt.Errorf("watcher connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { w.c.Disconnect(0) })
 	tok := w.c.Subscribe("camagent/"+id+"/#", 1, func(_ paho.Client, m paho.Message) {
@@ -146,9 +162,14 @@ func watchDevice(t *testing.T, broker, id string) *mqWatch {
 		w.mu.Unlock()
 	})
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("watcher subscribe: %v", tok.Error())
+		return nil, fmt.Errorf("watcher subscribe: %v", tok.Error())
 	}
-	return w
+	for f, code := range tok.(*paho.SubscribeToken).Result() {
+		if code == 0x80 {
+			return nil, fmt.Errorf("watcher subscribe: %s refused", f)
+		}
+	}
+	return w, nil
 }
 
 // wait returns the first message from index from on that match accepts.

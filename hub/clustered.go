@@ -20,7 +20,10 @@ func (h *Hub) newCluster() (*cluster.Directory, error) {
 	d, err := cluster.New(cluster.Options{Redis: c.Redis, HubID: c.HubID, PublicURL: c.PublicURL, Lease: c.Lease,
 		Prefix: c.Prefix, Logger: h.log,
 		Load:   func() int { return h.sfu.Stats().Users },
-		Active: func(app, channel string) bool { return len(h.sfu.ChannelUsers(app, channel)) > 0 }})
+		Active: func(app, channel string) bool { return len(h.sfu.ChannelUsers(app, channel)) > 0 },
+		// Another hub took the channel while this one was cut off from Redis: its users here
+		// are closed with channel-moved and rejoin through their entry hub, sent to the holder.
+		Lost: func(app, channel string) { h.sfu.Moved(app, channel) }})
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}

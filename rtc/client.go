@@ -100,6 +100,9 @@ type Client struct {
 	// holding is set while a silent socket is kept for a live media path.
 	heard   atomic.Int64
 	holding atomic.Bool
+	// moved: the hub said the channel moved (EventChannelMoved); the socket's end is then
+	// ErrChannelMoved.
+	moved atomic.Bool
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.

@@ -18,6 +18,10 @@ import (
 // ReadTimeout: the path to it, or the hub, is gone though no TCP error says so yet.
 var ErrHubSilent = errors.New("rtc: hub silent")
 
+// ErrChannelMoved ends a client whose hub said the channel runs on another hub now
+// (EventChannelMoved): join again through the entry hub, which redirects to the holder.
+var ErrChannelMoved = errors.New("rtc: the channel moved to another hub")
+
 // Liveness defaults (ClientOptions.PingInterval, ReadTimeout, ConnectTimeout).
 const (
 	DefaultPingInterval   = time.Second
@@ -114,6 +118,10 @@ func (c *Client) readLoop() {
 				c.cancel(fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, silent, err))
 				return
 			}
+			if c.moved.Load() {
+				c.cancel(fmt.Errorf("%w: signalling connection closed: %v", ErrChannelMoved, err))
+				return
+			}
 			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))
 			return
 		}
@@ -144,6 +152,10 @@ func (c *Client) readLoop() {
 			if m.Event == EventRestartICE {
 				c.lostAtHub(m.Connection)
 				continue
+			}
+			if m.Event == EventChannelMoved {
+				c.log.Info("the channel moved to another hub: the hub closes this session", "reason", m.Reason)
+				c.moved.Store(true)
 			}
 			if m.Event == EventPublished {
 				c.mu.Lock()

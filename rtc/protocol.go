@@ -56,6 +56,10 @@ const (
 	// because its side cannot receive it (Error: CodeCodecNotSupported, with the track's codec
 	// in Codec); its other subscriptions and the connection go on.
 	EventSubscribeFailed = "subscribe-failed"
+	// EventChannelMoved tells every user of a channel that another hub of the cluster holds
+	// it now (this hub lost its lease while it could not reach the directory); then the hub
+	// closes the socket. Join again through your entry hub: it sends you to the holder.
+	EventChannelMoved = "channel-moved"
 )
 
 // Transports a subscription arrives on (Message.Transport in subscribe).

@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// ErrHolderUnreachable: a hub redirected the join to the hub that holds the channel, and that
+// hub could not be dialled. It is likely dead: the directory places the channel elsewhere once
+// the holder's lease runs out (cluster.lease, 3 s), so the caller may retry through its entry
+// hub soon rather than after a grown back-off. Unanswered still reports how the dial failed.
+var ErrHolderUnreachable = errors.New("rtc: the hub holding the channel is out of reach")
+
 // DialJoin dials the hub at o.URL and joins appID's channel, following the REDIRECT replies
 // of a cluster of hubs to the one that holds the channel (at most MaxRedirects, each checked
 // by CheckRedirect). The client returned is joined, on the hub URL says.
@@ -24,6 +30,9 @@ func DialJoin(ctx context.Context, o ClientOptions, appID, channel string, uid u
 		o.URL = at
 		start := time.Now()
 		c, err := Dial(ctx, o)
+		if err != nil && hop > 0 {
+			return nil, nil, fmt.Errorf("%w (redirected there): %w", ErrHolderUnreachable, err)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

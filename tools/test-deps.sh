@@ -3,7 +3,8 @@
 # FFmpeg, alsa-utils, PulseAudio, qemu-user-static, and for make test-vm qemu-system-x86, cpio,
 # busybox-static, kmod; systemd for systemd-analyze; iproute2, iptables for make test-nat;
 # coturn, the external TURN server the hub's credentials are checked against; redis-server for several
-# hubs), the browser tests' npm packages and go2rtc (tools/go2rtc.sh).
+# hubs; nats-server for a NATS cluster as the broker), the browser tests' npm packages and go2rtc
+# (tools/go2rtc.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +21,9 @@ declare -A pkgs=(
   [/usr/bin/qemu-arm-static]=qemu-user-static
   [/usr/bin/systemd-analyze]=systemd
   [/usr/bin/turnserver]=coturn
-  # several hubs sharing a channel directory (hub/cluster, e2e/cluster_test.go)
+  # several hubs sharing a channel directory (hub/cluster, hub, e2e/cluster_test.go)
   [/usr/bin/redis-server]=redis-server
-  # a 3-node NATS cluster as the broker (MQTT listener, JetStream): hub/natsconf, make scale
+  # a 3-node NATS cluster as the broker (MQTT listener, JetStream): hub/natsconf, e2e/cluster_test.go, make scale
   [/usr/sbin/nats-server]=nats-server
   # make test-vm: the VM, its initramfs tools, and a static busybox for the VM's /init
   [/usr/bin/qemu-system-x86_64]=qemu-system-x86

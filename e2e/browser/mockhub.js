@@ -16,6 +16,9 @@
     replyBeforeOffer: false, // subscribe: reply first, then offer (both orders are legal)
     midInReply: true, // false: subscribe replies carry no mid (as when the hub's offer is still due)
     expiresIn: 3600,
+    redirectTo: null, // a hub URL: the next `redirects` joins are answered REDIRECT there
+    redirects: 0,
+    unreachable: [], // hosts (host:port) whose sockets never open (a dead hub: close 1006)
     // What happened, for assertions.
     received: [], // every client message, in order
     publishOffers: [], // SDPs of publish offers
@@ -57,6 +60,11 @@
       this._sub = null; // the client's subscribe connection, hub side
       this._subQueue = Promise.resolve();
       this._mids = {}; // mid → {uid, kind}
+      if (hub.unreachable.includes(new URL(url).host)) {
+        hub.refused = (hub.refused || 0) + 1;
+        setTimeout(() => this._serverClose(1006), 5);
+        return;
+      }
       hub.socket = this;
       setTimeout(() => {
         this.readyState = 1;
@@ -100,6 +108,11 @@
         case 'join':
           if (hub.joinError) {
             this._reply(msg, { ok: false, error: hub.joinError });
+            return;
+          }
+          if (hub.redirects > 0) {
+            hub.redirects--;
+            this._reply(msg, { ok: false, error: { code: 'REDIRECT', message: 'elsewhere', url: hub.redirectTo } });
             return;
           }
           this._uid = msg.uid == null ? 4242 : msg.uid;

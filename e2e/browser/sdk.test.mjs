@@ -394,6 +394,64 @@ describe('SDK against the mock hub', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('channel-moved: the hub closes the socket and the client rejoins through the hub it was given', async () => {
+    const { page, errors } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      const client = CamagentRTC.createClient({});
+      const states = [];
+      client.on('connection-state-change', (cur, prev, reason) => states.push([cur, reason]));
+      await client.join('demo', 'porch', 'tok', 5);
+      const first = mockHub.socket;
+      // Another hub of the cluster holds the channel now: the hub says so, then closes cleanly.
+      mockHub.event({ event: 'channel-moved', reason: 'the channel runs on another hub now' });
+      await new Promise((res) => setTimeout(res, 20)); // the mock delivers messages a tick later, closes at once
+      mockHub.close(1000);
+      for (let i = 0; i < 200 && (mockHub.socket === first || client.connectionState !== 'CONNECTED'); i++) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const joins = mockHub.received.filter((m) => m.type === 'join').map((m) => [m.uid, m.token]);
+      return { states, joins, same: mockHub.socket.url === first.url, final: client.connectionState };
+    });
+    assert.deepEqual(r.states, [
+      ['CONNECTING', undefined],
+      ['CONNECTED', undefined],
+      ['RECONNECTING', 'CHANNEL_MOVED'],
+      ['CONNECTED', 'RECONNECTED'],
+    ]);
+    assert.deepEqual(r.joins, [[5, 'tok'], [5, 'tok']]);
+    assert.ok(r.same, 'the rejoin goes to the hub the app named (it redirects to the holder)');
+    assert.equal(r.final, 'CONNECTED');
+    assert.deepEqual(errors, []);
+  });
+
+  test('a rejoin redirected to a dead hub is tried again without using up the reconnect delays', async () => {
+    const { page, errors } = await open('/quickstart');
+    const r = await page.evaluate(async () => {
+      const client = CamagentRTC.createClient({});
+      const states = [];
+      client.on('connection-state-change', (cur, prev, reason) => states.push([cur, reason]));
+      await client.join('demo', 'porch', 'tok', 5);
+      // The channel's hub dies; until its lease runs out the entry hub still sends joins there.
+      mockHub.unreachable = ['127.0.0.2:8443'];
+      mockHub.redirectTo = 'http://127.0.0.2:8443';
+      mockHub.redirects = 8; // more than the 6 reconnect delays
+      mockHub.close(1006);
+      for (let i = 0; i < 300 && !(client.connectionState === 'CONNECTED' && states.length > 2); i++) {
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const joins = mockHub.received.filter((m) => m.type === 'join').length;
+      return { states, joins, refused: mockHub.refused, final: client.connectionState };
+    });
+    assert.equal(r.refused, 8, 'each redirect was followed to the dead hub: ' + JSON.stringify(r));
+    assert.equal(r.joins, 1 + 8 + 1, 'the first join, 8 redirected ones, the one that got back');
+    assert.deepEqual(r.states.slice(2), [
+      ['RECONNECTING', 'NETWORK_ERROR'],
+      ['CONNECTED', 'RECONNECTED'],
+    ]);
+    assert.equal(r.final, 'CONNECTED');
+    assert.deepEqual(errors, []);
+  });
+
   test('fetchToken posts to /api/token and reports the service\'s error', async () => {
     const { page, requests } = await open('/quickstart', {
       token: async (body) => {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,15 +164,15 @@ func TestPlacementLeastLoaded(t *testing.T) {
 // hub asked; when a reaches Redis again it learns it lost the channel.
 func TestLeaseExpiryWhenHubDies(t *testing.T) {
 	redis := clustertest.StartRedis(t, "")
-	p := newCutProxy(t, strings.TrimPrefix(redis, "redis://"))
+	p := clustertest.NewCutProxy(t, strings.TrimPrefix(redis, "redis://"))
 	lease := 900 * time.Millisecond
-	a := startHub(t, "redis://"+p.addr(), "a", lease)
+	a := startHub(t, "redis://"+p.Addr(), "a", lease)
 	b := startHub(t, redis, "b", lease)
 	a.setActive("porch", true)
 	if url := place(t, a, "porch"); url != "" {
 		t.Fatalf("join at a: %q", url)
 	}
-	p.cut(true)
+	p.Cut(true)
 	cutAt := time.Now()
 	var moved time.Duration
 	for {
@@ -199,7 +198,7 @@ func TestLeaseExpiryWhenHubDies(t *testing.T) {
 		t.Fatalf("live hubs after a died: %+v", hubs)
 	}
 	b.setActive("porch", true)
-	p.cut(false)
+	p.Cut(false)
 	select {
 	case ch := <-a.lost:
 		if ch != "demo/porch" {
@@ -248,63 +247,5 @@ func TestOptionsRefused(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
-	}
-}
-
-// cutProxy forwards TCP to Redis until cut: then it drops every connection and refuses
-// new ones (as a dead hub's side would look).
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	isCut  bool
-	conns  []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.cut(true) })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.isCut {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *cutProxy) cut(on bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = on
-	if on {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
 	}
 }

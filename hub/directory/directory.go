@@ -124,7 +124,7 @@ func (d *Directory) Run(ctx context.Context) error {
 			d.opts.Prefix + "/+/state":  1,
 			d.opts.Prefix + "/+/reply":  1,
 		}
-		c.SubscribeMultiple(filters, d.onMessage)
+		Subscribe(ctx, c, filters, d.onMessage, d.log)
 	})
 	co.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		d.log.Warn("lost broker connection", "err", err)

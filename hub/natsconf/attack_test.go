@@ -12,6 +12,7 @@ import (
 
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/hub/natsconf"
+	"github.com/camagent/camagent/hub/natsconf/natstest"
 )
 
 // TestClusterIsolation: through the NATS cluster, a device (cam2, logged in with its own
@@ -26,7 +27,7 @@ func TestClusterIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes := startCluster(t, conf)
+	nodes := natstest.StartCluster(t, conf)
 	var mu sync.Mutex
 	var ran []string
 	handler := func(_ context.Context, cmd control.Command) (control.State, error) {
@@ -35,17 +36,17 @@ func TestClusterIsolation(t *testing.T) {
 		mu.Unlock()
 		return control.State{State: control.StateIdle}, nil
 	}
-	dev := runDevice(t, "tcp://"+nodes[0].mqtt, "cam1", pass["cam1"], handler)
+	dev := runDevice(t, nodes[0].MQTTURL(), "cam1", pass["cam1"], handler)
 	tp := dev.Topics()
 
 	// A device's login is refused with a wrong password or another device's name.
-	if _, err := dial(t, nodes[1].mqtt, "cam1", pass["cam2"]); err == nil {
+	if _, err := dial(t, nodes[1].MQTT, "cam1", pass["cam2"]); err == nil {
 		t.Error("cam1 logged in with cam2's credential")
 	}
 
 	attackers := map[string]*client{}
 	for _, who := range []string{"cam2", "k_ha"} {
-		cl, err := dial(t, nodes[1].mqtt, who, pass[who])
+		cl, err := dial(t, nodes[1].MQTT, who, pass[who])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,12 +63,12 @@ func TestClusterIsolation(t *testing.T) {
 		cl.publish(t, tp.State(), true, `{"state":"joined"}`)
 	}
 	// cam2 over the NATS protocol: refused before any subscription.
-	if line := natsLogin(t, nodes[1].client, "cam2", pass["cam2"]); !strings.Contains(line, "Authorization Violation") {
+	if line := natsLogin(t, nodes[1].Client, "cam2", pass["cam2"]); !strings.Contains(line, "Authorization Violation") {
 		t.Errorf("cam2 over the NATS protocol: %q, want an authorization violation", line)
 	}
 
 	// The hub's command still goes through, and is the only one cam1 runs.
-	hubc, err := dial(t, nodes[2].mqtt, "camhub", pass["camhub"])
+	hubc, err := dial(t, nodes[2].MQTT, "camhub", pass["camhub"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestClusterIsolation(t *testing.T) {
 			t.Errorf("%s received %q", who, m)
 		}
 	}
-	watch, err := dial(t, nodes[1].mqtt, "camhub", pass["camhub"])
+	watch, err := dial(t, nodes[1].MQTT, "camhub", pass["camhub"])
 	if err != nil {
 		t.Fatal(err)
 	}

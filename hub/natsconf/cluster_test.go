@@ -1,14 +1,9 @@
 package natsconf_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,117 +14,8 @@ import (
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/hub/auth"
 	"github.com/camagent/camagent/hub/natsconf"
+	"github.com/camagent/camagent/hub/natsconf/natstest"
 )
-
-const natsServer = "/usr/sbin/nats-server"
-
-// node is one nats-server of the test cluster.
-type node struct {
-	name   string
-	mqtt   string // host:port of its MQTT listener
-	client string // host:port of its NATS-protocol listener
-	cmd    *exec.Cmd
-	done   chan struct{}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startCluster runs three nats-servers on loopback, routed to each other, each with JetStream
-// and an MQTT listener, all including the authorization block auth. It returns once every
-// MQTT listener accepts and JetStream has a metadata leader.
-func startCluster(t *testing.T, authConf string) []*node {
-	t.Helper()
-	if _, err := os.Stat(natsServer); err != nil {
-		t.Fatalf("%s missing (tools/test-deps.sh installs Debian's nats-server): %v", natsServer, err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "camagent-users.conf"), []byte(authConf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var routes, clients []string
-	var nodes []*node
-	for i := range 3 {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
-		clients = append(clients, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		nodes = append(nodes, &node{name: fmt.Sprintf("n%d", i+1), mqtt: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			client: clients[i], done: make(chan struct{})})
-	}
-	start := time.Now()
-	var leader sync.Once
-	elected := make(chan struct{})
-	for i, n := range nodes {
-		conf := fmt.Sprintf(`server_name: %s
-listen: %s
-jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
-cluster { name: camagent-test, listen: %s, routes: [%s] }
-mqtt { listen: %s }
-include ./camagent-users.conf
-`, n.name, clients[i], filepath.Join(dir, n.name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "), n.mqtt)
-		path := filepath.Join(dir, n.name+".conf")
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.cmd = exec.Command(natsServer, "-c", path)
-		out, err := n.cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				line := sc.Text()
-				if strings.Contains(line, "metadata leader") {
-					leader.Do(func() { close(elected) })
-				}
-				if strings.Contains(line, "[ERR]") && !strings.Contains(line, "connect to route") {
-					t.Logf("%s: %s", n.name, line)
-				}
-			}
-			n.cmd.Wait()
-			close(n.done)
-		}()
-		t.Cleanup(func() { n.kill() })
-	}
-	select {
-	case <-elected:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no JetStream metadata leader after 20 s")
-	}
-	for _, n := range nodes {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			c, err := net.DialTimeout("tcp", n.mqtt, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: MQTT listener %s: %v", n.name, n.mqtt, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	t.Logf("3-node NATS cluster up (JetStream leader, MQTT listening) in %v", time.Since(start).Round(time.Millisecond))
-	return nodes
-}
-
-func (n *node) kill() {
-	if n.cmd.Process != nil {
-		n.cmd.Process.Kill()
-		<-n.done
-	}
-}
 
 // client is a plain MQTT client of the cluster (the hub's side, or an attacker).
 type client struct {
@@ -245,10 +131,10 @@ func TestClusterFailover(t *testing.T) {
 	if err != nil || len(missing) != 0 {
 		t.Fatalf("Config: %v, missing %v", err, missing)
 	}
-	nodes := startCluster(t, conf)
+	nodes := natstest.StartCluster(t, conf)
 	urls := make([]string, len(nodes))
 	for i, n := range nodes {
-		urls[i] = "tcp://" + n.mqtt
+		urls[i] = n.MQTTURL()
 	}
 	var mu sync.Mutex
 	ran := map[string]int{}
@@ -263,7 +149,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("device on %s, want node A %s", dev.Broker(), urls[0])
 	}
 	tp := dev.Topics()
-	hubc, err := dial(t, nodes[2].mqtt, "camhub", pass["camhub"])
+	hubc, err := dial(t, nodes[2].MQTT, "camhub", pass["camhub"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +162,7 @@ func TestClusterFailover(t *testing.T) {
 	t.Logf("command round trip through node A (device) and node C (hub): %v", time.Since(sent).Round(time.Millisecond))
 
 	killed := time.Now()
-	nodes[0].kill()
+	nodes[0].Kill()
 	deadline := time.Now().Add(30 * time.Second)
 	for !dev.Connected() || dev.Broker() == urls[0] {
 		if time.Now().After(deadline) {

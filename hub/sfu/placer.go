@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/camagent/camagent/rtc"
@@ -39,4 +40,36 @@ func (s *session) placed(app, channel string) error {
 	}
 	s.log.Debug("join redirected", "app", app, "channel", channel, "to", url)
 	return &rtc.Error{Code: rtc.CodeRedirect, Message: fmt.Sprintf("channel %q runs on another hub: join it at %s", channel, url), URL: url}
+}
+
+// Moved ends app's channel on this hub because another hub of the cluster holds it now (this
+// one lost its lease while it could not reach the directory): each user with a socket is
+// sent EventChannelMoved and its session closed at once (no reconnect grace: user-left,
+// reason "moved"), so it joins again through its entry hub and is sent to the holder; places
+// kept for a reconnect are dropped; WHIP and WHEP users are disconnected (their client makes
+// a new request, answered 307). It returns how many users were closed.
+func (s *Service) Moved(app, channel string) int {
+	s.mu.Lock()
+	c := s.channels[channelKey{app, channel}]
+	s.mu.Unlock()
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	users := maps.Clone(c.users)
+	c.mu.Unlock()
+	n := 0
+	for uid, sess := range users {
+		if sess.ctx.Err() != nil { // gone, its place kept for a reconnect
+			s.exit(c, uid, sess)
+			continue
+		}
+		sess.setLeaveReason("moved")
+		sess.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventChannelMoved,
+			Reason: "the channel runs on another hub now: join again through your entry hub"})
+		sess.cancel()
+		n++
+	}
+	s.log.Info("channel moved to another hub: its users here were closed", "app", app, "channel", channel, "users", n)
+	return n
 }

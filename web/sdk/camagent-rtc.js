@@ -1028,6 +1028,11 @@
   // After a broken connection the client tries to rejoin at these delays, about 10 s in all:
   // the hub keeps a user's place in the channel that long (docs/protocol.md).
   const RECONNECT_DELAYS_MS = [300, 700, 1500, 2500, 2500, 2500];
+  // A rejoin the entry hub redirected to a hub that cannot be reached (the channel's hub died;
+  // its lease in the cluster's directory, 3 s, has not run out yet) is tried again after this,
+  // without using up the delays above, for up to HOLDER_RETRY_FOR_MS.
+  const HOLDER_RETRY_MS = 400;
+  const HOLDER_RETRY_FOR_MS = 60000;
   // REDIRECT replies followed for one join (hubs in a cluster send a user to the hub that holds
   // its channel: docs/protocol.md).
   const MAX_REDIRECTS = 3;
@@ -1202,19 +1207,23 @@
     _onSocketClosed(sig, code, reason) {
       if (this._sig !== sig) return; // an old session's socket
       if (this.connectionState === State.CONNECTING) return; // join() reports this itself
+      // A rejoin's socket that fails (the hub is down, or a redirect named a dead one) is the
+      // reconnect loop's to retry: tearing down here gave up at the first refused attempt.
+      if (this.connectionState === State.RECONNECTING) return;
       const why = this._closeReason || 'NETWORK_ERROR';
       log.info(`signalling closed (${code} ${reason || ''}): ${why}`);
-      if (why === 'NETWORK_ERROR' && this.connectionState === State.CONNECTED) {
-        this._reconnect();
+      if ((why === 'NETWORK_ERROR' || why === 'CHANNEL_MOVED') && this.connectionState === State.CONNECTED) {
+        this._reconnect(why);
         return;
       }
       this._teardown(why);
     }
 
-    // The connection broke without a goodbye: rejoin with the same uid and token, publish the
+    // The connection broke without a goodbye (or the hub said the channel moved to another hub
+    // of the cluster: reason CHANNEL_MOVED): rejoin with the same uid and token, publish the
     // same tracks again, and tell the page what it must subscribe to again. The others see this
     // user's tracks go and come back, but not the user (the hub keeps its place for a while).
-    async _reconnect() {
+    async _reconnect(reason = 'NETWORK_ERROR') {
       const { appId, channelName: channel, uid } = this;
       const token = this._token;
       const tracks = this.localTracks.filter((t) => !t._closed);
@@ -1228,7 +1237,7 @@
       if (this._subPC) this._subPC.close();
       this._reset();
       this.localTracks = [];
-      this._setState(State.RECONNECTING, 'NETWORK_ERROR');
+      this._setState(State.RECONNECTING, reason);
       // Remote tracks died with the connection.
       for (const user of this.remoteUsers) {
         for (const kind of ['audio', 'video']) {
@@ -1240,7 +1249,12 @@
         }
       }
       const url = signallingURL(this._server);
-      for (const delay of RECONNECT_DELAYS_MS) {
+      let next = 0;
+      let holderSince = 0; // start of a run of rejoins redirected to a hub out of reach
+      for (;;) {
+        const holderDown = holderSince && Date.now() - holderSince < HOLDER_RETRY_FOR_MS;
+        if (!holderDown && next >= RECONNECT_DELAYS_MS.length) break;
+        const delay = holderDown ? HOLDER_RETRY_MS : RECONNECT_DELAYS_MS[next++];
         await new Promise((r) => setTimeout(r, delay));
         if (this.connectionState !== State.RECONNECTING) return; // leave() was called
         // Through the hub the app named: in a cluster it sends us on to the channel's hub now.
@@ -1253,12 +1267,14 @@
           const err = toRTCError(e, 'NETWORK_ERROR');
           log.info(`rejoin failed: ${err.code}: ${err.message}`);
           if (err.code !== 'NETWORK_ERROR' && err.code !== 'TIMEOUT' && err.code !== 'WS_ABORT') break; // refused
+          holderSince = err._holderDown ? holderSince || Date.now() : 0;
           continue;
         }
         if (this._sig !== sig || this.connectionState !== State.RECONNECTING) {
           sig.close();
           return;
         }
+        if (!sig.isOpen) continue; // it closed right after the join reply: another attempt
         this.tokenExpiresAt = reply.expiresAt || this.tokenExpiresAt;
         this._hubIceServers = Array.isArray(reply.iceServers) ? reply.iceServers : [];
         this._pingTimer = setInterval(() => this._ping(), PING_INTERVAL_MS);
@@ -1297,11 +1313,15 @@
         });
         this._sig = sig;
         let err;
+        let opened = false;
         try {
           await sig.open(this._timeoutMs);
+          opened = true;
           return { sig, reply: await sig.request('join', fields, this._timeoutMs) };
         } catch (e) {
           err = toRTCError(e, 'NETWORK_ERROR');
+          // The hub a redirect named cannot be reached: likely dead, soon replaced.
+          if (hop > 0 && !opened) err._holderDown = true;
         }
         sig.close();
         if (this._sig !== sig) {
@@ -1880,6 +1900,11 @@
           return;
         case 'connection-replaced':
           this._closeReason = 'UID_REPLACED';
+          return;
+        case 'channel-moved':
+          // Another hub of the cluster holds the channel now; this hub closes the socket next:
+          // rejoin through the hub the app named, which sends us there.
+          this._closeReason = 'CHANNEL_MOVED';
           return;
         default:
           log.debug('ignoring event', msg.event);

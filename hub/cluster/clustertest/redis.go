@@ -1,5 +1,6 @@
 // Package clustertest starts a real redis-server (Debian's) for tests of the cluster
-// directory and of several hubs: on 127.0.0.1, a free port, no persistence.
+// directory and of several hubs: on 127.0.0.1, a free port, no persistence; and a proxy to it
+// that can be cut (a hub cut off from Redis).
 package clustertest
 
 import (

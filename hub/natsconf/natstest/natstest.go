@@ -1,0 +1,178 @@
+// Package natstest starts a real 3-node NATS cluster (Debian's nats-server) for tests of a
+// NATS cluster as the broker (docs/nats.md): on 127.0.0.1, free ports, each node with
+// JetStream, an MQTT listener and a monitoring port, all including one authorization block
+// (hub/natsconf writes it).
+package natstest
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Binary is Debian's nats-server (tools/test-deps.sh installs it).
+const Binary = "/usr/sbin/nats-server"
+
+// Node is one nats-server of the cluster.
+type Node struct {
+	Name    string
+	MQTT    string // host:port of its MQTT listener
+	Client  string // host:port of its NATS-protocol listener
+	Monitor string // host:port of its HTTP monitoring (/connz, /varz)
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// MQTTURL is the node's MQTT listener as a broker URL (tcp://host:port).
+func (n *Node) MQTTURL() string { return "tcp://" + n.MQTT }
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// StartCluster runs three nats-servers on loopback, routed to each other, until the test
+// ends, all including the authorization block authConf. It returns once every MQTT listener
+// accepts and JetStream has a metadata leader. The test fails when nats-server is missing.
+func StartCluster(t testing.TB, authConf string) []*Node {
+	t.Helper()
+	if _, err := os.Stat(Binary); err != nil {
+		t.Fatalf("%s missing (tools/test-deps.sh installs Debian's nats-server): %v", Binary, err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "camagent-users.conf"), []byte(authConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	var nodes []*Node
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", freePort(t)))
+		nodes = append(nodes, &Node{Name: fmt.Sprintf("n%d", i+1), MQTT: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			Client: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Monitor: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			done: make(chan struct{})})
+	}
+	start := time.Now()
+	var leader sync.Once
+	elected := make(chan struct{})
+	for i, n := range nodes {
+		conf := fmt.Sprintf(`server_name: %s
+listen: %s
+http: %s
+jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
+cluster { name: camagent-test, listen: %s, routes: [%s] }
+mqtt { listen: %s }
+include ./camagent-users.conf
+`, n.Name, n.Client, n.Monitor, filepath.Join(dir, n.Name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "), n.MQTT)
+		path := filepath.Join(dir, n.Name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.cmd = exec.Command(Binary, "-c", path)
+		out, err := n.cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", n.Name, err)
+		}
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				line := sc.Text()
+				if strings.Contains(line, "metadata leader") {
+					leader.Do(func() { close(elected) })
+				}
+				if strings.Contains(line, "[ERR]") && !strings.Contains(line, "connect to route") {
+					t.Logf("%s: %s", n.Name, line)
+				}
+			}
+			n.cmd.Wait()
+			close(n.done)
+		}()
+		t.Cleanup(n.Kill)
+	}
+	select {
+	case <-elected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no JetStream metadata leader after 20 s")
+	}
+	for _, n := range nodes {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			c, err := net.DialTimeout("tcp", n.MQTT, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: MQTT listener %s: %v", n.Name, n.MQTT, err)
+			}
+		}
+	}
+	t.Logf("3-node NATS cluster up (JetStream leader, MQTT listening) in %v", time.Since(start).Round(time.Millisecond))
+	return nodes
+}
+
+// Kill ends the node with SIGKILL (no goodbye to its clients or routes) and waits for it.
+func (n *Node) Kill() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	if n.cmd.Process != nil {
+		n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+// Users returns the authorized user of each client connection the node has now (from its
+// monitoring port's /connz?auth=true): MQTT and NATS-protocol clients alike.
+func (n *Node) Users() ([]string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + n.Monitor + "/connz?auth=true&limit=1024")
+	if err != nil {
+		return nil, fmt.Errorf("natstest: %s connz: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	var cz struct {
+		Connections []struct {
+			User string `json:"authorized_user"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+		return nil, fmt.Errorf("natstest: %s connz: %w", n.Name, err)
+	}
+	out := make([]string, 0, len(cz.Connections))
+	for _, c := range cz.Connections {
+		out = append(out, c.User)
+	}
+	return out, nil
+}
+
+// HasUser reports whether user has a client connection to the node now.
+func (n *Node) HasUser(user string) bool {
+	users, err := n.Users()
+	if err != nil {
+		return false
+	}
+	for _, u := range users {
+		if u == user {
+			return true
+		}
+	}
+	return false
+}
