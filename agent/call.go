@@ -355,7 +355,7 @@ func (c *call) stop() {
 	c.cancel()
 	c.wg.Wait() // supervise has ended the session it held (session.go)
 	if st := c.mixer.Stats(); st.Frames > 0 {
-		c.log.Info("speaker mix", "frames", st.Frames, "underruns", st.Underruns, "dropped_samples", st.DroppedSamples,
+		c.log.Info("speaker mix", "frames", st.Frames, "underruns", st.Underruns, "dropped_samples", st.DroppedSamples, "concealed", st.Concealed,
 			"advances", st.Advances, "advanced", st.Advanced)
 	}
 	for _, closer := range []io.Closer{c.cam, c.mic, c.spk} {
