@@ -114,10 +114,18 @@ type clusterViewer struct {
 	entries        []string
 	key            string
 	uid, device    uint32
-	talk           bool   // publishes a tone (its voice)
-	viewerClock           // faultrig_test.go; its mu guards the fields below too
-	joinedAt       string // the hub the current session joined (its signalling URL)
+	talk           bool      // publishes a tone (its voice)
+	viewerClock              // faultrig_test.go; its mu guards the fields below too
+	joinedAt       string    // the hub the current session joined (its signalling URL)
+	fresh          time.Time // the current session's first video packet
 	sessions, next int
+}
+
+// videoOnNewSession waits for the first video packet of a session begun after t0 (packets
+// of the session before, still in flight or in buffers, do not count) and returns when it came.
+func (v *clusterViewer) videoOnNewSession(t *testing.T, t0 time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	return v.after(t, "video on a new session", func() time.Time { return v.fresh }, t0, timeout)
 }
 
 func (v *clusterViewer) run(ctx context.Context, t *testing.T) {
@@ -175,11 +183,14 @@ func (v *clusterViewer) session(ctx context.Context, t *testing.T) error {
 			}
 		}
 	}
-	for {
+	for first := true; ; {
 		track.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		if _, _, err := track.ReadRTP(); err == nil {
 			v.mu.Lock()
 			v.lastPacket = time.Now()
+			if first {
+				v.fresh, first = v.lastPacket, false
+			}
 			v.mu.Unlock()
 			continue
 		}
@@ -348,7 +359,7 @@ func TestClusterFailover(t *testing.T) {
 	first.p.stop(syscall.SIGKILL, 5*time.Second)
 	var video []time.Duration
 	for _, v := range viewers {
-		video = append(video, v.videoAfter(t, killedAt, 30*time.Second).Sub(killedAt).Round(time.Millisecond))
+		video = append(video, v.videoOnNewSession(t, killedAt, 30*time.Second).Sub(killedAt).Round(time.Millisecond))
 	}
 	talk := talkAfter(t, speaker, before, 30*time.Second).Sub(killedAt).Round(time.Millisecond)
 	now := owner()
