@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/hub/cluster"
+	"github.com/camagent/camagent/hub/relay"
+	"github.com/camagent/camagent/hub/sfu"
+	"github.com/camagent/camagent/hub/token"
+	"github.com/pion/webrtc/v4"
 )
 
 // newCluster prepares this hub's part of the cluster directory (cluster.redis): nil for a
@@ -18,7 +22,7 @@ func (h *Hub) newCluster() (*cluster.Directory, error) {
 		return nil, nil
 	}
 	d, err := cluster.New(cluster.Options{Redis: c.Redis, HubID: c.HubID, PublicURL: c.PublicURL, Lease: c.Lease,
-		Prefix: c.Prefix, Logger: h.log,
+		Prefix: c.Prefix, Logger: h.log, RelayAbove: c.RelayAbove,
 		Load:   func() int { return h.sfu.Stats().Users },
 		Active: func(app, channel string) bool { return len(h.sfu.ChannelUsers(app, channel)) > 0 },
 		// Another hub took the channel while this one was cut off from Redis: its users here
@@ -50,10 +54,42 @@ func (h *Hub) runCluster(ctx context.Context, d *cluster.Directory, wg *sync.Wai
 	}
 }
 
+// clusterPlacer is the directory as the channel service's ViewerPlacer.
+type clusterPlacer struct{ *cluster.Directory }
+
+func (p clusterPlacer) PlaceViewer(ctx context.Context, app, channel string, here int) (sfu.Placement, error) {
+	url, origin, err := p.Directory.PlaceViewer(ctx, app, channel, here)
+	return sfu.Placement{URL: url, Origin: origin}, err
+}
+
+// hubRelayer passes the channel service's relays on to the hub's (made after the service).
+type hubRelayer struct{ h *Hub }
+
+func (r hubRelayer) Relay(ctx context.Context, app, channel, origin string) error {
+	return r.h.relays.Relay(ctx, app, channel, origin)
+}
+
+// newRelays prepares the hub's relays of channels held by other hubs (they end with ctx).
+func (h *Hub) newRelays(ctx context.Context, api *webrtc.API) *relay.Relays {
+	d := h.cluster
+	return relay.New(ctx, relay.Options{HubID: d.ID(), Service: h.sfu, API: api, Logger: h.log,
+		Keep: d.KeepRelay, Drop: d.DropRelay, Origin: d.OwnerURL,
+		Mint: func(app, channel string, uid uint32) (string, error) {
+			cert, ok := h.Certificate(app)
+			if !ok {
+				return "", fmt.Errorf("unknown App ID %q", app)
+			}
+			tok, _, err := token.MintPrivileges(app, cert, channel, uid,
+				[]string{token.PrivJoin, token.PrivPublishAudio, token.PrivPublishVideo, token.PrivSubscribe}, relay.TokenTTL, time.Now())
+			return tok, err
+		}})
+}
+
 // writeClusterMetrics adds the cluster's gauges to /metrics.
 func (h *Hub) writeClusterMetrics(w http.ResponseWriter) {
 	if h.cluster == nil {
 		return
 	}
 	fmt.Fprintf(w, "# HELP camhub_cluster_channels_held Channels this hub holds in the cluster directory.\n# TYPE camhub_cluster_channels_held gauge\ncamhub_cluster_channels_held %d\n", h.cluster.Held())
+	fmt.Fprintf(w, "# HELP camhub_cluster_relays Channels of other hubs this hub relays now.\n# TYPE camhub_cluster_relays gauge\ncamhub_cluster_relays %d\n", h.relays.Running())
 }

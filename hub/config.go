@@ -108,6 +108,9 @@ type Cluster struct {
 	Lease time.Duration `yaml:"lease"`
 	// Prefix starts the directory's Redis keys ("": camhub).
 	Prefix string `yaml:"prefix"`
+	// RelayAbove: once a channel has this many users on the hub that holds it, its next
+	// viewers are placed on other hubs, which relay it (docs/scaling.md); 0: never.
+	RelayAbove int `yaml:"relayAbove"`
 }
 
 // Defaults are the embedded defaults: everything on loopback, App ID "demo", not in demo
@@ -226,6 +229,9 @@ func (c *Cluster) validate() error {
 	}
 	if c.Lease != 0 && (c.Lease < 300*time.Millisecond || c.Lease > time.Minute) {
 		errs = append(errs, fmt.Errorf("cluster.lease: %s is outside 300ms to 1m", c.Lease))
+	}
+	if c.RelayAbove < 0 {
+		errs = append(errs, fmt.Errorf("cluster.relayAbove: %d is negative (0: no relays)", c.RelayAbove))
 	}
 	return errors.Join(errs...)
 }

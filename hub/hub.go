@@ -22,6 +22,7 @@ import (
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/cluster"
 	"github.com/camagent/camagent/hub/directory"
+	"github.com/camagent/camagent/hub/relay"
 	"github.com/camagent/camagent/hub/sfu"
 	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
@@ -55,6 +56,7 @@ type Hub struct {
 	snaps     *snapshots      // every device's latest snapshot (snapshot.go)
 	// cluster: several hubs as one service (clustered.go); nil: a single hub.
 	cluster *cluster.Directory
+	relays  *relay.Relays // the channels of other hubs relayed here (with cluster)
 }
 
 // New prepares a hub from a validated configuration.
@@ -233,13 +235,17 @@ func (h *Hub) Run(ctx context.Context) error {
 		return err
 	}
 	var placer sfu.Placer
+	var relayer sfu.Relayer
 	if h.cluster != nil {
-		placer = h.cluster
+		placer, relayer = clusterPlacer{h.cluster}, hubRelayer{h}
 	}
 	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Verify: h.verifyCertificate, ClientAddr: h.clientAddr,
-		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress, Placer: placer})
+		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress, Placer: placer, Relayer: relayer})
 	defer h.sfu.Close()
 	if h.cluster != nil {
+		relayCtx, stopRelays := context.WithCancel(ctx)
+		h.relays = h.newRelays(relayCtx, api)
+		defer func() { stopRelays(); h.relays.Wait() }()
 		h.runCluster(ctx, h.cluster, &wg, errc)
 	}
 

@@ -1,4 +1,5 @@
-// Command scale is the control plane at fleet size (make scale, docs/scaling.md "Brokers"):
+// Command scale is the control plane at fleet size (make scale, docs/scaling.md "Brokers"),
+// and one publisher's audience across relaying hubs (relay.go, "Relays"):
 // it runs N simulated devices, each a real control.Client (the agent's MQTT code) with its
 // own login, on the embedded broker and on a 3-node NATS cluster (nats-server processes on
 // 127.0.0.1 with the trust model's users from hub/natsconf), sends each device one command
@@ -44,12 +45,25 @@ type result struct {
 
 func main() {
 	n := flag.Int("devices", 1000, "simulated devices")
-	only := flag.String("only", "embedded,nats", "brokers to run")
+	only := flag.String("only", "embedded,nats,relay", "runs: brokers (embedded, nats), and relay (hubs relaying one publisher to -viewers)")
+	viewers := flag.Int("viewers", 30, "relay run: viewers of the one publisher")
+	above := flag.Int("relay-above", 0, "relay run: cluster.relayAbove (0: a third of -viewers, so a third per hub)")
 	out := flag.String("out", "", "also write the figures as JSON to this file")
 	flag.Parse()
 	var all []result
 	failed := false
 	for _, b := range strings.Split(*only, ",") {
+		if b == "relay" {
+			a := *above
+			if a <= 0 {
+				a = max(1, *viewers/3)
+			}
+			if err := runRelay(*viewers, a); err != nil {
+				fmt.Fprintf(os.Stderr, "scale relay: %v\n", err)
+				failed = true
+			}
+			continue
+		}
 		r, err := runOne(b, *n)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale %s: %v\n", b, err)

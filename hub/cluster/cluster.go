@@ -46,8 +46,11 @@ type Options struct {
 	// Lost, when set, is told that a channel this hub ran is now held by another hub (its
 	// lease ran out while Redis was unreachable and another hub took it): its users should
 	// reconnect, to be sent there.
-	Lost   func(app, channel string)
-	Logger *slog.Logger
+	Lost func(app, channel string)
+	// RelayAbove: a channel with this many users on its hub sends its next viewers to relay
+	// hubs (PlaceViewer, relay.go); 0: never.
+	RelayAbove int
+	Logger     *slog.Logger
 }
 
 // HubInfo is one live hub as registered.

@@ -29,6 +29,9 @@ type ExternalJoin struct {
 	// Publishes lists the kinds a publisher's offer sends: a token that may not publish them
 	// is refused before the user enters the channel (nobody sees it come and go).
 	Publishes map[string]bool
+	// Local keeps the user on this hub whatever the cluster directory says: a relay's copy
+	// of a user of the channel's origin hub (relay.go), whose tracks come through Feed.
+	Local bool
 }
 
 // External is a user in a channel without signalling, until Close or its connection fails
@@ -46,6 +49,7 @@ func (svc *Service) JoinExternal(j ExternalJoin) (*External, error) {
 	s := newSession(svc, nil, j.Addr)
 	s.host = j.Host
 	s.noTakeover = j.NoTakeover
+	s.local = j.Local
 	m := &rtc.Message{AppID: j.AppID, Channel: j.Channel, Token: j.Token}
 	if j.UID != 0 {
 		uid := j.UID

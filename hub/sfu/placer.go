@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/camagent/camagent/hub/token"
 	"github.com/camagent/camagent/rtc"
 )
 
@@ -23,10 +24,13 @@ const placeTimeout = 2 * time.Second
 // placed asks the Placer, for a user whose token allows the join, whether the channel runs
 // on another hub: then the join is answered with CodeRedirect naming it (a WHIP/WHEP user
 // gets an HTTP 307). A directory that does not answer leaves the channel here.
-func (s *session) placed(app, channel string) error {
+func (s *session) placed(app, channel string, claims *token.Claims) error {
 	p := s.svc.opts.Placer
-	if p == nil {
+	if p == nil || s.local {
 		return nil
+	}
+	if vp, ok := p.(ViewerPlacer); ok && isViewer(claims) {
+		return s.placedViewer(vp, app, channel)
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, placeTimeout)
 	defer cancel()

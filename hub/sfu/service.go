@@ -81,6 +81,9 @@ type Options struct {
 	// Placer, when set, decides which hub of a cluster runs a channel: a join whose channel
 	// runs elsewhere is answered REDIRECT (placer.go).
 	Placer Placer
+	// Relayer, when set, relays channels of other hubs here for the viewers the Placer (a
+	// ViewerPlacer) puts on this hub (relay.go).
+	Relayer Relayer
 }
 
 // Defaults of the limits.

@@ -69,6 +69,8 @@ type session struct {
 	events     func(*rtc.Message)
 	view       *viewer
 	noTakeover bool
+	// local: a relay's copy of a user of another hub (relay.go): never placed elsewhere.
+	local bool
 
 	// heard is when the client last said anything on the signalling socket (unix
 	// nanoseconds); holding is set while a silent socket is kept for a live media path.

@@ -73,7 +73,7 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.svc.refused.Add(1)
 		return nil, err
 	}
-	if err := s.placed(m.AppID, m.Channel); err != nil {
+	if err := s.placed(m.AppID, m.Channel, claims); err != nil {
 		return nil, err
 	}
 	// Only a token naming the uid takes over a session holding it; a wildcard token gets a

@@ -186,11 +186,33 @@ func (s *session) onTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote,
 		receiver.Stop()
 		return
 	}
-	t, err := newTrack(s.svc, pc, remote, uid)
+	t, err := newTrack(s.svc, remote, publisherPLI(pc, remote), uid)
 	if err != nil {
 		s.log.Error("forward track", "kind", kind, "err", err)
 		return
 	}
+	s.serveTrack(t)
+}
+
+// serveTrack offers t to the channel as the session's track of its kind (replacing the one
+// before), forwards it until its stream ends, then unpublishes it.
+func (s *session) serveTrack(t *track) {
+	if s.announceTrack(t) {
+		s.forwardTrack(t)
+	}
+}
+
+// announceTrack makes t the session's track of its kind and tells the channel; false when the
+// session is in no channel.
+func (s *session) announceTrack(t *track) bool {
+	kind := t.kind
+	s.mu.Lock()
+	ch, uid := s.ch, s.uid
+	s.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	remote := t.remote
 	s.unpublishKind(kind) // a new stream for a kind replaces the old one
 	s.mu.Lock()
 	s.published[kind] = t
@@ -198,12 +220,17 @@ func (s *session) onTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote,
 	s.log.Info("user published", "kind", kind, "codec", remote.Codec().MimeType)
 	ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserPublished, UID: &uid, Kind: kind, Codec: remote.Codec().MimeType})
 	s.send(&rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventPublished, Kind: kind})
+	return true
+}
+
+// forwardTrack forwards an announced track until its stream ends, then unpublishes it.
+func (s *session) forwardTrack(t *track) {
 	t.forward(s.ctx) // returns when the publisher's stream ends
 	s.mu.Lock()
-	current := s.published[kind] == t
+	current := s.published[t.kind] == t
 	s.mu.Unlock()
 	if current {
-		s.unpublishKind(kind)
+		s.unpublishKind(t.kind)
 	}
 }
 

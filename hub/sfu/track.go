@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -25,8 +26,8 @@ const keyframeGap = 100 * time.Millisecond
 // is then always decodable.
 type track struct {
 	svc    *Service
-	pc     *webrtc.PeerConnection // the publisher's
-	remote *webrtc.TrackRemote
+	remote source
+	pli    func() error // asks the publisher (or the hub it is relayed from) for a keyframe
 	kind   string
 	uid    uint32
 	gate   *keyGate     // nil: every packet may start a subscriber (audio, other codecs)
@@ -51,6 +52,9 @@ type outlet struct {
 	local *boundTrack
 	// feed, when set, takes the packets instead of local: a WHEP viewer's slot (external.go).
 	feed *slotFeed
+	// sink, when set, takes the packets instead: a relay's tap (relay.go). It must not
+	// change them (the fan-out workers share them).
+	sink func(*rtp.Packet) error
 	// ready, when set, reports whether what is written now reaches the subscriber (its track
 	// bound and its connection up); a waiting outlet opens only when it does.
 	ready func() bool
@@ -71,8 +75,25 @@ func (o *outlet) canReceive() bool {
 	return true
 }
 
-func newTrack(svc *Service, pc *webrtc.PeerConnection, remote *webrtc.TrackRemote, uid uint32) (*track, error) {
-	t := &track{svc: svc, pc: pc, remote: remote, kind: remote.Kind().String(), uid: uid,
+// source is where a track's packets come from: the publisher's TrackRemote on its publish
+// connection, or for a relayed channel (relay.go) the same track as this hub receives it from
+// the channel's hub.
+type source interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+	Codec() webrtc.RTPCodecParameters
+	Kind() webrtc.RTPCodecType
+	SSRC() webrtc.SSRC
+}
+
+// publisherPLI asks a publisher for a keyframe on its publish connection pc.
+func publisherPLI(pc *webrtc.PeerConnection, remote source) func() error {
+	return func() error {
+		return pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}})
+	}
+}
+
+func newTrack(svc *Service, remote source, pli func() error, uid uint32) (*track, error) {
+	t := &track{svc: svc, remote: remote, pli: pli, kind: remote.Kind().String(), uid: uid,
 		subs: map[*session]*outlet{}, done: make(chan struct{})}
 	switch strings.ToLower(remote.Codec().MimeType) {
 	case strings.ToLower(webrtc.MimeTypeH264):
@@ -195,7 +216,7 @@ func (t *track) sendPLI() {
 	if t.kind != "video" {
 		return
 	}
-	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(t.remote.SSRC())}}); err != nil {
+	if err := t.pli(); err != nil {
 		t.svc.log.Debug("send PLI", "err", err)
 	}
 }

@@ -82,9 +82,12 @@ func (t *track) warmStart(o *outlet) bool {
 // write sends one packet to one outlet (its feed, or its local track).
 func (t *track) write(o *outlet, pkt *rtp.Packet) error {
 	var err error
-	if o.feed != nil {
+	switch {
+	case o.sink != nil:
+		err = o.sink(pkt)
+	case o.feed != nil:
 		err = o.feed.write(pkt)
-	} else {
+	default:
 		err = o.local.WriteRTP(pkt)
 	}
 	if err != nil && !errors.Is(err, io.ErrClosedPipe) {

@@ -26,44 +26,53 @@ func StartRedis(t testing.TB, password string) string {
 	if _, err := os.Stat(Binary); err != nil {
 		t.Skipf("%s not installed (tools/test-deps.sh installs it)", Binary)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stop, err := Start(t.TempDir(), password)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if out := stop(); t.Failed() {
+			t.Logf("redis-server output:\n%s", out)
+		}
+	})
+	return url
+}
+
+// Start runs redis-server (files in dir) until stop, which returns its output; url is as
+// StartRedis's. For programs (make scale) as well as tests.
+func Start(dir, password string) (url string, stop func() string, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("find a free port: %w", err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	args := []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--loglevel", "warning"}
+		"--dir", dir, "--loglevel", "warning"}
 	if password != "" {
 		args = append(args, "--requirepass", password)
 	}
 	cmd := exec.Command(Binary, args...)
-	var out bytes.Buffer // its start-up banner and warnings: shown only when the test fails
+	var out bytes.Buffer // its start-up banner and warnings
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
+		return "", nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	t.Cleanup(func() {
+	stop = func() string {
 		cmd.Process.Kill()
 		cmd.Wait()
-		if t.Failed() {
-			t.Logf("redis-server output:\n%s", out.String())
-		}
-	})
+		return out.String()
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if ping(addr, password) {
-			break
-		}
+	for deadline := time.Now().Add(10 * time.Second); !ping(addr, password); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer PING", addr)
+			return "", nil, fmt.Errorf("redis-server on %s did not answer PING:\n%s", addr, stop())
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if password != "" {
-		return "redis://:" + password + "@" + addr
+		return "redis://:" + password + "@" + addr, stop, nil
 	}
-	return "redis://" + addr
+	return "redis://" + addr, stop, nil
 }
 
 func ping(addr, password string) bool {
