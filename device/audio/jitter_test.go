@@ -150,3 +150,29 @@ func TestMixerConceals(t *testing.T) {
 		t.Fatalf("concealed %d (%d calls), want %d", s.Concealed, calls, maxConcealFrames+1)
 	}
 }
+
+// TestJitterBufferOneLatePacket: a single late packet in a window (concealed for an Opus
+// source) does not grow the target; the frame it leaves standing is dropped at the end of the
+// next window.
+func TestJitterBufferOneLatePacket(t *testing.T) {
+	m := NewMixer()
+	once := func(i int) int {
+		switch i {
+		case 10:
+			return 0 // late
+		case 11:
+			return 2 // with the next one
+		}
+		return 1
+	}
+	if u := play(m, windowMixes, once); u != 1 {
+		t.Fatalf("%d underruns, want the one", u)
+	}
+	if got := m.Target("u"); got != 0 {
+		t.Fatalf("target %d after one late packet, want 0", got)
+	}
+	play(m, windowMixes, func(int) int { return 1 })
+	if s, q := m.Stats(), m.Queued("u"); s.DroppedSamples != device.FrameSamples || q != 0 {
+		t.Fatalf("dropped %d, queued %d after the next window, want the standing frame dropped", s.DroppedSamples, q)
+	}
+}

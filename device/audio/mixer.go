@@ -35,7 +35,8 @@ const (
 // (1 s of mixes) the least a source had queued after a mix is its standing queue,
 // delay that no jitter needed; what exceeds the source's target is dropped. The target
 // starts at zero, grows a frame after a window with an underrun (up to depth-1
-// frames) and shrinks a frame after calmWindows windows without one. Run also moves its
+// frames) and shrinks a frame after calmWindows windows without one; a window with a single
+// underrun (one late packet, concealed) does not grow it. Run also moves its
 // ticks to meet the sources' arrivals (phase.go).
 //
 // A source added by ConcealedInput has a concealer: when its queue is empty at a mix,
@@ -215,7 +216,7 @@ func (m *Mixer) Mix(out []int16) int {
 			n := r.addTo(sum)
 			if n < len(chunk) {
 				m.stats.Underruns++
-				r.underran = true
+				r.underran++
 				if n == 0 && m.concealInto(r, sum) {
 					n = len(chunk)
 				}
@@ -349,11 +350,11 @@ type ring struct {
 	phase             time.Duration // least phase slack in this window
 	wholeWindow       bool          // present since the phase window began
 
-	target   int  // samples the queue may keep standing
-	low      int  // least queued after a mix in this window
-	mixes    int  // mixes in this window
-	underran bool // a mix in this window found too little
-	calm     int  // windows in a row without an underrun
+	target   int // samples the queue may keep standing
+	low      int // least queued after a mix in this window
+	mixes    int // mixes in this window
+	underran int // mixes in this window that found too little
+	calm     int // windows in a row without an underrun
 
 	conceal   Concealer // nil: gaps are silence
 	heard     bool      // samples have been pushed
@@ -374,7 +375,11 @@ func (r *ring) adapt() int {
 	}
 	frame := min(device.FrameSamples, len(r.buf))
 	switch {
-	case r.underran:
+	case r.underran == 1:
+		// One late packet in a second: concealed (an Opus source), and the frame it
+		// leaves standing goes below; a frame of delay for the next 5 s would cost more.
+		r.calm = 0
+	case r.underran > 1:
 		r.target = min(r.target+frame, len(r.buf)-frame)
 		r.calm = 0
 	case r.calm+1 >= calmWindows:
@@ -387,7 +392,7 @@ func (r *ring) adapt() int {
 	r.head = (r.head + drop) % len(r.buf)
 	r.n -= drop
 	r.took(drop)
-	r.low, r.mixes, r.underran = len(r.buf), 0, false
+	r.low, r.mixes, r.underran = len(r.buf), 0, 0
 	return drop
 }
 

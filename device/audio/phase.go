@@ -16,7 +16,7 @@ import (
 // frame mixed at the moved tick is written shorter by as much: a cut of at most one frame,
 // once, made in a quiet frame when one comes within quietWait.
 const (
-	phaseMargin = 3 * time.Millisecond
+	phaseMargin = 6 * time.Millisecond
 	// minAdvance: smaller slack is not worth a cut.
 	minAdvance = 2 * time.Millisecond
 	// quietPeak is the largest |sample| of a frame that counts as quiet; quietWait bounds
