@@ -28,12 +28,13 @@ const firefoxSection = "4 glass-to-glass to headless Firefox ESR, no H.264 in it
 // is the default: its own choice), and where its figures go.
 type chromiumPath struct {
 	browser, transport, id, section, via string
+	mse                                  bool // go2rtc's MSE player instead of the hub's viewer (mse.go)
 }
 
 var (
-	chromiumWebRTC = chromiumPath{"chromium", "", "glass.chromium", chromiumSection, "Chromium"}
-	chromiumDC     = chromiumPath{"chromium", "datachannel", "glass.chromium.dc", chromiumDCSection, "Chromium (data channel)"}
-	firefoxDC      = chromiumPath{"firefox", "", "glass.firefox", firefoxSection, "Firefox"}
+	chromiumWebRTC = chromiumPath{"chromium", "", "glass.chromium", chromiumSection, "Chromium", false}
+	chromiumDC     = chromiumPath{"chromium", "datachannel", "glass.chromium.dc", chromiumDCSection, "Chromium (data channel)", false}
+	firefoxDC      = chromiumPath{"firefox", "", "glass.firefox", firefoxSection, "Firefox", false}
 )
 
 // chromiumWarmup frames are presented before the measured ones (the jitter buffer settles).
@@ -105,6 +106,20 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 			Skipped: missing})
 		return nil
 	}
+	var page string
+	if path.mse {
+		var stop func()
+		var why string
+		var err error
+		if page, stop, why, err = startMSE(ctx, repo, s); err != nil {
+			return err
+		} else if why != "" {
+			r.Add(Figure{ID: path.id + ".p95", Section: path.section, Name: "capture → presented in " + path.via + " p95", Unit: "ms",
+				Skipped: "not measured: " + why})
+			return nil
+		}
+		defer stop()
+	}
 	timeout := time.Duration(n+warmup)*time.Second/20 + 60*time.Second // 20 fps at worst, plus start-up
 	cctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
 	defer cancel()
@@ -119,6 +134,7 @@ func measureChromium(ctx context.Context, repo string, s *inProcess, n, warmup i
 		"CAMBENCH_CHROMIUM="+browser,
 		"CAMBENCH_TRANSPORT="+path.transport,
 		"CAMBENCH_BROWSER="+path.browser,
+		"CAMBENCH_PAGE="+page,
 		"CAMAGENT_FIREFOX="+browser,
 	)
 	// Node and the browser it launches form one process group, ended together on a timeout.

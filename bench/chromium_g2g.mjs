@@ -13,7 +13,8 @@
 // the viewer's client: empty for its default, datachannel for the fallback Firefox gets),
 // CAMBENCH_BROWSER (chromium, or firefox: Debian's Firefox ESR through e2e/browser/lib.mjs's
 // launchFirefox, puppeteer-core over WebDriver BiDi; its WebRTC has no H.264, so the viewer
-// gets the data-channel fallback by itself).
+// gets the data-channel fallback by itself), CAMBENCH_PAGE (another player's page to read instead
+// of the viewer: its first <video>; bench/mse.go).
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -34,6 +35,7 @@ const warmup = Number(env('CAMBENCH_WARMUP', '30'));
 const timeoutMs = Number(env('CAMBENCH_TIMEOUT_MS', '90000'));
 const transport = env('CAMBENCH_TRANSPORT', '');
 const engine = env('CAMBENCH_BROWSER', 'chromium');
+const pageURL = env('CAMBENCH_PAGE', '');
 const { chromium } = createRequire(import.meta.url)(env('CAMBENCH_PLAYWRIGHT'));
 
 const say = (msg) => process.stderr.write(`chromium_g2g: ${msg}\n`);
@@ -98,6 +100,13 @@ async function collect({ selector, frames, warmup, timeoutMs }) {
       if (done) return;
       seen++;
       if (video.videoWidth < W || video.videoHeight < H) {
+        // A player may show a placeholder first (go2rtc's MSE page starts at 128x96): wait a
+        // little for the stream's own size.
+        if (performance.now() - started < 10000) {
+          seen--;
+          video.requestVideoFrameCallback(onFrame);
+          return;
+        }
         return finish(`video is ${video.videoWidth}x${video.videoHeight}, too small for the 32-macroblock time strip`);
       }
       if (seen > warmup) {
@@ -143,6 +152,32 @@ const browser = firefox ? firefox.browser : await chromium.launch({
     '--no-first-run',
   ],
 });
+// viewDevice opens the hub's device viewer, clicks View for the device, collects the frames
+// and leaves as a user would (the device is told to leave too).
+async function viewDevice(page, pageErrors) {
+  await page.goto(hub + '/');
+  const button = `button[data-view=${JSON.stringify(device)}]:not([disabled])`;
+  await page.waitForSelector(button, { timeout: 30000 });
+  const clickedAt = Date.now();
+  await page.click(button);
+  say(`viewing ${device}; collecting ${frames} frames after ${warmup} warm-up frames`);
+  const result = await page.evaluate(collect, { selector: '#remote-video video', frames, warmup, timeoutMs });
+  result.firstFrameAfterClickMs = await page.evaluate(() => window.camagentViewer.firstFrameMs);
+  result.transport = await page.evaluate(() => {
+    const t = window.camagentViewer.remoteVideoTrack;
+    return t ? JSON.stringify(Object.assign(t.getTransport(), { decoder: t.getDecoderStats() })) : '';
+  });
+  result.clickedAt = clickedAt;
+  result.browser = await browser.version();
+  result.pageErrors = pageErrors;
+  // Leave like a user would (the device is told to leave too).
+  await page.click('#stop').catch(() => {});
+  for (let i = 0; i < 100 && (await page.evaluate(() => window.camagentViewer.client !== null)); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return result;
+}
+
 let result;
 try {
   const context = await newContext(browser);
@@ -171,25 +206,15 @@ try {
   page.on('console', (m) => {
     if (m.type() === 'error') say(`console.error: ${m.text()}`);
   });
-  await page.goto(hub + '/');
-  const button = `button[data-view=${JSON.stringify(device)}]:not([disabled])`;
-  await page.waitForSelector(button, { timeout: 30000 });
-  const clickedAt = Date.now();
-  await page.click(button);
-  say(`viewing ${device}; collecting ${frames} frames after ${warmup} warm-up frames`);
-  result = await page.evaluate(collect, { selector: '#remote-video video', frames, warmup, timeoutMs });
-  result.firstFrameAfterClickMs = await page.evaluate(() => window.camagentViewer.firstFrameMs);
-  result.transport = await page.evaluate(() => {
-    const t = window.camagentViewer.remoteVideoTrack;
-    return t ? JSON.stringify(Object.assign(t.getTransport(), { decoder: t.getDecoderStats() })) : '';
-  });
-  result.clickedAt = clickedAt;
-  result.browser = await browser.version();
-  result.pageErrors = pageErrors;
-  // Leave like a user would (the device is told to leave too).
-  await page.click('#stop').catch(() => {});
-  for (let i = 0; i < 100 && (await page.evaluate(() => window.camagentViewer.client !== null)); i++) {
-    await new Promise((r) => setTimeout(r, 100));
+  if (pageURL) {
+    // Another player (bench/mse.go: go2rtc's MSE page), showing the device's stream by itself.
+    await page.goto(pageURL);
+    say(`playing ${pageURL}; collecting ${frames} frames after ${warmup} warm-up frames`);
+    result = await page.evaluate(collect, { selector: 'video', frames, warmup, timeoutMs });
+    result.browser = await browser.version();
+    result.pageErrors = pageErrors;
+  } else {
+    result = await viewDevice(page, pageErrors);
   }
 } catch (e) {
   result = { error: String(e && e.stack ? e.stack : e), frames: [] };

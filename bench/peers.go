@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -18,7 +19,8 @@ type peerServer struct {
 	whip, whep string // endpoint URLs
 	pid        int
 	stop       func()
-	hub        *env // camhub's, for its /metrics; nil for the peers
+	hub        *env   // camhub's, for its /metrics; nil for the peers
+	base       string // http://host:port of its HTTP server
 }
 
 // peerBinaries says where the peers' programs are, or why one is not run.
@@ -76,6 +78,12 @@ func startCamhubPeer(ctx context.Context, bin, dir string, e env) (*peerServer, 
 // WebRTC listener (each connection its own UDP port on lo), no STUN server (its default is
 // Google's), and one stream with no source that a WHIP publisher fills.
 func startGo2rtc(ctx context.Context, bin, dir string) (*peerServer, error) {
+	return startGo2rtcWith(ctx, bin, dir, "")
+}
+
+// startGo2rtcWith is startGo2rtc with the stream's source (empty: none, a WHIP publisher fills
+// it; a WHEP URL: go2rtc pulls it when a viewer comes).
+func startGo2rtcWith(ctx context.Context, bin, dir, source string) (*peerServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -100,15 +108,23 @@ webrtc:
     ips: [127.0.0.1]
     networks: [udp4]
 streams:
-  %s:
-`, addr, peersChannel)
+  %s:%s
+`, addr, peersChannel, quotedSource(source))
 	c, err := startPeerProcess(ctx, bin, dir, "go2rtc", cfg, addr, func(path string) []string { return []string{"-config", path} })
 	if err != nil {
 		return nil, err
 	}
 	base := "http://" + addr + "/api/webrtc?"
 	return &peerServer{name: "go2rtc", id: "go2rtc", whip: base + "dst=" + peersChannel, whep: base + "src=" + peersChannel,
-		pid: c.pid(), stop: c.stop}, nil
+		pid: c.pid(), stop: c.stop, base: "http://" + addr}, nil
+}
+
+// quotedSource is a go2rtc stream's source in YAML: nothing for none.
+func quotedSource(src string) string {
+	if src == "" {
+		return ""
+	}
+	return " " + strconv.Quote(src)
 }
 
 // startMediaMTX runs MediaMTX with only its WebRTC server, on loopback: HTTP on one port, ICE

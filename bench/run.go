@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 					fail("glass-to-glass", err)
 				}
 			}
-			for _, path := range []chromiumPath{chromiumWebRTC, chromiumDC, firefoxDC} {
+			for _, path := range []chromiumPath{chromiumWebRTC, chromiumDC, firefoxDC, chromiumMSE, firefoxMSE} {
 				if !chromium {
 					break
 				}
