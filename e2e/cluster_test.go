@@ -275,23 +275,29 @@ func brokerList(nodes []*natstest.Node, first int) string {
 // resumeBar is issue 16's bound on a call's recovery after its hub is killed.
 const resumeBar = 5 * time.Second
 
+// clusterIdentities makes the one state directory the three hubs share (the same identities
+// and App certificate; on several machines, the same files: docs/scaling.md) with the device
+// porch enrolled and an API key that may command it, mint tokens and read metrics on channel.
+func clusterIdentities(t *testing.T, channel string) (state, cred string, dev auth.Device, key string) {
+	t.Helper()
+	state = filepath.Join(t.TempDir(), "hubs")
+	st, err := auth.Open(state)
+	must(t, err, "identities")
+	cred, dev, err = st.AddDevice("porch", 0)
+	must(t, err, "enrol porch")
+	key, _, err = st.AddKey(auth.Key{Name: "app", Devices: []string{"porch"}, Apps: []string{"demo"}, Channels: []string{channel},
+		Actions: []string{auth.PermCommand, "token", "metrics"}})
+	must(t, err, "add key")
+	return state, cred, dev, key
+}
+
 func TestClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three hub processes, a NATS cluster and a device: not in -short")
 	}
 	hubBin, agentBin := rigBinaries(t)
 	redis := clustertest.StartRedis(t, "e2e-redis-password")
-
-	// One state directory for the three hubs: the same identities and App certificate (on
-	// several machines: the same files, docs/scaling.md).
-	state := filepath.Join(t.TempDir(), "hubs")
-	st, err := auth.Open(state)
-	must(t, err, "identities")
-	cred, dev, err := st.AddDevice("porch", 0)
-	must(t, err, "enrol porch")
-	key, _, err := st.AddKey(auth.Key{Name: "app", Devices: []string{"porch"}, Apps: []string{"demo"}, Channels: []string{clusterChannel},
-		Actions: []string{auth.PermCommand, "token", "metrics"}})
-	must(t, err, "add key")
+	state, cred, dev, key := clusterIdentities(t, clusterChannel)
 
 	hubPass := "camhub-" + strings.Repeat("k", 30)
 	nodes := natstest.StartCluster(t, natsTrust(t, hubBin, state, "porch", cred, "camhub", hubPass))

@@ -694,7 +694,12 @@ func waitAfter(t *testing.T, mu *sync.Mutex, where, what string, last func() tim
 // hubToken asks the hub's token service for a publisher token: with key as a backend's
 // bearer key, or without one from a demo hub (loopback trust).
 func hubToken(ctx context.Context, client *http.Client, hub, key, channel string, uid uint32) (string, error) {
-	body, _ := json.Marshal(map[string]any{"appId": "demo", "channel": channel, "uid": uid, "role": "publisher", "expireSeconds": 3600})
+	return hubTokenAs(ctx, client, hub, key, channel, uid, "publisher")
+}
+
+// hubTokenAs is hubToken for a role ("publisher" or "subscriber").
+func hubTokenAs(ctx context.Context, client *http.Client, hub, key, channel string, uid uint32, role string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"appId": "demo", "channel": channel, "uid": uid, "role": role, "expireSeconds": 3600})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hub+"/api/token", bytes.NewReader(body))
 	if err != nil {
 		return "", err
