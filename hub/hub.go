@@ -238,6 +238,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	var relayer sfu.Relayer
 	if h.cluster != nil {
 		placer, relayer = clusterPlacer{h.cluster}, hubRelayer{h}
+		h.sessions.Share(h.cluster, h.log.With("component", "auth")) // logins valid on every hub
 	}
 	h.sfu = sfu.New(sfu.Options{API: api, Certificate: h.Certificate, Verify: h.verifyCertificate, ClientAddr: h.clientAddr,
 		Logger: h.log, ICEServers: h.iceServers(netw), MaxPerAddress: h.cfg.MaxConnectionsPerAddress, Placer: placer, Relayer: relayer})

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -18,13 +19,16 @@ const (
 )
 
 // Sessions are the web sessions of logged-in people, in memory (a hub restart logs everyone
-// out). The cookie carries a random 256-bit value; only its hash is kept, as the map key.
+// out), and in a cluster's share too (Share). The cookie carries a random 256-bit value; only its hash is kept, as the map key.
 type Sessions struct {
 	store *Store
 	now   func() time.Time
 
 	mu sync.Mutex
 	m  map[string]*session
+	// share, when set, holds the sessions of every hub (session_share.go).
+	share SessionShare
+	log   *slog.Logger
 }
 
 type session struct {
@@ -34,6 +38,7 @@ type session struct {
 	id      string // short id for logs: the first 8 hex of the hash
 	created time.Time
 	last    time.Time
+	renewed time.Time // when the share's copy was last stored
 }
 
 // NewSessions returns an empty session table over store.
@@ -59,7 +64,6 @@ func (ss *Sessions) New(p *Principal) (cookie, csrf string) {
 	key := sessionKey(cookie)
 	now := ss.now()
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	ss.expire(now)
 	if len(ss.m) >= MaxSessions {
 		var oldest string
@@ -70,7 +74,11 @@ func (ss *Sessions) New(p *Principal) (cookie, csrf string) {
 		}
 		delete(ss.m, oldest)
 	}
-	ss.m[key] = &session{user: p.Name, gen: p.generation(), csrf: csrf, id: key[:8], created: now, last: now}
+	s := &session{user: p.Name, gen: p.generation(), csrf: csrf, id: key[:8], created: now, last: now, renewed: now}
+	ss.m[key] = s
+	copied := *s
+	ss.mu.Unlock()
+	ss.put(key, &copied)
 	return cookie, csrf
 }
 
@@ -91,22 +99,54 @@ func (ss *Sessions) Lookup(cookie string) (*Principal, string, bool) {
 	key := sessionKey(cookie)
 	now := ss.now()
 	ss.mu.Lock()
+	share := ss.share
+	ss.mu.Unlock()
+	// With a share, it decides: a session begun on another hub is found there, one ended on
+	// another hub is gone from it. Unreachable, this hub's own sessions go on.
+	var found *session
+	answered := false
+	if share != nil {
+		found, answered = ss.fromShare(key)
+	}
+	ss.mu.Lock()
 	s := ss.m[key]
+	if answered {
+		switch {
+		case found == nil:
+			delete(ss.m, key)
+			s = nil
+		case s == nil:
+			s = found
+			ss.m[key] = s
+		}
+		if s != nil {
+			s.last = now // the share's expiry is the idle limit: it says the session is in use
+		}
+	}
 	if s != nil && (now.Sub(s.last) > SessionIdle || now.Sub(s.created) > SessionMax) {
 		delete(ss.m, key)
 		s = nil
 	}
-	if s != nil {
-		s.last = now
-	}
+	renew := s != nil && answered && now.Sub(s.renewed) > time.Minute // the share's idle expiry
 	var user, csrf, id string
 	var gen int
 	if s != nil {
+		s.last = now
+		if renew {
+			s.renewed = now
+		}
 		user, csrf, id, gen = s.user, s.csrf, s.id, s.gen
+	}
+	var copied session
+	if renew {
+		copied = *s
 	}
 	ss.mu.Unlock()
 	if s == nil {
 		return nil, "", false
+	}
+	if renew {
+		ss.put(key, &copied)
 	}
 	p, ok := ss.store.person(user, gen, "session-"+id)
 	if !ok {
@@ -118,9 +158,11 @@ func (ss *Sessions) Lookup(cookie string) (*Principal, string, bool) {
 
 // End deletes a session (logout).
 func (ss *Sessions) End(cookie string) {
+	key := sessionKey(cookie)
 	ss.mu.Lock()
-	delete(ss.m, sessionKey(cookie))
+	delete(ss.m, key)
 	ss.mu.Unlock()
+	ss.dropShared(key)
 }
 
 // Len is the number of live sessions.
