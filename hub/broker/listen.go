@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // tracker keeps a listener's connections and the goroutines serving them,
@@ -94,8 +95,25 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+func (l *tcpListener) Close(listeners.CloseFn) {
 	l.ln.Close()
-	closeClients(l.id)
+	disconnectListener(l.b, l.id)
 	l.track.closeAll()
+}
+
+// disconnectListener disconnects the clients of listener id as the server shuts down. It
+// stands in for mochi's own CloseFn (closeListenerClients), whose Clients.GetByListener
+// read-locks the client table twice: a client that disconnects between the two (Delete's
+// write lock waiting) deadlocks the shutdown, as CI saw once (a hub's Run hung 20 minutes).
+// GetAll read-locks it once.
+func disconnectListener(b *Broker, id string) {
+	srv := b.server()
+	if srv == nil {
+		return
+	}
+	for _, cl := range srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }

@@ -82,11 +82,11 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	// Close, not Shutdown: upgraded connections are hijacked, so the server
-	// no longer knows them; closeClients and the tracker end them.
+	// no longer knows them; disconnectListener and the tracker end them.
 	_ = l.srv.Close()
-	closeClients(l.id)
+	disconnectListener(l.b, l.id)
 	l.track.closeAll()
 }
 
