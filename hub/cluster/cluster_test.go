@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,28 @@ func TestPlaceHoldsAndRedirects(t *testing.T) {
 	}
 }
 
+// seesLoads waits until h's view of the live hubs (refreshed as it renews its registration)
+// has these loads; a fixed sleep was too short on a loaded machine.
+func seesLoads(t *testing.T, h *testHub, want map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		h.d.mu.Lock()
+		got := map[string]int{}
+		for _, x := range h.d.hubs {
+			got[x.ID] = x.Load
+		}
+		h.d.mu.Unlock()
+		if maps.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub %s sees loads %v, want %v", h.d.ID(), got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestPlacementLeastLoaded(t *testing.T) {
 	redis := clustertest.StartRedis(t, "")
 	a := startHub(t, redis, "a", time.Second)
@@ -133,7 +156,7 @@ func TestPlacementLeastLoaded(t *testing.T) {
 	a.load.Store(5)
 	b.load.Store(1)
 	c.load.Store(2)
-	time.Sleep(700 * time.Millisecond) // a renewal or two: the loads are published
+	seesLoads(t, a, map[string]int{"a": 5, "b": 1, "c": 2}) // renewals publish them, a reads them
 	var got []string
 	for _, ch := range []string{"c1", "c2", "c3", "c4"} {
 		got = append(got, place(t, a, ch))
@@ -153,7 +176,7 @@ func TestPlacementLeastLoaded(t *testing.T) {
 	// On a tie the entry hub keeps the channel: no redirect.
 	b.load.Store(5)
 	c.load.Store(5)
-	time.Sleep(700 * time.Millisecond)
+	seesLoads(t, a, map[string]int{"a": 5, "b": 5, "c": 5})
 	if url := place(t, a, "c5"); url != "" {
 		t.Fatalf("tie: sent to %q, want to stay on a", url)
 	}
