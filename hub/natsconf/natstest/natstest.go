@@ -48,6 +48,11 @@ func freePort(t testing.TB) int {
 // StartCluster runs three nats-servers on loopback, routed to each other, until the test
 // ends, all including the authorization block authConf. It returns once every MQTT listener
 // accepts and JetStream has a metadata leader. The test fails when nats-server is missing.
+//
+// The ports are picked free just before the servers start, so another process on the
+// machine (a parallel test package dialling out) can take one in between; a node that then
+// exits, or a cluster that does not come up, is torn down and started again on new ports, up
+// to three times, each failure logged with the node's fatal line.
 func StartCluster(t testing.TB, authConf string) []*Node {
 	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
@@ -57,6 +62,26 @@ func StartCluster(t testing.TB, authConf string) []*Node {
 	if err := os.WriteFile(filepath.Join(dir, "camagent-users.conf"), []byte(authConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var nodes []*Node
+		nodes, err = startOnce(t, dir, attempt)
+		if err == nil {
+			return nodes
+		}
+		t.Logf("NATS cluster, attempt %d: %v", attempt, err)
+		for _, n := range nodes {
+			n.Kill()
+		}
+	}
+	t.Fatalf("NATS cluster did not come up: %v", err)
+	return nil
+}
+
+// startOnce starts the three nodes on new free ports, each with its own store directory under
+// dir, and waits for them to be ready. On an error the nodes started so far are returned so
+// the caller can kill them.
+func startOnce(t testing.TB, dir string, attempt int) ([]*Node, error) {
 	var routes []string
 	var nodes []*Node
 	for i := range 3 {
@@ -68,6 +93,8 @@ func StartCluster(t testing.TB, authConf string) []*Node {
 	start := time.Now()
 	var leader sync.Once
 	elected := make(chan struct{})
+	exited := make(chan string, len(nodes))
+	var started []*Node
 	for i, n := range nodes {
 		conf := fmt.Sprintf(`server_name: %s
 listen: %s
@@ -76,39 +103,48 @@ jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
 cluster { name: camagent-test, listen: %s, routes: [%s] }
 mqtt { listen: %s }
 include ./camagent-users.conf
-`, n.Name, n.Client, n.Monitor, filepath.Join(dir, n.Name), strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "), n.MQTT)
+`, n.Name, n.Client, n.Monitor, filepath.Join(dir, fmt.Sprintf("%s-%d", n.Name, attempt)),
+			strings.TrimPrefix(routes[i], "nats-route://"), strings.Join(routes, ", "), n.MQTT)
 		path := filepath.Join(dir, n.Name+".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
+			return started, err
 		}
 		n.cmd = exec.Command(Binary, "-c", path)
 		out, err := n.cmd.StderrPipe()
 		if err != nil {
-			t.Fatal(err)
+			return started, err
 		}
 		if err := n.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", n.Name, err)
+			return started, fmt.Errorf("start %s: %w", n.Name, err)
 		}
+		started = append(started, n)
 		go func() {
+			var fatal string
 			sc := bufio.NewScanner(out)
 			for sc.Scan() {
 				line := sc.Text()
 				if strings.Contains(line, "metadata leader") {
 					leader.Do(func() { close(elected) })
 				}
+				if strings.Contains(line, "[FTL]") {
+					fatal = line
+				}
 				if strings.Contains(line, "[ERR]") && !strings.Contains(line, "connect to route") {
 					t.Logf("%s: %s", n.Name, line)
 				}
 			}
 			n.cmd.Wait()
+			exited <- fmt.Sprintf("%s exited (%v): %s", n.Name, n.cmd.ProcessState, fatal)
 			close(n.done)
 		}()
 		t.Cleanup(n.Kill)
 	}
 	select {
 	case <-elected:
+	case why := <-exited:
+		return started, fmt.Errorf("before a JetStream leader: %s", why)
 	case <-time.After(20 * time.Second):
-		t.Fatal("no JetStream metadata leader after 20 s")
+		return started, fmt.Errorf("no JetStream metadata leader after 20 s")
 	}
 	for _, n := range nodes {
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -117,13 +153,18 @@ include ./camagent-users.conf
 				c.Close()
 				break
 			}
+			select {
+			case why := <-exited:
+				return started, fmt.Errorf("%s: MQTT listener %s: %s", n.Name, n.MQTT, why)
+			default:
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: MQTT listener %s: %v", n.Name, n.MQTT, err)
+				return started, fmt.Errorf("%s: MQTT listener %s: %w", n.Name, n.MQTT, err)
 			}
 		}
 	}
 	t.Logf("3-node NATS cluster up (JetStream leader, MQTT listening) in %v", time.Since(start).Round(time.Millisecond))
-	return nodes
+	return nodes, nil
 }
 
 // Kill ends the node with SIGKILL (no goodbye to its clients or routes) and waits for it.
