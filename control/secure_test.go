@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/camagent/camagent/control"
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // secureMosquitto is Debian's mosquitto as a fleet would run it: no
@@ -39,13 +41,11 @@ const (
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+	return strconv.Itoa(p)
 }
 
 // startSecureMosquitto runs mosquitto with TLS, passwords and an ACL for

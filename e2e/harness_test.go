@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/camagent/camagent/agent"
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/internal/freeport"
 	"github.com/camagent/camagent/rtc"
 	"github.com/pion/webrtc/v4"
 )
@@ -223,15 +223,15 @@ func must(t *testing.T, err error, what string) {
 
 var _ = fmt.Sprint
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a moment ago, from below
+// the ephemeral range (internal/freeport).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // agentMetrics fetches the agent's Prometheus metrics.

@@ -58,12 +58,7 @@ func startMQBrokerWith(t *testing.T, addr, settings string) *mqBroker {
 		t.Fatalf("mosquitto is needed for this test (%v): run `make test-deps`", err)
 	}
 	if addr == "" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = ln.Addr().String()
-		ln.Close()
+		addr = freeAddr(t)
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	b := &mqBroker{addr: addr, conf: filepath.Join(t.TempDir(), "mosquitto.conf")}

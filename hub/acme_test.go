@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/camagent/camagent/hub/netconf"
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // pebbleVersion is Let's Encrypt's test ACME CA, built from the Go module proxy.
@@ -150,10 +151,9 @@ func trusting(t *testing.T, pemFile string) *http.Client {
 
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }

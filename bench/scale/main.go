@@ -28,6 +28,7 @@ import (
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/natsconf"
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // result is one broker's figures.
@@ -314,14 +315,7 @@ func (r result) withRTT(rtts []time.Duration, f fleet) result {
 	return r
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Port() }
 
 func waitListen(addr string, d time.Duration) error {
 	end := time.Now().Add(d)

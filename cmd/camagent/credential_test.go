@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/camagent/camagent/internal/freeport"
 	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -48,9 +49,10 @@ func TestCredentialFileIsBoth(t *testing.T) {
 			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
 		}
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, port := splitPort(addr)
 	conf := write(t, filepath.Join(dir, "mosquitto.conf"), fmt.Sprintf(
 		"user root\nper_listener_settings false\nallow_anonymous false\npassword_file %s\npersistence false\nlog_dest stderr\nlistener %s 127.0.0.1\n", pw, port))

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // coturnPeerRules are docs/networking.md's peer restrictions for an external coturn, with the
@@ -103,21 +105,12 @@ func TestCoturnAcceptsOurCredentials(t *testing.T) {
 	})
 }
 
-// freePort returns a port free on 127.0.0.1 for both UDP and TCP (as far as one can tell).
+// freePort returns a port free on 127.0.0.1 for both UDP and TCP, below the ephemeral range.
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			u.Close()
-			return port
-		}
+	p, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // Binary is Debian's redis-server (tools/test-deps.sh installs it).
@@ -41,12 +43,10 @@ func StartRedis(t testing.TB, password string) string {
 // Start runs redis-server (files in dir) until stop, which returns its output; url is as
 // StartRedis's. For programs (make scale) as well as tests.
 func Start(dir, password string) (url string, stop func() string, err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		return "", nil, fmt.Errorf("find a free port: %w", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	args := []string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--loglevel", "warning"}
 	if password != "" {

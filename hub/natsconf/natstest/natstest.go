@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/camagent/camagent/internal/freeport"
 )
 
 // Binary is Debian's nats-server (tools/test-deps.sh installs it).
@@ -37,12 +39,11 @@ func (n *Node) MQTTURL() string { return "tcp://" + n.MQTT }
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // StartCluster runs three nats-servers on loopback, routed to each other, until the test
