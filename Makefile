@@ -41,8 +41,8 @@ test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TU
 faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recovery p50/p95 and the agent's goroutines, fds, RSS (docs/reliability.md)
 	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 60m $$([ "$$(id -u)" = 0 ] && echo -tags nat) -run 'TestFault' -v ./e2e/
 
-scale: ## fleet-size runs: 1000 simulated devices' command round trips on the embedded broker and a 3-node NATS cluster (SCALE_DEVICES), and 30 viewers of one publisher across 3 relaying hubs (SCALE_VIEWERS; docs/scaling.md)
-	$(GO) run ./bench/scale -devices $${SCALE_DEVICES:-1000} -viewers $${SCALE_VIEWERS:-30} -out bench/scale-brokers.json
+scale: ## several hubs and fleets (docs/scaling.md): 1000 simulated devices' command round trips on the embedded broker and a 3-node NATS cluster (SCALE_DEVICES), 30 viewers of one publisher across 3 relaying hubs (SCALE_VIEWERS), and the channel's hub killed SCALE_KILLS (5) times under a real device and viewers; figures into bench/results.json ("scale")
+	$(GO) run ./bench/scale -devices $${SCALE_DEVICES:-1000} -viewers $${SCALE_VIEWERS:-30} -kills $${SCALE_KILLS:-5} -out bench/results.json
 
 test-browser: ## only the headless browser end-to-end tests (Chromium and Firefox ESR)
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/

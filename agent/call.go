@@ -56,6 +56,11 @@ type call struct {
 	warm  warmVideo // the camera's frames while a session connects (warmvideo.go)
 	audio *webrtc.TrackLocalStaticSample
 
+	// entries are the hubs the call may go through, in order, and entry the one in use
+	// (entries.go); only the call's connecting goroutine (startCall, then supervise) uses them.
+	entries []string
+	entry   int
+
 	mu     sync.Mutex
 	sess   *session    // the current connection to the hub (session.go); nil between two
 	client *rtc.Client // sess's client, for stats and metrics
@@ -66,7 +71,7 @@ type call struct {
 func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &call{a: a, p: p, ctx: cctx, cancel: cancel, mixer: audio.NewMixer(audio.MixerLogger(a.log)),
-		log: a.log.With("channel", p.channel, "uid", p.uid), users: map[uint32]bool{}}
+		log: a.log.With("channel", p.channel, "uid", p.uid), users: map[uint32]bool{}, entries: a.cfg.hubEntries(p.hub)}
 	if a.cfg.MicDuckDB > 0 {
 		c.duck = audio.NewDucker(a.cfg.MicDuckDB, a.cfg.MicDuckHold)
 	}
@@ -79,6 +84,9 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 	c.goRun(c.pumpVideo)
 	c.goRun(c.pumpAudio)
 	sess, err := c.connect(ctx)
+	for tried := 1; err != nil && tried < len(c.entries) && ctx.Err() == nil && c.nextEntry(err); tried++ {
+		sess, err = c.connect(ctx)
+	}
 	if err != nil {
 		c.stop()
 		return nil, err
@@ -128,7 +136,7 @@ func (c *call) openDevices() error {
 func (c *call) fetchToken(ctx context.Context) (string, error) {
 	body, _ := json.Marshal(map[string]any{"appId": c.p.appID, "channel": c.p.channel, "uid": c.p.uid,
 		"role": "publisher", "expireSeconds": 3600})
-	url := strings.TrimRight(c.p.hub, "/") + "/api/token"
+	url := strings.TrimRight(c.hub(), "/") + "/api/token"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return "", fmt.Errorf("token request: %w", err)

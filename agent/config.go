@@ -37,6 +37,10 @@ type Config struct {
 	// must name Hub or one of these (anything else is refused), so a command can never choose
 	// where the device sends its media or its credential.
 	Hubs []string `yaml:"hubs"`
+	// HubFailover makes hub and hubs the entry points of one service (a cluster of hubs,
+	// docs/scaling.md): when the one a call uses cannot be reached, the call joins and
+	// rejoins through the next of them.
+	HubFailover bool `yaml:"hubFailover"`
 	// CredentialFile holds the device's one credential, made by `camhub device add <id>`
 	// (cam_d_<keyid>_<secret>); without it, the systemd credential "credential". It is the
 	// MQTT password (user name: the device id) and the hub key, unless those are set.

@@ -122,8 +122,9 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			return nil, err
 		}
 	}
-	// Always through the configured hub: in a cluster it sends the agent on to the hub that
-	// holds the channel now (a rejoin after that hub died lands on its successor).
+	// Always through the entry hub (the configured one, or the next with hubFailover when it
+	// is down: entries.go): in a cluster it sends the agent on to the hub that holds the
+	// channel now (a rejoin after that hub died lands on its successor).
 	// The frames written before the publish connection was up were dropped: replay the
 	// camera's latest keyframe and what followed it, or ask for a new one (warmvideo.go).
 	if c.cam != nil {
@@ -134,7 +135,7 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			c.cam.RequestKeyframe()
 		}
 	}
-	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.p.hub, API: c.a.api, Logger: c.log, TLS: c.a.hubTLS, OnConnected: onConnected},
+	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.hub(), API: c.a.api, Logger: c.log, TLS: c.a.hubTLS, OnConnected: onConnected},
 		c.p.appID, c.p.channel, c.p.uid, tok)
 	if err != nil {
 		var pe *rtc.Error
@@ -226,6 +227,7 @@ func (c *call) supervise(first *session) {
 func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 	quick, soon := backoff.New(rejoinQuick, rejoinQuick), backoff.New(rejoinSoon, rejoinSoon)
 	var unansweredSince, holderSince time.Time // starts of the current runs of such failures
+	down := 0                                  // entry points found down in a row
 	next := bo
 	for {
 		delay, err := next.Wait(c.ctx, nil)
@@ -252,6 +254,14 @@ func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 		next = rejoinStep(err, now, &unansweredSince, bo, quick)
 		if holderDown(err, now, &holderSince) {
 			next = soon
+		}
+		// Its entry hub is dead: the next entry point at once, until each was tried once.
+		if c.nextEntry(err) {
+			if down++; down%len(c.entries) != 0 {
+				next = soon
+			}
+		} else {
+			down = 0
 		}
 		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond),
 			"unanswered", rtc.Unanswered(err), "quick retry", next == quick, "holder down", next == soon)

@@ -9,6 +9,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,41 @@ type Results struct {
 	Seconds  float64   `json:"seconds"` // wall time of the whole run
 	Figures  []Figure  `json:"figures"`
 	Notes    []string  `json:"notes,omitempty"`
+	// Scale is the last `make scale` run (bench/scale), kept in this file beside make bench's
+	// figures: make scale replaces only it, make bench keeps it when it rewrites the file.
+	// Added within schema 1: older files have none.
+	Scale *ScaleRun `json:"scale,omitempty"`
+}
+
+// ScaleRun is one `make scale` run: several hubs, brokers and fleets (docs/scaling.md).
+type ScaleRun struct {
+	Revision string    `json:"revision"`
+	Date     time.Time `json:"date"`
+	Machine  Machine   `json:"machine"`
+	Seconds  float64   `json:"seconds"`
+	Figures  []Figure  `json:"figures"`
+	Notes    []string  `json:"notes,omitempty"`
+}
+
+// NewScaleRun fills in the revision, date and machine.
+func NewScaleRun(repo string) *ScaleRun {
+	r := NewResults(repo, false)
+	return &ScaleRun{Revision: r.Revision, Date: r.Date, Machine: r.Machine}
+}
+
+// WriteScale puts s into the results file at path in place of its last scale run, keeping
+// everything else; a missing file is created with no bench figures.
+func WriteScale(path string, s *ScaleRun) error {
+	r, err := ReadResults(path)
+	if errors.Is(err, os.ErrNotExist) {
+		r, err = &Results{Schema: Schema}, nil
+	}
+	if err != nil {
+		return err
+	}
+	s.Machine.LoadAvgEnd = loadAvg()
+	r.Scale = s
+	return r.WriteFile(path)
 }
 
 // Machine describes where the figures were measured.

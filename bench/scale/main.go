@@ -25,6 +25,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/camagent/camagent/bench"
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/natsconf"
@@ -46,46 +47,68 @@ type result struct {
 
 func main() {
 	n := flag.Int("devices", 1000, "simulated devices")
-	only := flag.String("only", "embedded,nats,relay", "runs: brokers (embedded, nats), and relay (hubs relaying one publisher to -viewers)")
+	only := flag.String("only", "embedded,nats,relay,failover", "runs: brokers (embedded, nats), relay (hubs relaying one publisher to -viewers), failover (camhub processes, the channel's hub killed -kills times)")
 	viewers := flag.Int("viewers", 30, "relay run: viewers of the one publisher")
 	above := flag.Int("relay-above", 0, "relay run: cluster.relayAbove (0: a third of -viewers, so a third per hub)")
-	out := flag.String("out", "", "also write the figures as JSON to this file")
+	kills := flag.Int("kills", 5, "failover run: how many times the channel's hub is killed")
+	fviewers := flag.Int("failover-viewers", 3, "failover run: viewers, entering through the three hubs in turn")
+	out := flag.String("out", "bench/results.json", "results file whose scale run the figures replace (\"\": none)")
 	flag.Parse()
-	var all []result
+	start := time.Now()
+	run := bench.NewScaleRun(".")
 	failed := false
 	for _, b := range strings.Split(*only, ",") {
-		if b == "relay" {
+		switch b {
+		case "relay":
 			a := *above
 			if a <= 0 {
 				a = max(1, *viewers/3)
 			}
-			if err := runRelay(*viewers, a); err != nil {
+			r, err := runRelay(*viewers, a)
+			if err != nil {
 				fmt.Fprintf(os.Stderr, "scale relay: %v\n", err)
 				failed = true
+				continue
 			}
-			continue
+			run.Figures = append(run.Figures, r.figures()...)
+			failed = failed || r.complete != r.viewers
+		case "failover":
+			r, err := runFailover(*fviewers, *kills)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "scale failover: %v\n", err)
+				failed = true
+				continue
+			}
+			r.print()
+			run.Figures = append(run.Figures, r.figures()...)
+		default:
+			r, err := runOne(b, *n)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "scale %s: %v\n", b, err)
+				failed = true
+				continue
+			}
+			fmt.Printf("%-9s %5d devices: connected in %6.1f s; commands answered %d/%d; round trip p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms",
+				r.Broker, r.Devices, r.ConnectS, r.Answered, r.Devices, r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
+			if r.BrokerRSSM > 0 {
+				fmt.Printf("; NATS RSS %.0f MB (3 nodes)", r.BrokerRSSM)
+			}
+			fmt.Println()
+			failed = failed || r.Answered != r.Devices
+			run.Figures = append(run.Figures, r.figures()...)
 		}
-		r, err := runOne(b, *n)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "scale %s: %v\n", b, err)
-			failed = true
-			continue
-		}
-		fmt.Printf("%-9s %5d devices: connected in %6.1f s; commands answered %d/%d; round trip p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms",
-			r.Broker, r.Devices, r.ConnectS, r.Answered, r.Devices, r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
-		if r.BrokerRSSM > 0 {
-			fmt.Printf("; NATS RSS %.0f MB (3 nodes)", r.BrokerRSSM)
-		}
-		fmt.Println()
-		failed = failed || r.Answered != r.Devices
-		all = append(all, r)
 	}
+	run.Seconds = time.Since(start).Seconds()
 	if *out != "" {
-		data, _ := json.MarshalIndent(all, "", "  ")
-		if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
+		if err := bench.WriteScale(*out, run); err != nil {
 			fmt.Fprintln(os.Stderr, "scale:", err)
 			failed = true
 		}
+	}
+	fmt.Println()
+	(&bench.Results{Revision: run.Revision, Date: run.Date, Machine: run.Machine, Figures: run.Figures}).PrintTable(os.Stdout)
+	if *out != "" {
+		fmt.Printf("\nwrote the scale run into %s in %.0f s\n", *out, run.Seconds)
 	}
 	if failed {
 		os.Exit(1)

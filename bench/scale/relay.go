@@ -12,16 +12,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/camagent/camagent/hub"
 	"github.com/camagent/camagent/hub/cluster/clustertest"
 	"github.com/camagent/camagent/hub/token"
+	"github.com/camagent/camagent/internal/freeport"
 	"github.com/camagent/camagent/rtc"
 	"github.com/camagent/camagent/rtc/rtctest"
 	"github.com/pion/webrtc/v4"
@@ -39,12 +40,10 @@ func relayHubs(ctx context.Context, dir, redis string, n, above int) ([]*hub.Hub
 		}
 	}
 	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Addr()
 		if err != nil {
 			return nil, wait, err
 		}
-		addr := l.Addr().String()
-		l.Close()
 		id := fmt.Sprintf("hub%d", i+1)
 		cfg := hub.Defaults()
 		cfg.Demo, cfg.Listen, cfg.MQTTListen, cfg.ICELoopbackOnly = true, addr, "127.0.0.1:0", "true"
@@ -77,23 +76,23 @@ func relayHubs(ctx context.Context, dir, redis string, n, above int) ([]*hub.Hub
 	return hubs, wait, nil
 }
 
-func runRelay(viewers, above int) error {
+func runRelay(viewers, above int) (relayResult, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "camagent-scale-relay-")
 	if err != nil {
-		return err
+		return relayResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	redis, stopRedis, err := clustertest.Start(dir, "")
 	if err != nil {
-		return err
+		return relayResult{}, err
 	}
 	defer stopRedis()
 	hubs, wait, err := relayHubs(ctx, dir, redis, 3, above)
 	defer func() { cancel(); wait() }()
 	if err != nil {
-		return err
+		return relayResult{}, err
 	}
 	byURL := map[string]int{}
 	for i, h := range hubs {
@@ -102,7 +101,7 @@ func runRelay(viewers, above int) error {
 	time.Sleep(1500 * time.Millisecond) // every hub has read the others' registrations
 	api, err := rtc.NewAPI(rtc.APIOptions{LoopbackOnly: true})
 	if err != nil {
-		return err
+		return relayResult{}, err
 	}
 	opts := rtc.ClientOptions{URL: hubs[0].URL(), API: api, Logger: slog.New(slog.DiscardHandler)}
 	join := func(uid uint32, privs ...string) (*rtc.Client, error) {
@@ -115,18 +114,18 @@ func runRelay(viewers, above int) error {
 	}
 	pub, err := join(100, token.PrivPublishVideo)
 	if err != nil {
-		return fmt.Errorf("publisher: %w", err)
+		return relayResult{}, fmt.Errorf("publisher: %w", err)
 	}
 	defer pub.Close()
 	video, err := rtctest.H264Track()
 	if err != nil {
-		return err
+		return relayResult{}, err
 	}
 	var written atomic.Int64
 	stop := make(chan struct{})
 	sent := rtctest.SendH264(video, 0, 1<<30, &written, stop) // until 8 s after the last viewer joined
 	if _, err := pub.Publish(ctx, video); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return relayResult{}, fmt.Errorf("publish: %w", err)
 	}
 	before := written.Load()
 	logs := make([]*rtctest.FrameLog, viewers)
@@ -134,12 +133,12 @@ func runRelay(viewers, above int) error {
 	for i := range viewers {
 		c, err := join(uint32(1000 + i))
 		if err != nil {
-			return fmt.Errorf("viewer %d: %w", i, err)
+			return relayResult{}, fmt.Errorf("viewer %d: %w", i, err)
 		}
 		defer c.Close()
 		tr, err := c.Subscribe(ctx, 100, rtc.KindVideo)
 		if err != nil {
-			return fmt.Errorf("viewer %d subscribe on hub%d: %w", i, byURL[c.URL()]+1, err)
+			return relayResult{}, fmt.Errorf("viewer %d subscribe on hub%d: %w", i, byURL[c.URL()]+1, err)
 		}
 		logs[i], on[i] = rtctest.NewFrameLog(), byURL[c.URL()]
 		go logs[i].Read(tr)
@@ -147,15 +146,14 @@ func runRelay(viewers, above int) error {
 	time.Sleep(8 * time.Second)
 	close(stop)
 	if err := <-sent; err != nil {
-		return err
+		return relayResult{}, err
 	}
 	time.Sleep(time.Second)
-	report(pub, logs, on, written.Load()-before, above)
-	return nil
+	return report(pub, logs, on, written.Load()-before, above), nil
 }
 
-// report prints the relay run's figures.
-func report(pub *rtc.Client, logs []*rtctest.FrameLog, on []int, stream int64, above int) {
+// report prints the relay run's figures and returns them.
+func report(pub *rtc.Client, logs []*rtctest.FrameLog, on []int, stream int64, above int) relayResult {
 	perHub := make([]int, 3)
 	complete, keyStart, frames := 0, 0, 0 // frames: one past the last frame any viewer got
 	for _, l := range logs {
@@ -206,6 +204,9 @@ func report(pub *rtc.Client, logs []*rtctest.FrameLog, on []int, stream int64, a
 		len(logs), perHub[0], perHub[1], perHub[2], above, complete, len(logs), keyStart, len(logs), float64(uplink)/float64(stream),
 		pct(origin, 50), pct(origin, 95), pct(relayed, 50), pct(relayed, 95), string(load[:min(len(load), 14)]))
 	fmt.Println()
+	return relayResult{viewers: len(logs), complete: complete, keyStart: keyStart, perHub: perHub, above: above,
+		copies: float64(uplink) / float64(stream), origin50: pct(origin, 50), origin95: pct(origin, 95),
+		relayed50: pct(relayed, 50), relayed95: pct(relayed, 95), load: strings.TrimSpace(string(load[:min(len(load), 14)]))}
 }
 
 func pct(d []time.Duration, p int) time.Duration {

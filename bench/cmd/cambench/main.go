@@ -115,6 +115,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	res, runErr := bench.Run(ctx, bench.Options{Repo: repo, Quick: *quick, Only: sections, Verbose: *verbose, Progress: stderr})
 	fmt.Fprintln(stdout)
 	res.PrintTable(stdout)
+	if old, err := bench.ReadResults(*out); err == nil {
+		res.Scale = old.Scale // make scale's figures stay
+	}
 	if err := res.WriteFile(*out); err != nil {
 		fmt.Fprintln(stderr, "cambench:", err)
 		return 1
