@@ -23,6 +23,7 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_joins_total Successful joins.\n# TYPE camhub_joins_total counter\ncamhub_joins_total %d\n", st.Joins)
 	fmt.Fprintf(w, "# HELP camhub_joins_refused_total Joins refused (token or parameters).\n# TYPE camhub_joins_refused_total counter\ncamhub_joins_refused_total %d\n", st.Refused)
 	fmt.Fprintf(w, "# HELP camhub_ice_restarts_total ICE restarts, asked for by clients or started by the hub (a media path died, the session lived on).\n# TYPE camhub_ice_restarts_total counter\ncamhub_ice_restarts_total %d\n", st.ICERestarts)
+	fmt.Fprintf(w, "# HELP camhub_signalling_resumes_total Sessions a client moved to a fresh signalling socket (a lost or stuck socket; the call went on).\n# TYPE camhub_signalling_resumes_total counter\ncamhub_signalling_resumes_total %d\n", st.Resumes)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_packets_total RTP packets received from publishers and forwarded.\n# TYPE camhub_forwarded_packets_total counter\ncamhub_forwarded_packets_total %d\n", st.ForwardedPackets)
 	fmt.Fprintf(w, "# HELP camhub_forwarded_bytes_total RTP bytes received from publishers and forwarded.\n# TYPE camhub_forwarded_bytes_total counter\ncamhub_forwarded_bytes_total %d\n", st.ForwardedBytes)
 	fmt.Fprintf(w, "# HELP camhub_nack_resent_packets_total Video packets sent again on subscribers' NACKs, from the hub's per-track cache.\n# TYPE camhub_nack_resent_packets_total counter\ncamhub_nack_resent_packets_total %d\n", st.NACKResent)

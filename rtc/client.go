@@ -62,6 +62,10 @@ type ClientOptions struct {
 	// down is retried on a fresh connect rather than by TCP's doubling SYN retransmissions,
 	// so a rejoin connects within about a second of the path coming back.
 	ConnectTimeout time.Duration
+	// ResumeFor bounds how long a joined client tries to resume its session on a fresh
+	// socket once its socket is lost (client_resume.go; 8 s). Negative: never resume (the
+	// client ends with the socket, as clients without resume do).
+	ResumeFor time.Duration
 }
 
 // Client is one user's connection to a hub: signalling plus the publish and subscribe peer
@@ -69,7 +73,12 @@ type ClientOptions struct {
 type Client struct {
 	opts ClientOptions
 	log  *slog.Logger
-	conn *websocket.Conn
+	// url and dialer make the signalling socket (and a fresh one to resume on).
+	url    string
+	dialer *websocket.Dialer
+
+	connMu sync.Mutex
+	conn   *websocket.Conn // the signalling socket now: a resume replaces it (sock)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -103,6 +112,16 @@ type Client struct {
 	// moved: the hub said the channel moved (EventChannelMoved); the socket's end is then
 	// ErrChannelMoved.
 	moved atomic.Bool
+
+	// Resume (client_resume.go): the session's secret from the join reply (under mu), the
+	// last hub message received, the messages sent that the hub may not have handled yet
+	// (under outMu), one resume at a time, and how many succeeded.
+	resumeTok string
+	lastSeq   atomic.Uint64
+	outMu     sync.Mutex
+	outbox    []sentMessage
+	resuming  atomic.Bool
+	resumes   atomic.Uint64
 }
 
 // HubWebSocketURL turns a hub address (http://host:port) into its signalling URL.
@@ -140,10 +159,13 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 	if o.API == nil {
 		return nil, errors.New("rtc: no webrtc API")
 	}
+	if o.ResumeFor == 0 {
+		o.ResumeFor = DefaultResumeFor
+	}
 	o.setLivenessDefaults()
 	url := HubWebSocketURL(o.URL)
 	nd := &net.Dialer{Timeout: o.ConnectTimeout}
-	d := websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.TLS,
+	d := &websocket.Dialer{HandshakeTimeout: o.RequestTimeout, Proxy: http.ProxyFromEnvironment, TLSClientConfig: o.TLS,
 		NetDialContext: nd.DialContext}
 	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
@@ -151,7 +173,7 @@ func Dial(ctx context.Context, o ClientOptions) (*Client, error) {
 	}
 	cctx, cancel := context.WithCancelCause(context.Background())
 	c := &Client{
-		opts: o, log: o.Logger.With("component", "rtc"), conn: conn, ctx: cctx, cancel: cancel,
+		opts: o, log: o.Logger.With("component", "rtc"), url: url, dialer: d, conn: conn, ctx: cctx, cancel: cancel,
 		events: make(chan *Message, 64), pending: map[uint64]chan *Message{},
 		tracks: map[string]TrackInfo{}, arrived: map[TrackInfo]*webrtc.TrackRemote{},
 		waiters: map[TrackInfo][]chan *webrtc.TrackRemote{}, offers: make(chan *Message, 16),
@@ -198,10 +220,11 @@ func (c *Client) Leave(ctx context.Context) error {
 // Close ends the connection without a goodbye (the hub notices at once: the socket closes).
 func (c *Client) Close() error {
 	c.cancel(errors.New("rtc: client closed"))
+	conn := c.sock()
 	c.writeMu.Lock()
-	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	c.writeMu.Unlock()
-	c.conn.Close()
+	conn.Close()
 	c.mu.Lock()
 	pub, sub, paths := c.pub, c.sub, c.paths
 	c.mu.Unlock()

@@ -62,7 +62,7 @@ func (c *Client) answerOffer(m *Message) error {
 	if err != nil {
 		return fmt.Errorf("rtc: answer: %w", err)
 	}
-	return c.write(&Message{Type: TypeAnswer, SDP: sdp})
+	return c.write(&Message{Type: TypeAnswer, SDP: sdp}, nil)
 }
 
 // relayGrace is how long gathering may go on once a relay candidate is there.

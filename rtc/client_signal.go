@@ -44,29 +44,39 @@ func (o *ClientOptions) setLivenessDefaults() {
 	}
 }
 
-// alive pushes the read deadline on: the hub said something.
-func (c *Client) alive() {
+// sock is the signalling socket now (a resume replaces it).
+func (c *Client) sock() *websocket.Conn {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.conn
+}
+
+// alive pushes conn's read deadline on: the hub said something on it.
+func (c *Client) alive(conn *websocket.Conn) {
 	now := time.Now()
 	prev := c.heard.Swap(now.UnixNano())
 	if c.holding.Swap(false) {
 		c.log.Info("signalling socket heard again", "silent for", now.Sub(time.Unix(0, prev)).Round(time.Millisecond))
 	}
 	if c.opts.PingInterval > 0 {
-		c.conn.SetReadDeadline(now.Add(c.opts.ReadTimeout))
+		conn.SetReadDeadline(now.Add(c.opts.ReadTimeout))
 	}
 }
 
 // holdForMedia keeps a silent signalling socket while the media path still hears the hub
-// (liveness.go), by pushing its read deadline on.
-func (c *Client) holdForMedia(now time.Time) {
+// (liveness.go), by pushing its read deadline on; it reports whether it did. A joined
+// client then also tries to resume on a fresh socket (client_resume.go): the path is back,
+// the old socket is only stuck in TCP's retransmission back-off.
+func (c *Client) holdForMedia(now time.Time) bool {
 	heard := time.Unix(0, c.heard.Load())
 	if !KeepForMedia(now, heard, MediaHeard(c.PublishConnection(), c.SubscribeConnection()), c.opts.PingInterval, c.opts.MaxSilent) {
-		return
+		return false
 	}
-	c.conn.SetReadDeadline(now.Add(c.opts.ReadTimeout))
+	c.sock().SetReadDeadline(now.Add(c.opts.ReadTimeout))
 	if !c.holding.Swap(true) {
 		c.log.Info("signalling socket silent but the media path hears the hub: keeping the session", "silent for", now.Sub(heard).Round(time.Millisecond))
 	}
+	return true
 }
 
 // pingLoop pings the hub every PingInterval; the hub's pongs (and its own pings) keep the
@@ -84,55 +94,84 @@ func (c *Client) pingLoop() {
 			return
 		case <-tick.C:
 		}
-		c.holdForMedia(time.Now())
+		if c.holdForMedia(time.Now()) {
+			c.resumeInBackground()
+		}
 		// WriteControl may run beside a WriteMessage (gorilla allows it); its deadline is
 		// short so a socket stuck behind a cut does not hold the loop.
-		err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.PingInterval))
+		err := c.sock().WriteControl(websocket.PingMessage, nil, time.Now().Add(c.opts.PingInterval))
 		if err != nil && c.ctx.Err() == nil && !errors.Is(err, websocket.ErrCloseSent) {
 			c.log.Debug("signalling ping not sent", "err", err)
 		}
 	}
 }
 
-func (c *Client) readLoop() {
-	defer c.wg.Done()
-	defer close(c.events)
-	c.alive()
-	c.conn.SetPongHandler(func(string) error { c.alive(); return nil })
-	c.conn.SetPingHandler(func(data string) error {
-		c.alive()
-		err := c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.opts.RequestTimeout))
+// watch sets conn's handlers: the hub's pongs and pings are signs of life.
+func (c *Client) watch(conn *websocket.Conn) {
+	c.alive(conn)
+	conn.SetPongHandler(func(string) error { c.alive(conn); return nil })
+	conn.SetPingHandler(func(data string) error {
+		c.alive(conn)
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.opts.RequestTimeout))
 		var ne net.Error
 		if errors.Is(err, websocket.ErrCloseSent) || errors.As(err, &ne) && ne.Timeout() {
 			return nil // the read side decides when the socket is dead
 		}
 		return err
 	})
+}
+
+// lost is why the socket's read ended with err, as the client's end.
+func (c *Client) lost(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		silent := time.Since(time.Unix(0, c.heard.Load())).Round(100 * time.Millisecond)
+		c.log.Warn("hub silent: signalling connection given up", "silent for", silent)
+		return fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, silent, err)
+	}
+	if c.moved.Load() {
+		return fmt.Errorf("%w: signalling connection closed: %v", ErrChannelMoved, err)
+	}
+	return fmt.Errorf("rtc: signalling connection closed: %w", err)
+}
+
+func (c *Client) readLoop() {
+	defer c.wg.Done()
+	defer close(c.events)
+	conn := c.sock()
+	c.watch(conn)
 	for {
-		_, data, err := c.conn.ReadMessage()
+		_, data, err := conn.ReadMessage()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				silent := time.Since(time.Unix(0, c.heard.Load())).Round(100 * time.Millisecond)
-				c.log.Warn("hub silent: signalling connection given up", "silent for", silent)
-				c.cancel(fmt.Errorf("%w for %s (no message, ping or pong): %v", ErrHubSilent, silent, err))
-				return
+			if now := c.sock(); now != conn { // a resume moved the session to a fresh socket
+				conn = now
+				c.watch(conn)
+				continue
 			}
-			if c.moved.Load() {
-				c.cancel(fmt.Errorf("%w: signalling connection closed: %v", ErrChannelMoved, err))
-				return
+			why := c.lost(err)
+			if c.mayResume(err) && c.resume(conn, why) {
+				conn = c.sock()
+				c.watch(conn)
+				continue
 			}
-			c.cancel(fmt.Errorf("rtc: signalling connection closed: %w", err))
+			c.cancel(why)
 			return
 		}
-		c.alive()
+		c.alive(conn)
 		var m Message
 		if err := json.Unmarshal(data, &m); err != nil {
 			c.log.Warn("hub sent a message that is not JSON", "err", err)
 			continue
 		}
+		if m.Seq != 0 {
+			if m.Seq <= c.lastSeq.Load() {
+				continue // sent again after a resume, and already handled
+			}
+			c.lastSeq.Store(m.Seq)
+		}
 		switch m.Type {
 		case TypeReply:
+			c.acked(m.ID)
 			c.mu.Lock()
 			ch := c.pending[m.ID]
 			delete(c.pending, m.ID)
@@ -175,15 +214,34 @@ func (c *Client) readLoop() {
 	}
 }
 
-func (c *Client) write(m *Message) error {
+// write sends m with the next message id (its reply, if any, goes to reply). A joined,
+// resumable client keeps it until the hub has handled it, and a socket that fails to take
+// it is not an error: the resume sends it again (client_resume.go).
+func (c *Client) write(m *Message, reply chan *Message) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	c.nextID++
+	m.ID = c.nextID
+	if reply != nil {
+		c.pending[m.ID] = reply
+	}
+	resumable := c.resumeTok != "" && c.opts.ResumeFor > 0
+	c.mu.Unlock()
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	c.conn.SetWriteDeadline(time.Now().Add(c.opts.RequestTimeout))
-	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+	if resumable {
+		c.keep(m.ID, b)
+	}
+	conn := c.sock()
+	conn.SetWriteDeadline(time.Now().Add(c.opts.RequestTimeout))
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		if resumable && c.ctx.Err() == nil {
+			c.log.Debug("signalling message not sent: kept for a resume", "type", m.Type, "err", err)
+			return nil
+		}
 		return fmt.Errorf("rtc: send %s: %w", m.Type, err)
 	}
 	return nil
@@ -192,17 +250,13 @@ func (c *Client) write(m *Message) error {
 // request sends m and waits for its reply; a refused request returns the hub's *Error.
 func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
 	ch := make(chan *Message, 1)
-	c.mu.Lock()
-	c.nextID++
-	m.ID = c.nextID
-	c.pending[m.ID] = ch
-	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		delete(c.pending, m.ID)
 		c.mu.Unlock()
+		c.forget(m.ID) // answered, or given up: a resume must not send it again
 	}()
-	if err := c.write(m); err != nil {
+	if err := c.write(m, ch); err != nil {
 		return nil, err
 	}
 	timer := time.NewTimer(c.opts.RequestTimeout)
@@ -236,7 +290,7 @@ type JoinResult struct {
 
 // Join enters a channel. uid 0 asks the hub to assign one.
 func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, tok string) (*JoinResult, error) {
-	m := &Message{Type: TypeJoin, AppID: appID, Channel: channel, Token: tok}
+	m := &Message{Type: TypeJoin, AppID: appID, Channel: channel, Token: tok, CanResume: c.opts.ResumeFor > 0}
 	if uid != 0 {
 		m.UID = &uid
 	}
@@ -249,6 +303,11 @@ func (c *Client) Join(ctx context.Context, appID, channel string, uid uint32, to
 		res.UID = *r.UID
 	}
 	c.setICEServers(r.ICEServers)
+	if r.Resume != "" {
+		c.mu.Lock()
+		c.resumeTok = r.Resume
+		c.mu.Unlock()
+	}
 	return res, nil
 }
 

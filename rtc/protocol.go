@@ -29,6 +29,10 @@ const (
 	// credentials; for the publish connection the client then sends a publish offer with
 	// fresh credentials itself. The reply carries fresh ICE servers either way.
 	TypeRestart = "restart"
+	// TypeResume, the first message on a fresh socket, continues a joined session whose
+	// socket was lost or stuck (resume.go): the hub moves the session onto the new socket and
+	// sends again what the old one may have lost.
+	TypeResume = "resume"
 	// hub → client
 	TypeReply = "reply"
 	TypeOffer = "offer"
@@ -115,6 +119,9 @@ const (
 	// base URL (https://hub2.example:8443). Join there with the same request (the token is
 	// valid on every hub); clients follow at most MaxRedirects of them.
 	CodeRedirect = "REDIRECT"
+	// CodeResumeUnknown refuses a resume: the hub has no such session (it ended, it never
+	// was, or the client fell too far behind to be replayed): join again.
+	CodeResumeUnknown = "RESUME_UNKNOWN"
 )
 
 // MaxRedirects bounds the REDIRECT replies a client follows for one join.
@@ -214,6 +221,16 @@ type Message struct {
 	// event
 	Event  string `json:"event,omitempty"`
 	Reason string `json:"reason,omitempty"`
+
+	// Resuming a session over a fresh socket (resume.go). join: CanResume, the client can
+	// resume; reply to join: Resume, the session's secret for it; resume: Resume and Seq, the
+	// last hub message the client received. Every hub message of a resumable session carries
+	// its Seq (from 1); the reply to resume carries LastID, the last client message the hub
+	// handled, so the client sends again the ones after it.
+	CanResume bool   `json:"canResume,omitempty"`
+	Resume    string `json:"resume,omitempty"`
+	Seq       uint64 `json:"seq,omitempty"`
+	LastID    uint64 `json:"lastId,omitempty"`
 }
 
 // ParseMessage decodes one client message and checks the fields its type needs.
@@ -258,6 +275,10 @@ func ParseMessage(b []byte) (*Message, error) {
 	case TypeRestart:
 		if m.Connection != ConnPublish && m.Connection != ConnSubscribe {
 			return &m, Errorf(CodeInvalidParams, "restart: connection must be publish or subscribe")
+		}
+	case TypeResume:
+		if m.Resume == "" || len(m.Resume) > 64 {
+			return &m, Errorf(CodeInvalidParams, "resume: resume must be the session's 1-64 byte secret")
 		}
 	case TypeLeave, TypePing:
 	case "":

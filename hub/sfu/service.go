@@ -57,6 +57,9 @@ type Options struct {
 	// MaxSilent bounds how long a silent socket is kept while the session's media path still
 	// hears the client (rtc.DefaultMaxSilent, 20 s; rtc/liveness.go).
 	MaxSilent time.Duration
+	// ResumeWait is how long a session whose socket was lost waits for its client to resume
+	// it on a fresh socket (resume.go; clients that said they can), before it ends (10 s).
+	ResumeWait time.Duration
 	// MaxPerAddress caps the signalling sockets of one client address (32); the next is
 	// refused with 429 before the WebSocket upgrade.
 	MaxPerAddress int
@@ -99,6 +102,7 @@ const (
 	DefaultOpRate        = 5
 	DefaultOpBurst       = 20
 	DefaultFloodLimit    = 100
+	DefaultResumeWait    = 10 * time.Second
 )
 
 // Stats are counters for /metrics.
@@ -116,6 +120,8 @@ type Stats struct {
 	// ICERestarts counts ICE restarts, asked for by clients or started by the hub: media
 	// paths that died while the signalling socket lived.
 	ICERestarts uint64
+	// Resumes counts sessions moved to a fresh signalling socket by their client (resume.go).
+	Resumes uint64
 
 	// Noise, mostly unauthenticated: Refused above counts refused joins.
 	// RefusedConnections: sockets refused before the upgrade (per-address or total cap).
@@ -153,11 +159,14 @@ type Service struct {
 	conns   int            // signalling sockets open
 	perAddr map[string]int // of them, per client address
 
+	resumeMu  sync.Mutex
+	resumable map[string]*session // resume secret → its session (resume.go)
+
 	forwardedPackets, forwardedBytes atomic.Uint64
 	nackResent, nackMissed           atomic.Uint64
 	warmStarts                       atomic.Uint64
 	joins, refused                   atomic.Uint64
-	iceRestarts                      atomic.Uint64
+	iceRestarts, resumes             atomic.Uint64
 	refusedConns, joinTimeouts       atomic.Uint64
 	badMessages, rateLimited         atomic.Uint64
 	floodClosed, refusedMedia        atomic.Uint64
@@ -201,6 +210,7 @@ func New(o Options) *Service {
 	setDefault(&o.PingInterval, DefaultPingInterval)
 	setDefault(&o.PongWait, DefaultPongWait)
 	setDefault(&o.MaxSilent, rtc.DefaultMaxSilent)
+	setDefault(&o.ResumeWait, DefaultResumeWait)
 	setDefault(&o.MaxPerAddress, DefaultMaxPerAddress)
 	setDefault(&o.MaxSessions, DefaultMaxSessions)
 	setDefault(&o.MessageRate, DefaultMessageRate)
@@ -217,13 +227,14 @@ func New(o Options) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := o.Logger.With("component", "sfu")
 	return &Service{
-		opts:     o,
-		log:      log,
-		giveBack: newGiveBack(o.GiveBackQuiet, log),
-		ctx:      ctx,
-		cancel:   cancel,
-		channels: map[channelKey]*channel{},
-		perAddr:  map[string]int{},
+		opts:      o,
+		log:       log,
+		giveBack:  newGiveBack(o.GiveBackQuiet, log),
+		ctx:       ctx,
+		cancel:    cancel,
+		channels:  map[channelKey]*channel{},
+		perAddr:   map[string]int{},
+		resumable: map[string]*session{},
 		// A few lines a second per client address about its noise.
 		noise: ratelog.New(5, 250*time.Millisecond),
 		upgrader: websocket.Upgrader{
@@ -335,7 +346,7 @@ func (s *Service) Stats() Stats {
 	st.WarmStarts = s.warmStarts.Load()
 	st.Joins = s.joins.Load()
 	st.Refused = s.refused.Load()
-	st.ICERestarts = s.iceRestarts.Load()
+	st.ICERestarts, st.Resumes = s.iceRestarts.Load(), s.resumes.Load()
 	st.RefusedConnections = s.refusedConns.Load()
 	st.JoinTimeouts = s.joinTimeouts.Load()
 	st.BadMessages = s.badMessages.Load()

@@ -87,6 +87,21 @@ type session struct {
 
 	// read loop only: message and request rate limits, and the flood allowance
 	msgLimit, opLimit, floodLimit *bucket
+
+	// Resume (resume.go): the session's secret when its client can resume (set at join,
+	// under mu); the sequence of its hub messages and the last ones sent (under sendMu); the
+	// last client message handled (read loop only); resumes handed to it, and one taken while
+	// its socket was still up (under mu); handedOver, on the session of a fresh socket whose
+	// resume gave that socket to another session.
+	resumeTok  string
+	canResume  atomic.Bool
+	sendMu     sync.Mutex
+	seq        uint64
+	sent       []sentMsg
+	lastID     uint64
+	resumeCh   chan resumeReq
+	preempted  *resumeReq
+	handedOver atomic.Bool
 }
 
 func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
@@ -106,26 +121,14 @@ func newSession(svc *Service, conn *websocket.Conn, remote string) *session {
 		published:  map[string]*track{},
 		subs:       map[subKey]*subscription{},
 		leaveWhy:   "quit",
+		resumeCh:   make(chan resumeReq),
 	}
 }
 
 // run serves the session until its socket closes or the service stops, then tears it down.
+// A resumable session whose socket is lost (or replaced by its client) goes on on the fresh
+// socket its client resumes it on (resume.go).
 func (s *session) run() {
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop()
-	}()
-	go func() {
-		<-s.ctx.Done()
-		// Let the writer flush what is queued (a last reply or event) before the socket closes;
-		// closing it also unblocks the read loop.
-		select {
-		case <-writerDone:
-		case <-time.After(writeWait):
-		}
-		s.conn.Close()
-	}()
 	joinBy := time.AfterFunc(s.svc.opts.JoinDeadline, func() {
 		if s.channel() == nil && s.ctx.Err() == nil {
 			s.svc.joinTimeouts.Add(1)
@@ -133,11 +136,48 @@ func (s *session) run() {
 			s.cancel()
 		}
 	})
-	s.readLoop()
-	joinBy.Stop()
+	for conn := s.conn; conn != nil; {
+		lost := s.serve(conn)
+		joinBy.Stop()
+		conn = s.nextConn(lost)
+	}
 	s.cancel()
-	<-writerDone
 	s.teardown()
+}
+
+// serve runs the session's signalling on conn until the socket ends, the session ends, or
+// a resume on a fresh socket preempts it; lost is why a socket failed (no goodbye), or nil.
+func (s *session) serve(conn *websocket.Conn) (lost error) {
+	connCtx, cancelConn := context.WithCancel(s.ctx)
+	defer cancelConn()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(connCtx, cancelConn, conn)
+	}()
+	go func() {
+		select {
+		case r := <-s.resumeCh: // the client resumes on a fresh socket: this one is stuck
+			s.mu.Lock()
+			s.preempted = &r
+			s.mu.Unlock()
+			cancelConn()
+		case <-connCtx.Done():
+		}
+		// Let the writer flush what is queued (a last reply or event) before the socket closes;
+		// closing it also unblocks the read loop.
+		select {
+		case <-writerDone:
+		case <-time.After(writeWait):
+		}
+		if !s.handedOver.Load() {
+			conn.Close()
+		}
+	}()
+	lost = s.readLoop(conn)
+	cancelConn()
+	<-writerDone
+	return lost
 }
 
 func (s *session) channel() *channel {
@@ -174,6 +214,7 @@ func (s *session) after(d time.Duration, f func()) {
 
 // teardown removes the user from its channel, stops its tracks and closes its connections.
 func (s *session) teardown() {
+	s.forgetResume()
 	s.mu.Lock()
 	ch, uid, why := s.ch, s.uid, s.leaveWhy
 	for _, t := range s.timers {

@@ -121,7 +121,11 @@ func (s *session) join(m *rtc.Message) (*rtc.Message, error) {
 		s.log.Info("user joined")
 		c.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserJoined, UID: &uid})
 	}
-	return &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt, ICEServers: s.iceServers()}, nil
+	reply := &rtc.Message{UID: &uid, Users: users, ExpiresAt: claims.ExpiresAt, ICEServers: s.iceServers()}
+	if m.CanResume && s.conn != nil {
+		reply.Resume = s.makeResumable() // resume.go
+	}
+	return reply, nil
 }
 
 // renew replaces the session's token. The new token must be for the same App, channel and

@@ -4,6 +4,7 @@
 package sfu
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -13,39 +14,43 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func (s *session) readLoop() {
+// readLoop reads conn's messages until it ends; lost is why a socket failed (no close frame,
+// not ended by the session), nil otherwise.
+func (s *session) readLoop(conn *websocket.Conn) (lost error) {
 	// A frame larger than the largest message ends the socket (close 1009) before it is read.
-	s.conn.SetReadLimit(rtc.MaxMessageBytes)
-	s.alive()
-	s.conn.SetPongHandler(func(string) error {
-		s.alive()
+	conn.SetReadLimit(rtc.MaxMessageBytes)
+	s.alive(conn)
+	conn.SetPongHandler(func(string) error {
+		s.alive(conn)
 		return nil
 	})
 	// Client pings count as messages; over the limit they get no pong.
-	s.conn.SetPingHandler(func(data string) error {
+	conn.SetPingHandler(func(data string) error {
 		if !s.msgLimit.take(time.Now()) {
 			return nil
 		}
-		err := s.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeWait))
 		if errors.Is(err, websocket.ErrCloseSent) {
 			return nil
 		}
 		return err
 	})
 	for {
-		typ, data, err := s.conn.ReadMessage()
+		typ, data, err := conn.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				s.svc.badMessages.Add(1)
 				s.svc.noisy(slog.LevelInfo, s.addr, "signalling message too large; socket closed", "uid", s.uidNow(), "limit", rtc.MaxMessageBytes)
+				return nil
 			}
 			if s.ctx.Err() == nil && !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
 				s.log.Debug("signalling read ended", "err", err)
 				s.setLeaveReason("timeout")
+				return err
 			}
-			return
+			return nil
 		}
-		s.alive()
+		s.alive(conn)
 		var (
 			m  *rtc.Message
 			pe *rtc.Error
@@ -60,7 +65,7 @@ func (s *session) readLoop() {
 			id = m.ID
 		}
 		if limited, stop := s.limit(m); stop {
-			return
+			return nil
 		} else if limited {
 			continue
 		}
@@ -70,8 +75,13 @@ func (s *session) readLoop() {
 			s.replyErr(id, pe)
 			continue
 		}
-		if stop := s.handle(m); stop {
-			return
+		if id != 0 && id <= s.lastID && s.canResume.Load() {
+			continue // sent again by a resuming client, and handled already
+		}
+		stop := s.handle(m)
+		s.lastID = max(s.lastID, id)
+		if stop {
+			return nil
 		}
 	}
 }
@@ -105,19 +115,19 @@ func (s *session) limit(m *rtc.Message) (limited, stop bool) {
 	return true, false
 }
 
-// alive pushes the read deadline on: the client said something.
-func (s *session) alive() {
+// alive pushes conn's read deadline on: the client said something on it.
+func (s *session) alive(conn *websocket.Conn) {
 	now := time.Now()
 	prev := s.heard.Swap(now.UnixNano())
 	if s.holding.Swap(false) {
 		s.log.Info("signalling socket heard again", "silent for", now.Sub(time.Unix(0, prev)).Round(time.Millisecond))
 	}
-	s.conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
+	conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
 }
 
 // holdForMedia keeps a silent signalling socket while the session's media path still hears
 // the client (rtc/liveness.go): a short cut must not end a call whose media is back.
-func (s *session) holdForMedia(now time.Time) {
+func (s *session) holdForMedia(conn *websocket.Conn, now time.Time) {
 	heard := time.Unix(0, s.heard.Load())
 	s.mu.Lock()
 	pub, sub := s.pub, s.sub
@@ -125,42 +135,49 @@ func (s *session) holdForMedia(now time.Time) {
 	if !rtc.KeepForMedia(now, heard, rtc.MediaHeard(pub, sub), s.svc.opts.PingInterval, s.svc.opts.MaxSilent) {
 		return
 	}
-	s.conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
+	conn.SetReadDeadline(now.Add(s.svc.opts.PongWait))
 	if !s.holding.Swap(true) {
 		s.log.Info("signalling socket silent but the media path hears the client: keeping the session", "silent for", now.Sub(heard).Round(time.Millisecond))
 	}
 }
 
-func (s *session) writeLoop() {
+// writeLoop writes the session's queued messages and its pings to conn until connCtx ends:
+// with the session, it flushes the queue and says goodbye; with only the socket (lost, or
+// replaced by a resume), it leaves the queue to the next socket. A failed write ends the
+// socket (drop).
+func (s *session) writeLoop(connCtx context.Context, drop context.CancelFunc, conn *websocket.Conn) {
 	ping := time.NewTicker(s.svc.opts.PingInterval)
 	defer ping.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
+		case <-connCtx.Done():
+			if s.handedOver.Load() || s.ctx.Err() == nil {
+				return
+			}
 			// Flush what is queued (a final event or reply), then say goodbye.
 			for {
 				select {
 				case b := <-s.out:
-					s.conn.SetWriteDeadline(time.Now().Add(writeWait))
-					if s.conn.WriteMessage(websocket.TextMessage, b) != nil {
+					conn.SetWriteDeadline(time.Now().Add(writeWait))
+					if conn.WriteMessage(websocket.TextMessage, b) != nil {
 						return
 					}
 				default:
-					s.conn.WriteControl(websocket.CloseMessage,
+					conn.WriteControl(websocket.CloseMessage,
 						websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 					return
 				}
 			}
 		case b := <-s.out:
-			s.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := s.conn.WriteMessage(websocket.TextMessage, b); err != nil {
-				s.cancel()
+			conn.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+				drop()
 				return
 			}
 		case <-ping.C:
-			s.holdForMedia(time.Now())
-			if err := s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				s.cancel()
+			s.holdForMedia(conn, time.Now())
+			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				drop()
 				return
 			}
 		}
@@ -181,10 +198,23 @@ func (s *session) send(m *rtc.Message) {
 		}
 		return
 	}
+	// A resumable session numbers its messages and keeps the last ones (resume.go). m may
+	// be the same message broadcast to others: number a copy.
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.canResume.Load() {
+		s.seq++
+		mm := *m
+		mm.Seq = s.seq
+		m = &mm
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		s.log.Error("encode message", "err", err)
 		return
+	}
+	if m.Seq != 0 {
+		s.keepSent(m.Seq, b)
 	}
 	select {
 	case s.out <- b:
@@ -219,7 +249,7 @@ func (s *session) handle(m *rtc.Message) (stop bool) {
 		reply *rtc.Message
 		err   error
 	)
-	if m.Type != rtc.TypeJoin && m.Type != rtc.TypePing && s.channel() == nil {
+	if m.Type != rtc.TypeJoin && m.Type != rtc.TypePing && m.Type != rtc.TypeResume && s.channel() == nil {
 		s.replyErr(m.ID, rtc.Errorf(rtc.CodeNotJoined, "%s before join", m.Type))
 		return false
 	}
@@ -246,6 +276,12 @@ func (s *session) handle(m *rtc.Message) (stop bool) {
 		s.send(okReply(m.ID))
 		s.setLeaveReason("quit")
 		return true
+	case rtc.TypeResume:
+		if s.channel() != nil {
+			err = rtc.Errorf(rtc.CodeAlreadyJoined, "resume: this socket's session has joined; resume on a fresh socket")
+			break
+		}
+		return s.handOver(m) // resume.go
 	}
 	if err != nil {
 		pe := asProtoErr(err)

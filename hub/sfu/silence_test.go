@@ -22,8 +22,21 @@ import (
 type freezer struct {
 	ln     net.Listener
 	target string
-	frozen atomic.Bool
+	frozen atomic.Bool // every connection, and the ones to come
+	closed atomic.Bool // the test ended: held connections are dropped
 	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	open []*atomic.Bool // each connection's own hold
+}
+
+// holdOpen holds the connections open now, for good; later ones flow.
+func (f *freezer) holdOpen() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range f.open {
+		h.Store(true)
+	}
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
@@ -35,7 +48,7 @@ func newFreezer(t *testing.T, target string) *freezer {
 	f := &freezer{ln: ln, target: target}
 	f.wg.Add(1)
 	go f.accept()
-	t.Cleanup(func() { ln.Close(); f.frozen.Store(false); f.wg.Wait() })
+	t.Cleanup(func() { ln.Close(); f.closed.Store(true); f.frozen.Store(false); f.wg.Wait() })
 	return f
 }
 
@@ -51,21 +64,29 @@ func (f *freezer) accept() {
 			c.Close()
 			continue
 		}
+		held := new(atomic.Bool)
+		f.mu.Lock()
+		f.open = append(f.open, held)
+		f.mu.Unlock()
 		f.wg.Add(2)
-		go f.pipe(up, c)
-		go f.pipe(c, up)
+		go f.pipe(up, c, held)
+		go f.pipe(c, up, held)
 	}
 }
 
-// pipe copies src to dst, holding each chunk while frozen.
-func (f *freezer) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding each chunk while frozen or held.
+func (f *freezer) pipe(dst, src net.Conn, held *atomic.Bool) {
 	defer f.wg.Done()
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		for n > 0 && f.frozen.Load() {
+		for n > 0 && (f.frozen.Load() || held.Load()) {
 			time.Sleep(5 * time.Millisecond)
+			if f.closed.Load() {
+				src.Close()
+				return
+			}
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
