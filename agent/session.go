@@ -40,6 +40,9 @@ const (
 	rejoinQuickFor = 5 * time.Minute
 	rejoinSoon     = 500 * time.Millisecond
 	rejoinSoonFor  = time.Minute
+	// hubFailoverResume bounds the resume of a lost socket when the call has other entry
+	// points (entries.go; rtc.DefaultResumeFor otherwise).
+	hubFailoverResume = 3 * time.Second
 )
 
 type session struct {
@@ -135,7 +138,13 @@ func (c *call) connect(ctx context.Context) (*session, error) {
 			c.cam.RequestKeyframe()
 		}
 	}
-	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.hub(), API: c.a.api, Logger: c.log, TLS: c.a.hubTLS, OnConnected: onConnected},
+	// With other hubs to go through, a hub that stops answering is not waited for long.
+	var resumeFor time.Duration
+	if len(c.entries) > 1 {
+		resumeFor = hubFailoverResume
+	}
+	client, res, err := rtc.DialJoin(ctx, rtc.ClientOptions{URL: c.hub(), API: c.a.api, Logger: c.log, TLS: c.a.hubTLS,
+		OnConnected: onConnected, ResumeFor: resumeFor},
 		c.p.appID, c.p.channel, c.p.uid, tok)
 	if err != nil {
 		var pe *rtc.Error

@@ -15,15 +15,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
 // DefaultResumeFor bounds a client's attempts to resume once its socket is lost (below the
-// hub's wait for it, DefaultResumeWait in hub/sfu: 10 s); resumeAttempt bounds each attempt
-// (a fresh socket on a path that works is up in milliseconds; on a dead one the connect
-// times out after ConnectTimeout).
+// hub's wait for it, DefaultResumeWait in hub/sfu: 10 s): a path that is cut again and again
+// comes back between the cuts. resumeAttempt bounds each attempt (a fresh socket on a path
+// that works is up in milliseconds; on a dead one the connect times out after
+// ConnectTimeout). A refused connect ends the attempts at once: the hub process is gone, and
+// its sessions with it. A client that has other hubs to rejoin through (the agent with
+// hubFailover) sets a shorter ResumeFor: a hub that does not answer may be dead for good.
 const (
 	DefaultResumeFor = 8 * time.Second
 	resumeAttempt    = 3 * time.Second
@@ -149,7 +153,7 @@ func (c *Client) resumeOnce(deadline time.Time, why string) (ok, final bool) {
 	conn, _, err := c.dialer.DialContext(ctx, c.url, nil)
 	if err != nil {
 		c.log.Debug("resume: no fresh socket", "err", err)
-		return false, false
+		return false, errors.Is(err, syscall.ECONNREFUSED)
 	}
 	r, err := c.askResume(conn, tok, deadline)
 	if err != nil {

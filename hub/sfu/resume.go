@@ -127,6 +127,9 @@ func (s *session) nextConn(lost error) *websocket.Conn {
 			r = &req
 		case <-t.C:
 			s.log.Info("signalling not resumed in time", "wait", wait)
+			s.mu.Lock()
+			s.waited = wait // counts against the reconnect grace
+			s.mu.Unlock()
 			return nil
 		case <-s.ctx.Done():
 			return nil

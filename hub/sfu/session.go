@@ -101,6 +101,7 @@ type session struct {
 	lastID     uint64
 	resumeCh   chan resumeReq
 	preempted  *resumeReq
+	waited     time.Duration // waited for a resume in vain (under mu)
 	handedOver atomic.Bool
 }
 
@@ -250,7 +251,10 @@ func (s *session) teardown() {
 			ch.broadcast(uid, &rtc.Message{Type: rtc.TypeEvent, Event: rtc.EventUserLeft, UID: &uid, Reason: why})
 		}
 	}
-	if grace := s.svc.opts.ReconnectGrace; why == "timeout" && grace > 0 && s.svc.ctx.Err() == nil && s.conn != nil {
+	s.mu.Lock()
+	grace := s.svc.opts.ReconnectGrace - s.waited // a wait for a resume was part of it
+	s.mu.Unlock()
+	if why == "timeout" && grace > 0 && s.svc.ctx.Err() == nil && s.conn != nil {
 		// The connection broke without a goodbye: keep the user's place for a while, so a
 		// reconnect (the agent rejoins by itself) does not look like leaving to the others.
 		s.log.Info("user lost; keeping its place", "grace", grace)
