@@ -132,7 +132,7 @@ fuzz: ## short runs of every fuzz target (FUZZTIME=50000x executions each by def
 	  done; \
 	done
 
-bench: ## join, latency, hub and agent cost on loopback, camhub side by side with go2rtc and MediaMTX (BENCH_MEDIAMTX=path): one table, bench/results.json and .png (BENCH_QUICK=1: ~2 min; BENCH_ONLY=join,late,glass,chromium,fanout,peers,agent,audio,size)
+bench: ## join, latency, hub and agent cost on loopback, camhub side by side with go2rtc and MediaMTX (BENCH_MEDIAMTX=path): one table, bench/results.json and .png (BENCH_QUICK=1: ~2 min; BENCH_ONLY=join,chromium-join,late,glass,chromium,fanout,peers,agent,audio,size)
 	$(GO) run ./bench/cmd/cambench
 
 bench-micro: ## Go micro-benchmarks of every package (go test -bench)

@@ -80,7 +80,13 @@ func (a *Agent) startCall(ctx context.Context, p joinParams) (*call, error) {
 		return nil, err
 	}
 	// Media flows into the tracks from now on (dropped until a connection is bound), so the
-	// hub has packets to announce as soon as the publish connection is up.
+	// hub has packets to announce as soon as the publish connection is up. The video is held
+	// from the camera's first frame, its keyframe, which would otherwise reach the track
+	// before connect arms the hold (after the token request) and be lost: the replay then had
+	// no keyframe and the camera was asked for one, a frame interval later (warmvideo.go).
+	if c.cam != nil {
+		c.warm.arm()
+	}
 	c.goRun(c.pumpVideo)
 	c.goRun(c.pumpAudio)
 	sess, err := c.connect(ctx)

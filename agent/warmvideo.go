@@ -34,10 +34,13 @@ type warmVideo struct {
 	keyAt   time.Time      // when units[0], a keyframe, was read
 }
 
-// arm starts holding (a session is connecting).
+// arm starts holding (a session is connecting). A hold already running goes on with what it
+// holds: a call arms before its camera's first frame (its keyframe), and again when it connects.
 func (w *warmVideo) arm() {
 	w.mu.Lock()
-	w.armed, w.armedAt, w.units = true, time.Now(), w.units[:0]
+	if !w.armed || time.Since(w.armedAt) > warmHold {
+		w.armed, w.armedAt, w.units = true, time.Now(), w.units[:0]
+	}
 	w.mu.Unlock()
 }
 

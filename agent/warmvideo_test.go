@@ -42,6 +42,15 @@ func TestWarmVideoReplay(t *testing.T) {
 	if w.replay(track) {
 		t.Fatal("replayed twice")
 	}
+	// Armed again while armed (a call arms before the camera's first frame, then at connect):
+	// the keyframe already held stays.
+	w.arm()
+	w.write(media.Sample{Data: idrAU}, track)
+	w.arm()
+	sent = nil
+	if !w.replay(track) || len(sent) != 1 {
+		t.Fatalf("re-armed: replayed %d frames, want the keyframe held before", len(sent))
+	}
 	// Stale: the keyframe is older than warmMaxAge.
 	w.arm()
 	w.write(media.Sample{Data: idrAU}, track)

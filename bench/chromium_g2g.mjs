@@ -15,18 +15,10 @@
 // launchFirefox, puppeteer-core over WebDriver BiDi; its WebRTC has no H.264, so the viewer
 // gets the data-channel fallback by itself), CAMBENCH_PAGE (another player's page to read instead
 // of the viewer: its first <video>; bench/mse.go).
-import { createRequire } from 'node:module';
+import { env, launchChromium } from './chromium_lib.mjs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const env = (name, fallback) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') {
-    if (fallback === undefined) throw new Error(`${name} is not set`);
-    return fallback;
-  }
-  return v;
-};
 
 const hub = env('CAMBENCH_HUB_URL').replace(/\/+$/, '');
 const device = env('CAMBENCH_DEVICE');
@@ -36,7 +28,6 @@ const timeoutMs = Number(env('CAMBENCH_TIMEOUT_MS', '90000'));
 const transport = env('CAMBENCH_TRANSPORT', '');
 const engine = env('CAMBENCH_BROWSER', 'chromium');
 const pageURL = env('CAMBENCH_PAGE', '');
-const { chromium } = createRequire(import.meta.url)(env('CAMBENCH_PLAYWRIGHT'));
 
 const say = (msg) => process.stderr.write(`chromium_g2g: ${msg}\n`);
 
@@ -139,19 +130,7 @@ if (engine === 'firefox') {
   firefox = await (await import(pathToFileURL(lib).href)).launchFirefox();
 }
 const newContext = (b) => (firefox ? b.createBrowserContext() : b.newContext());
-const browser = firefox ? firefox.browser : await chromium.launch({
-  executablePath: env('CAMBENCH_CHROMIUM', '/usr/bin/chromium'),
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--autoplay-policy=no-user-gesture-required',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
-});
+const browser = firefox ? firefox.browser : await launchChromium();
 // viewDevice opens the hub's device viewer, clicks View for the device, collects the frames
 // and leaves as a user would (the device is told to leave too).
 async function viewDevice(page, pageErrors) {

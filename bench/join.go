@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/camagent/camagent/device/h264"
@@ -49,9 +50,16 @@ func measureJoins(ctx context.Context, s *inProcess, n int, r *Results) error {
 		return d
 	}
 	total := pick(func(j joinStages) time.Duration { return j.keyframe })
+	if os.Getenv("CAMBENCH_JOIN_DEBUG") != "" {
+		for i, j := range st {
+			fmt.Fprintf(os.Stderr, "join %2d: joined %6.1f published %6.1f first packet %6.1f keyframe %6.1f reply %6.1f\n",
+				i+1, ms(j.joined), ms(j.published), ms(j.firstPacket), ms(j.keyframe), ms(j.reply))
+		}
+	}
 	sec := "1 join (MQTT → first decodable frame)"
 	r.Add(Figure{ID: "join.total.p50", Section: sec, Name: "join → first decodable frame p50", Unit: "ms", Value: total.P(50), Target: 100, N: len(st)})
-	r.Add(Figure{ID: "join.total.p95", Section: sec, Name: "join → first decodable frame p95", Unit: "ms", Value: total.P(95), Target: 150, N: len(st)})
+	r.Add(Figure{ID: "join.total.p95", Section: sec, Name: "join → first decodable frame p95", Unit: "ms", Value: total.P(95), Target: 150, N: len(st),
+		Note: "every join: " + msList(total)})
 	stages := []struct {
 		id, name string
 		f        func(joinStages) time.Duration

@@ -11,7 +11,7 @@ import (
 )
 
 // Sections are the measurements Run knows, in the order it runs them.
-var Sections = []string{"join", "late", "glass", "chromium", "fanout", "peers", "agent", "audio", "size"}
+var Sections = []string{"join", "chromium-join", "late", "glass", "chromium", "fanout", "peers", "agent", "audio", "size"}
 
 // Options choose what Run measures and how long it takes.
 type Options struct {
@@ -28,6 +28,7 @@ type Options struct {
 type sizes struct {
 	joins, lates, glassFrames int
 	chromiumFrames            int // 0: the section is not run (the harness self-test)
+	chromiumJoins             int // 0: not run either
 	lateWait                  time.Duration
 	levels                    []int
 	settle, window, agentWin  time.Duration
@@ -43,11 +44,11 @@ func (o Options) sizes() sizes {
 		return sizes{joins: 2, lates: 2, glassFrames: 30, lateWait: 200 * time.Millisecond, levels: []int{1},
 			settle: 500 * time.Millisecond, window: time.Second, agentWin: time.Second}
 	case o.Quick:
-		return sizes{joins: 5, lates: 5, glassFrames: 150, chromiumFrames: 300, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
+		return sizes{joins: 5, lates: 5, glassFrames: 150, chromiumFrames: 300, chromiumJoins: 20, lateWait: 500 * time.Millisecond, levels: []int{1, 10},
 			settle: time.Second, window: 2 * time.Second, agentWin: 2 * time.Second, audioWin: 5 * time.Second, arches: all[:1],
 			peers: peerOptions{Levels: []int{20}, Settle: time.Second, Window: 2 * time.Second, After: 5 * time.Second}}
 	}
-	return sizes{joins: 20, lates: 30, glassFrames: 1000, chromiumFrames: 1000, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
+	return sizes{joins: 20, lates: 30, glassFrames: 1000, chromiumFrames: 1000, chromiumJoins: 30, lateWait: 2 * time.Second, levels: []int{1, 10, 50, 100, 200},
 		settle: 2 * time.Second, window: 5 * time.Second, agentWin: 10 * time.Second, audioWin: 20 * time.Second, arches: all,
 		peers: peerOptions{Levels: []int{100, 200}, Settle: 2 * time.Second, Window: 5 * time.Second, After: 60 * time.Second}}
 }
@@ -95,7 +96,8 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 
 	chromium := want("chromium") && sz.chromiumFrames > 0
-	if want("join") || want("late") || want("glass") || chromium || (o.Smallest && want("fanout")) {
+	chromiumJoin := (want("chromium") || want("chromium-join")) && sz.chromiumJoins > 0
+	if want("join") || want("late") || want("glass") || chromium || chromiumJoin || (o.Smallest && want("fanout")) {
 		say("starting hub and agent in this process")
 		s, err := startInProcess(ctx, filepath.Join(dir, "inproc"), log)
 		if err != nil {
@@ -105,6 +107,14 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 				say("1 join: %d MQTT joins", sz.joins)
 				if err := measureJoins(ctx, s, sz.joins, r); err != nil {
 					fail("join", err)
+				}
+			}
+			if chromiumJoin {
+				say("1 join in headless Chromium: %d MQTT joins", sz.chromiumJoins)
+				if err := measureChromiumJoin(ctx, o.Repo, s, sz.chromiumJoins, r); err != nil {
+					fail("join in Chromium", err)
+					r.Add(Figure{ID: "join.chromium.p95", Section: chromiumJoinSection, Name: "join → first frame presented p95",
+						Unit: "ms", Skipped: "failed (see the notes)"})
 				}
 			}
 			if want("late") {

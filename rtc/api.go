@@ -118,6 +118,12 @@ func NewAPI(o APIOptions) (*webrtc.API, error) {
 	}
 	s.SetNetworkTypes(networks)
 	s.SetICETimeouts(3*time.Second, 6*time.Second, time.Second)
+	// A browser's host candidates are mDNS names (a page without camera permission), which
+	// this API does not resolve, so the only pair it can use is the peer-reflexive one its
+	// checks reveal. pion's controlling agent waits 1 s before nominating such a pair, for a
+	// better one to appear; but every remote candidate comes with the description (no trickle),
+	// so nothing better comes: that second was all of a browser viewer's first subscribe.
+	s.SetPrflxAcceptanceMinWait(0)
 	if o.LoopbackOnly {
 		s.SetIncludeLoopbackCandidate(true)
 		s.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })

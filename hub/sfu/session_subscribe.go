@@ -74,7 +74,7 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: %v", err)
 	}
 	out.ready = func() bool { return out.local.bound() && pc.ConnectionState() == webrtc.PeerConnectionStateConnected }
-	tr, err := pc.AddTransceiverFromTrack(out.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := s.sendTransceiver(pc, out.local)
 	if err != nil {
 		return nil, rtc.Errorf(rtc.CodeInternal, "subscribe: add track: %v", err)
 	}
@@ -89,6 +89,29 @@ func (s *session) subscribe(m *rtc.Message) (*rtc.Message, error) {
 		return nil, err
 	}
 	return &rtc.Message{Mid: tr.Mid()}, nil
+}
+
+// sendTransceiver puts a track on the subscribe connection: on an m-line an ended subscription
+// left inactive, when there is one of its kind, else on a new one. Without the reuse every
+// subscription would add an m-line for good (a viewer watching a device that joins and leaves
+// again), and each offer and answer grows with them: 30 m-lines took Chromium ≈ 40 ms more per
+// offer than one (docs/performance.md, 1).
+func (s *session) sendTransceiver(pc *webrtc.PeerConnection, track webrtc.TrackLocal) (*webrtc.RTPTransceiver, error) {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Kind() != track.Kind() || tr.Mid() == "" || tr.Sender() != nil || tr.Direction() != webrtc.RTPTransceiverDirectionInactive {
+			continue
+		}
+		snd, err := s.svc.opts.API.NewRTPSender(track, pc.SCTP().Transport())
+		if err != nil {
+			return nil, err
+		}
+		if err := tr.SetSender(snd, track); err != nil {
+			_ = snd.Stop()
+			return nil, err
+		}
+		return tr, nil
+	}
+	return pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 }
 
 func (s *session) subscriptions() int {

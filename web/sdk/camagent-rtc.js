@@ -1812,7 +1812,6 @@
       await pc.setLocalDescription(answer);
       await waitIceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
       if (this._sig !== sig || pc.signalingState === 'closed') return;
-      sig.send({ type: 'answer', sdp: pc.localDescription.sdp });
       const accepted = answerCodecs(pc.localDescription.sdp);
 
       for (const tr of pc.getTransceivers()) {
@@ -1832,6 +1831,14 @@
           this._received.delete(key);
         }
       }
+      // The subscriptions this answer completes are resolved before it leaves, and it leaves a
+      // task later: the hub sends a new subscriber its keyframe the moment the answer arrives,
+      // and a page that plays the track when subscribe() resolves has its <video> attached by
+      // then. Otherwise that keyframe was decoded before any element showed the track, and the
+      // first picture was the camera's next frame, up to a frame interval later.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (this._sig !== sig || pc.signalingState === 'closed') return;
+      sig.send({ type: 'answer', sdp: pc.localDescription.sdp });
     }
 
     // ----- events from the hub

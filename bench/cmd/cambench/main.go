@@ -24,7 +24,8 @@ Usage:
   cambench compare OLD.json NEW.json
   cambench table RESULTS.json
 
-Sections: join, late, glass, chromium, fanout, peers, agent, audio, size (default: all).
+Sections: join, chromium-join, late, glass, chromium, fanout, peers, agent, audio, size
+(default: all; chromium includes chromium-join).
 Environment: BENCH_GO2RTC and BENCH_MEDIAMTX name the peers' binaries for peers (go2rtc
 defaults to tools/go2rtc.sh's build; MediaMTX is not run without it).
 Environment: BENCH_QUICK=1 is --quick, BENCH_ONLY=join,late is --only.
