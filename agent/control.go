@@ -39,6 +39,9 @@ type ControlConfig struct {
 	// MQTTPersistentSession keeps the device's MQTT session at the broker while it is
 	// offline, so QoS 1 commands sent meanwhile run when it returns (default: clean session).
 	MQTTPersistentSession bool `yaml:"mqttPersistentSession"`
+	// MQTTQoS0 publishes the device's messages at QoS 0 instead of 1 (control's
+	// PublishQoS0): on a NATS cluster they then do not wait for JetStream (docs/nats.md).
+	MQTTQoS0 bool `yaml:"mqttQos0"`
 }
 
 // DefaultStatsInterval is the stats interval of the defaults.
@@ -87,6 +90,7 @@ func (a *Agent) controlOptions(o control.Options) (control.Options, error) {
 	}
 	o.Secret = a.ctl.CommandSecret
 	o.PersistentSession = a.ctl.MQTTPersistentSession
+	o.PublishQoS0 = a.ctl.MQTTQoS0
 	o.HomeAssistant = control.HomeAssistant{
 		Prefix:         a.ctl.HomeAssistantPrefix,
 		Name:           a.ctl.HomeAssistantName,

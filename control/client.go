@@ -58,9 +58,17 @@ type Options struct {
 	// while the device is offline (they run when it reconnects; duplicate ids are still
 	// answered once). Default: a clean session, where commands sent while offline are lost.
 	PersistentSession bool
-	TLS               *tls.Config  // for ssl://, tls:// and wss://; nil uses the system roots
-	Logger            *slog.Logger // nil discards logs
-	Handler           Handler      // required
+	// PublishQoS0 publishes the device's messages (status, state, reply, events, snapshot,
+	// the will) at QoS 0 instead of 1. On a NATS cluster (docs/nats.md) a QoS 1 publish
+	// is also stored in JetStream, and while the node that led that stream is dead (4–9 s
+	// until another is elected) the node holds the connection 4 s and closes it; at QoS 0
+	// the message goes to the subscribers at once. Under a clean session QoS 1 adds only the
+	// broker's acknowledgement: a message unacknowledged when the connection drops is lost
+	// either way.
+	PublishQoS0 bool
+	TLS         *tls.Config  // for ssl://, tls:// and wss://; nil uses the system roots
+	Logger      *slog.Logger // nil discards logs
+	Handler     Handler      // required
 
 	// Secret, when set, is the device's shared command secret: a command
 	// whose "secret" field does not match it is refused with ok:false
@@ -75,9 +83,13 @@ type Options struct {
 var ErrNotConnected = errors.New("control: not connected to the broker")
 
 const (
-	queueLen       = 16               // commands waiting to run; more are "busy"
-	replyCacheLen  = 256              // ids remembered for duplicate detection
-	connectTimeout = 10 * time.Second // one connection attempt
+	queueLen      = 16  // commands waiting to run; more are "busy"
+	replyCacheLen = 256 // ids remembered for duplicate detection
+	// connectTimeout bounds one broker's connection attempt (dial, TLS, CONNECT to CONNACK);
+	// paho then tries the next broker of the list. A NATS node holds a CONNECT up to 4 s
+	// while JetStream has no leader for the session stream and then closes it (docs/nats.md):
+	// giving up sooner lets the next attempt, sent once the new leader is there, succeed.
+	connectTimeout = 3 * time.Second
 	ackTimeout     = 10 * time.Second // a PUBACK or SUBACK
 	stableAfter    = 10 * time.Second // a connection this old resets the back-off
 	offlineTimeout = 2 * time.Second  // publishing "offline" on the way out
@@ -102,6 +114,7 @@ type Client struct {
 	broker string       // URLs without credentials, for logs
 	at     atomic.Value // string: the broker of the latest connection attempt (paho tries them in order)
 	pc     paho.Client
+	qos    byte // of the device's publishes: 1, or 0 with Options.PublishQoS0
 
 	queue   chan []byte   // received command payloads, in arrival order
 	lost    chan error    // connection lost, from paho
@@ -176,6 +189,10 @@ func New(opts Options) (*Client, error) {
 		refusedLog: newLogLimit(refusedLogBurst, refusedLogEvery),
 		commandLog: newLogLimit(commandLogBurst, commandLogEvery),
 	}
+	c.qos = 1
+	if opts.PublishQoS0 {
+		c.qos = 0
+	}
 
 	c.at.Store(c.broker)
 	po := paho.NewClientOptions()
@@ -192,12 +209,13 @@ func New(opts Options) (*Client, error) {
 		SetKeepAlive(opts.KeepAlive).
 		SetPingTimeout(10*time.Second).
 		SetConnectTimeout(connectTimeout).
+		SetProtocolVersion(4). // MQTT 3.1.1; else paho tries 3.1 after a failed first CONNECT
 		SetWriteTimeout(ackTimeout).
 		SetCleanSession(!opts.PersistentSession).
 		SetOrderMatters(true). // arrival order; onMessage never blocks
 		SetAutoReconnect(false).
 		SetConnectRetry(false). // Run reconnects, with its own back-off
-		SetBinaryWill(c.topics.Status(), []byte("offline"), 1, true).
+		SetBinaryWill(c.topics.Status(), []byte("offline"), c.qos, true).
 		// A persistent session's queued commands arrive right after CONNACK,
 		// before Subscribe has registered its handler; without a default
 		// handler paho would drop them.
@@ -213,6 +231,20 @@ func New(opts Options) (*Client, error) {
 	}
 	c.pc = paho.NewClient(po)
 	return c, nil
+}
+
+// cmdQoS is the QoS of the subscription to commands: 1 for a persistent session, whose
+// commands the broker queues while the device is away, 0 for a clean session. In a clean
+// session QoS 1 delivery adds nothing (a command in flight when the connection drops is
+// lost either way, and duplicates are answered from the reply cache), while a NATS cluster
+// serves a QoS 1 subscription through a JetStream consumer that it must create at every
+// connection and that stops while JetStream elects new leaders after a node's death; a
+// QoS 0 subscription is a plain NATS subscription (docs/nats.md).
+func (c *Client) cmdQoS() byte {
+	if c.opts.PersistentSession {
+		return 1
+	}
+	return 0
 }
 
 // checkLevel rejects topic levels that would break the topic tree.
@@ -261,9 +293,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}()
 
 	attempt := 0
+	var spent time.Duration // how long the failed connection attempt before took
 	for {
 		if attempt > 0 {
-			d := backoff.Delay(minBackoff, maxBackoff, attempt-1)
+			// The back-off counts from the start of a failed attempt: one that hung until
+			// the broker gave up (a NATS node waits 4 s on JetStream while it elects
+			// leaders) has already waited that long, and the next node may be ready.
+			d := max(backoff.Delay(minBackoff, maxBackoff, attempt-1)-spent, 0)
 			c.log.Info("reconnecting", "broker", c.broker, "in", d.Round(time.Millisecond), "attempt", attempt)
 			t := time.NewTimer(d)
 			select {
@@ -274,15 +310,18 @@ func (c *Client) Run(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
+		tried := time.Now()
 		if err := c.connect(ctx); err != nil {
 			if ctx.Err() != nil {
 				worker.Wait()
 				return nil
 			}
-			c.log.Warn("connect failed", "broker", c.broker, "err", err)
+			spent = time.Since(tried)
+			c.log.Warn("connect failed", "broker", c.broker, "err", err, "after", spent.Round(time.Millisecond))
 			attempt++
 			continue
 		}
+		spent = 0
 		up := time.Now()
 		select {
 		case <-ctx.Done():
@@ -323,21 +362,21 @@ func (c *Client) connect(ctx context.Context) error {
 	}
 
 	setup := func() error {
-		if err := wait(ctx, c.pc.Subscribe(c.topics.Cmd(), 1, c.onMessage)); err != nil {
+		if err := wait(ctx, c.pc.Subscribe(c.topics.Cmd(), c.cmdQoS(), c.onMessage)); err != nil {
 			return fmt.Errorf("subscribe %s: %w", c.topics.Cmd(), err)
 		}
-		if err := wait(ctx, c.pc.Publish(c.topics.Status(), 1, true, "online")); err != nil {
+		if err := wait(ctx, c.pc.Publish(c.topics.Status(), c.qos, true, "online")); err != nil {
 			return fmt.Errorf("publish online: %w", err)
 		}
 		for _, d := range DiscoveryMessages(c.topics, c.opts.HomeAssistant, c.opts.Secret) {
-			if err := wait(ctx, c.pc.Publish(d.Topic, 1, true, d.Payload)); err != nil {
+			if err := wait(ctx, c.pc.Publish(d.Topic, c.qos, true, d.Payload)); err != nil {
 				return fmt.Errorf("publish Home Assistant discovery %s: %w", d.Topic, err)
 			}
 		}
 		c.stateMu.Lock()
 		var tok paho.Token
 		if c.state != nil {
-			tok = c.pc.Publish(c.topics.State(), 1, true, c.state)
+			tok = c.pc.Publish(c.topics.State(), c.qos, true, c.state)
 		}
 		c.conn.Store(true)
 		c.stateMu.Unlock()
@@ -368,9 +407,9 @@ func (c *Client) disconnect() {
 	defer cancel()
 	c.stateMu.Lock()
 	c.conn.Store(false)
-	toks := []paho.Token{c.pc.Publish(c.topics.Status(), 1, true, "offline")}
+	toks := []paho.Token{c.pc.Publish(c.topics.Status(), c.qos, true, "offline")}
 	if c.state != nil {
-		toks = append(toks, c.pc.Publish(c.topics.State(), 1, true, c.state))
+		toks = append(toks, c.pc.Publish(c.topics.State(), c.qos, true, c.state))
 	}
 	c.stateMu.Unlock()
 	for _, tok := range toks {
@@ -579,7 +618,7 @@ func (c *Client) reply(ctx context.Context, r Reply, waitAck bool) {
 		c.log.Error("encode reply", "id", r.ID, "err", err)
 		return
 	}
-	tok := c.pc.Publish(c.topics.Reply(), 1, false, b)
+	tok := c.pc.Publish(c.topics.Reply(), c.qos, false, b)
 	if !waitAck {
 		return
 	}
@@ -603,7 +642,7 @@ func (c *Client) PublishState(s State) error {
 	c.state, c.lastState = b, &s
 	var tok paho.Token
 	if c.conn.Load() {
-		tok = c.pc.Publish(c.topics.State(), 1, true, b)
+		tok = c.pc.Publish(c.topics.State(), c.qos, true, b)
 	}
 	c.stateMu.Unlock()
 	if tok == nil {
@@ -629,7 +668,7 @@ func (c *Client) PublishEvent(e Event) error {
 	if !c.conn.Load() {
 		return ErrNotConnected
 	}
-	if err := wait(context.Background(), c.pc.Publish(c.topics.Events(), 1, false, b)); err != nil {
+	if err := wait(context.Background(), c.pc.Publish(c.topics.Events(), c.qos, false, b)); err != nil {
 		return fmt.Errorf("control: publish event %s: %w", e.Event, err)
 	}
 	return nil

@@ -19,7 +19,7 @@ func (c *Client) PublishSnapshot(jpeg []byte) error {
 	if !c.conn.Load() {
 		return ErrNotConnected
 	}
-	if err := wait(context.Background(), c.pc.Publish(c.topics.Snapshot(), 1, true, jpeg)); err != nil {
+	if err := wait(context.Background(), c.pc.Publish(c.topics.Snapshot(), c.qos, true, jpeg)); err != nil {
 		return fmt.Errorf("control: publish snapshot: %w", err)
 	}
 	return nil

@@ -110,8 +110,9 @@ func (s *snapshots) Run(ctx context.Context) {
 		SetUsername(s.opts.Username).SetPassword(s.opts.Password).SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second)
 	co.SetOnConnectHandler(func(c mqtt.Client) {
-		// Every (re)subscription brings each device's retained snapshot again.
-		directory.Subscribe(ctx, c, map[string]byte{filter: 1}, func(_ mqtt.Client, m mqtt.Message) { s.receive(m.Topic(), m.Payload()) }, s.log)
+		// Every (re)subscription brings each device's retained snapshot again. QoS 0, as
+		// the directory's subscriptions (hub/directory).
+		directory.Subscribe(ctx, c, map[string]byte{filter: 0}, func(_ mqtt.Client, m mqtt.Message) { s.receive(m.Topic(), m.Payload()) }, s.log)
 	})
 	co.SetConnectionLostHandler(func(_ mqtt.Client, err error) { s.log.Warn("lost broker connection", "err", err) })
 	c := mqtt.NewClient(co)

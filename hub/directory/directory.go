@@ -119,10 +119,14 @@ func (d *Directory) Run(ctx context.Context) error {
 	}
 	co.SetOnConnectHandler(func(c mqtt.Client) {
 		d.log.Info("connected to broker", "broker", d.opts.Broker)
+		// QoS 0, as the hub's commands: the session is clean, so QoS 1 would add only
+		// acknowledgements, while a NATS cluster serves a QoS 1 subscription through a
+		// JetStream consumer that stalls for seconds when the node leading it dies
+		// (docs/nats.md). Retained statuses and states come at subscription either way.
 		filters := map[string]byte{
-			d.opts.Prefix + "/+/status": 1,
-			d.opts.Prefix + "/+/state":  1,
-			d.opts.Prefix + "/+/reply":  1,
+			d.opts.Prefix + "/+/status": 0,
+			d.opts.Prefix + "/+/state":  0,
+			d.opts.Prefix + "/+/reply":  0,
 		}
 		Subscribe(ctx, c, filters, d.onMessage, d.log)
 	})
@@ -256,7 +260,12 @@ func (d *Directory) Command(ctx context.Context, id string, cmd map[string]any, 
 		delete(d.waiting, reqID)
 		d.mu.Unlock()
 	}()
-	tok := d.client.Publish(d.opts.Prefix+"/"+id+"/cmd", 1, false, payload)
+	// QoS 0: delivered to a connected device at once. The broker does not queue it for a
+	// device that is away (even with a persistent session), which is right here: this
+	// call has answered "no reply" by the time the device could run it. On a NATS cluster a
+	// QoS 1 publish is stored in JetStream too, and while the node leading that stream is
+	// dead the hub's connection would be held 4 s and closed (docs/nats.md).
+	tok := d.client.Publish(d.opts.Prefix+"/"+id+"/cmd", 0, false, payload)
 	if !tok.WaitTimeout(timeout) || tok.Error() != nil {
 		return nil, fmt.Errorf("directory: publish command to %s: %v", id, tok.Error())
 	}
