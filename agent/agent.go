@@ -229,14 +229,24 @@ wait:
 }
 
 func (a *Agent) setState(s control.State) {
+	s = a.recordState(s)
+	if err := a.ctrl.PublishState(s); err != nil {
+		a.log.Debug("publish state", "err", err)
+	}
+}
+
+// postState is setState without waiting for the broker's acknowledgement (control.PostState):
+// a call's rejoin loop uses it, so a network cut that MQTT has not noticed yet does not hold
+// each rejoin attempt for the acknowledgement's timeout.
+func (a *Agent) postState(s control.State) { a.ctrl.PostState(a.recordState(s)) }
+
+func (a *Agent) recordState(s control.State) control.State {
 	s.Since = time.Now().UTC()
 	s.Privacy = a.privacy.Load()
 	a.mu.Lock()
 	a.state = s
 	a.mu.Unlock()
-	if err := a.ctrl.PublishState(s); err != nil {
-		a.log.Debug("publish state", "err", err)
-	}
+	return s
 }
 
 func (a *Agent) event(e control.Event) {

@@ -151,7 +151,9 @@ func (c *call) fetchToken(ctx context.Context) (string, error) {
 	if c.a.cfg.HubKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.a.cfg.HubKey)
 	}
+	start := time.Now()
 	resp, err := c.a.hubHTTP.Do(req)
+	c.log.Debug("token request", "took", time.Since(start).Round(time.Millisecond), "err", err)
 	if err != nil {
 		return "", fmt.Errorf("ask hub for a token: %w", err)
 	}
@@ -326,7 +328,7 @@ func (c *call) publishState() {
 	}
 	c.mu.Unlock()
 	sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
-	c.a.setState(control.State{State: "joined", Channel: c.p.channel, UID: c.p.uid, Users: users})
+	c.a.postState(control.State{State: "joined", Channel: c.p.channel, UID: c.p.uid, Users: users})
 }
 
 // listen subscribes to uid's audio on session s and plays it through the mixer, until the

@@ -208,7 +208,7 @@ func (c *call) supervise(first *session) {
 		// A kept-alive connection to the token service shares the fate of the signalling
 		// one (a cut path, a dead hub): the rejoin's token request must connect anew.
 		c.a.hubHTTP.CloseIdleConnections()
-		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: fmt.Sprint(lost)})
+		c.a.postState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: fmt.Sprint(lost)})
 		var refused error
 		if s, refused = c.rejoin(bo); s == nil {
 			if refused != nil {
@@ -244,6 +244,7 @@ func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 			return nil, nil
 		}
 		jctx, cancel := context.WithTimeout(c.ctx, c.a.cfg.JoinTimeout)
+		attempt := time.Now()
 		s, err := c.connect(jctx)
 		cancel()
 		if err == nil {
@@ -272,9 +273,9 @@ func (c *call) rejoin(bo *backoff.Backoff) (*session, error) {
 		} else {
 			down = 0
 		}
-		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond),
+		c.log.Warn("rejoin failed", "err", err, "waited", delay.Round(time.Millisecond), "took", time.Since(attempt).Round(time.Millisecond),
 			"unanswered", rtc.Unanswered(err), "quick retry", next == quick, "holder down", next == soon)
-		c.a.setState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: err.Error()})
+		c.a.postState(control.State{State: "joining", Channel: c.p.channel, UID: c.p.uid, Error: err.Error()})
 	}
 }
 

@@ -631,27 +631,46 @@ func (c *Client) reply(ctx context.Context, r Reply, waitAck bool) {
 // it to publish again after every reconnect and on shutdown. A zero Since is
 // set to now. While disconnected it only remembers s and returns nil.
 func (c *Client) PublishState(s State) error {
-	if s.Since.IsZero() {
-		s.Since = time.Now().UTC()
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("control: encode state: %w", err)
-	}
-	c.stateMu.Lock()
-	c.state, c.lastState = b, &s
-	var tok paho.Token
-	if c.conn.Load() {
-		tok = c.pc.Publish(c.topics.State(), c.qos, true, b)
-	}
-	c.stateMu.Unlock()
-	if tok == nil {
-		return nil
+	tok, err := c.queueState(s)
+	if tok == nil || err != nil {
+		return err
 	}
 	if err := wait(context.Background(), tok); err != nil {
 		return fmt.Errorf("control: publish state: %w", err)
 	}
 	return nil
+}
+
+// PostState is PublishState without waiting for the broker's acknowledgement: for a caller
+// that must not stall on a connection the client has not yet found dead (a call's rejoin
+// loop while the network is cut: a wait there held each rejoin attempt 10 s). The state is
+// queued in order with the others, and retained: every reconnect publishes the latest again.
+func (c *Client) PostState(s State) {
+	if tok, err := c.queueState(s); err == nil && tok != nil {
+		go func() {
+			if err := wait(context.Background(), tok); err != nil {
+				c.log.Debug("state not acknowledged", "err", err)
+			}
+		}()
+	}
+}
+
+// queueState records s as the state and hands it to the broker connection, if up.
+func (c *Client) queueState(s State) (paho.Token, error) {
+	if s.Since.IsZero() {
+		s.Since = time.Now().UTC()
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("control: encode state: %w", err)
+	}
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.state, c.lastState = b, &s
+	if !c.conn.Load() {
+		return nil, nil
+	}
+	return c.pc.Publish(c.topics.State(), c.qos, true, b), nil
 }
 
 // PublishEvent publishes e (not retained, QoS 1). A zero Time is set to now.
