@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/camagent/camagent/version.Version=$(VERSION)
 # Cross-built device binaries: name → GOOS/GOARCH/GOARM
 ARCHES    := amd64:amd64: arm64:arm64: armv7:arm:7 armv6:arm:6
 
-.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro scale faults test-vm clean
+.PHONY: help build run test test-deps test-go test-nat test-browser test-cross test-cross-check test-abi32 test-dist test-install dist install uninstall fuzz vet bench bench-micro scale soak faults test-vm clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,8 +41,14 @@ test-nat: ## hub, agent and viewer in network namespaces behind NATs: direct, TU
 faults: ## the fault matrix, each fault repeated FAULTS_REPEAT (20) times: recovery p50/p95 and the agent's goroutines, fds, RSS (docs/reliability.md)
 	FAULTS_REPEAT=$${FAULTS_REPEAT:-20} $(GO) test -count=1 -timeout 60m $$([ "$$(id -u)" = 0 ] && echo -tags nat) -run 'TestFault' -v ./e2e/
 
-scale: ## several hubs and fleets (docs/scaling.md): 1000 simulated devices' command round trips on the embedded broker and a 3-node NATS cluster (SCALE_DEVICES), 30 viewers of one publisher across 3 relaying hubs (SCALE_VIEWERS), and the channel's hub killed SCALE_KILLS (5) times under a real device and viewers; figures into bench/results.json ("scale")
+scale: ## several hubs and fleets (docs/scaling.md): 1000 simulated devices' command round trips on the embedded broker, a 3-node NATS cluster and Debian's mosquitto (SCALE_DEVICES), 30 viewers of one publisher across 3 relaying hubs (SCALE_VIEWERS), and the channel's hub killed SCALE_KILLS (5) times under a real device and viewers; figures into bench/results.json ("scale")
 	$(GO) run ./bench/scale -devices $${SCALE_DEVICES:-1000} -viewers $${SCALE_VIEWERS:-30} -kills $${SCALE_KILLS:-5} -out bench/results.json
+
+soak: ## load held on one hub (docs/reliability.md "Soak"): SOAK_CHANNELS (200) channels, each an agent and 3 Go viewers (one talking), for SOAK_MINUTES (10), delivery, hub RSS, goroutines and CPU every minute; then SOAK_DEVICES (1000) control clients on the embedded broker and mosquitto answering a command every 5 s as long (SOAK_ONLY=media or control: one half)
+	@rc=0; only=",$${SOAK_ONLY:-media,control},"; \
+	case "$$only" in *,media,*) $(GO) run ./bench/soak -channels $${SOAK_CHANNELS:-200} -minutes $${SOAK_MINUTES:-10} || rc=1;; esac; \
+	case "$$only" in *,control,*) $(GO) run ./bench/scale -only embedded,mosquitto -devices $${SOAK_DEVICES:-1000} -soak $${SOAK_MINUTES:-10}m -out "" || rc=1;; esac; \
+	exit $$rc
 
 test-browser: ## only the headless browser end-to-end tests (Chromium and Firefox ESR)
 	$(GO) test -count=1 -timeout 10m -run Browser -v ./e2e/

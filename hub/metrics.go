@@ -3,6 +3,7 @@ package hub
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 )
 
 // handleMetrics writes the hub's Prometheus text: channels, users, joins, forwarding and NACK
@@ -30,6 +31,7 @@ func (h *Hub) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP camhub_nack_missed_packets_total Video packets NACKed that were no longer in the cache (256 per track).\n# TYPE camhub_nack_missed_packets_total counter\ncamhub_nack_missed_packets_total %d\n", st.NACKMissed)
 	fmt.Fprintf(w, "# HELP camhub_warm_starts_total Video subscribers started at once from the publisher's last keyframe, which the hub still had, instead of waiting for a new one.\n# TYPE camhub_warm_starts_total counter\ncamhub_warm_starts_total %d\n", st.WarmStarts)
 	fmt.Fprintf(w, "# HELP camhub_devices_online Devices whose MQTT status is online.\n# TYPE camhub_devices_online gauge\ncamhub_devices_online %d\n", online)
+	fmt.Fprintf(w, "# HELP camhub_goroutines Goroutines of the hub process (a leak shows as growth under steady load: make soak).\n# TYPE camhub_goroutines gauge\ncamhub_goroutines %d\n", runtime.NumGoroutine())
 }
 
 // writeRefusalMetrics adds the counts of refused requests and logins by kind.

@@ -23,7 +23,20 @@ func (r result) figures() []bench.Figure {
 			Note: "one status command per device, all sent at once by one hub-side client"},
 	}
 	if r.BrokerRSSM > 0 {
-		f = append(f, bench.Figure{ID: id + "rss", Section: sec, Name: "broker RSS (3 nodes)", Unit: "MB", Value: r.BrokerRSSM})
+		f = append(f, bench.Figure{ID: id + "rss", Section: sec, Name: r.RSSName, Unit: "MB", Value: r.BrokerRSSM})
+	}
+	if s := r.Soak; s != nil {
+		sec := fmt.Sprintf("scale: %d devices' command round trips held %d min (%s broker)", r.Devices, s.Minutes, r.Broker)
+		note := fmt.Sprintf("a status command to every device every %.0f s; load %s", s.EveryS, s.Load)
+		f = append(f,
+			bench.Figure{ID: id + "soak.unanswered", Section: sec, Name: "commands unanswered", Unit: "commands", Value: float64(s.Unanswered), Better: "lower", N: s.Sent, Note: note},
+			bench.Figure{ID: id + "soak.rtt.p50", Section: sec, Name: "command round trip p50", Unit: "ms", Value: s.P50ms, N: s.Answered},
+			bench.Figure{ID: id + "soak.rtt.p99", Section: sec, Name: "command round trip p99", Unit: "ms", Value: s.P99ms, N: s.Answered},
+			bench.Figure{ID: id + "soak.rtt.worst_minute_p99", Section: sec, Name: "worst minute's round trip p99", Unit: "ms", Value: s.WorstP99ms, N: s.Minutes})
+		if s.RSSLast > 0 {
+			f = append(f, bench.Figure{ID: id + "soak.rss", Section: sec, Name: r.RSSName + " at the end", Unit: "MB", Value: s.RSSLast,
+				Note: fmt.Sprintf("%.1f MB after the first minute", s.RSSFirst)})
+		}
 	}
 	return f
 }

@@ -1,16 +1,17 @@
 // Command scale is the control plane at fleet size (make scale, docs/scaling.md "Brokers"),
 // and one publisher's audience across relaying hubs (relay.go, "Relays"):
 // it runs N simulated devices, each a real control.Client (the agent's MQTT code) with its
-// own login, on the embedded broker and on a 3-node NATS cluster (nats-server processes on
-// 127.0.0.1 with the trust model's users from hub/natsconf), sends each device one command
+// own login, on the embedded broker, on a 3-node NATS cluster (nats-server processes on
+// 127.0.0.1 with the trust model's users from hub/natsconf) and on Debian's mosquitto (with
+// camhub's password and ACL files: mosquitto.go), sends each device one command
 // from a hub-side client and reports the command round trips (p50/p95/p99), how many were
-// answered, and how long the fleet took to connect. It prints figures and asserts nothing
+// answered, and how long the fleet took to connect; with -soak it then keeps commanding every
+// device for that long (cmdsoak.go) and prints each minute's round trips. It prints figures and asserts nothing
 // about speed; it exits non-zero only when a command got no reply.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -23,8 +24,6 @@ import (
 	"sync"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/camagent/camagent/bench"
 	"github.com/camagent/camagent/control"
 	"github.com/camagent/camagent/hub/broker"
@@ -34,24 +33,28 @@ import (
 
 // result is one broker's figures.
 type result struct {
-	Broker     string  `json:"broker"`
-	Devices    int     `json:"devices"`
-	ConnectS   float64 `json:"connectSeconds"` // all devices connected and subscribed
-	Answered   int     `json:"answered"`
-	P50ms      float64 `json:"p50ms"`
-	P95ms      float64 `json:"p95ms"`
-	P99ms      float64 `json:"p99ms"`
-	MaxMs      float64 `json:"maxMs"`
-	BrokerRSSM float64 `json:"brokerRSSMB,omitempty"` // the NATS nodes' resident memory, summed
+	Broker     string      `json:"broker"`
+	Devices    int         `json:"devices"`
+	ConnectS   float64     `json:"connectSeconds"` // all devices connected and subscribed
+	Answered   int         `json:"answered"`
+	P50ms      float64     `json:"p50ms"`
+	P95ms      float64     `json:"p95ms"`
+	P99ms      float64     `json:"p99ms"`
+	MaxMs      float64     `json:"maxMs"`
+	BrokerRSSM float64     `json:"brokerRSSMB,omitempty"` // an external broker's resident memory (NATS: the 3 nodes summed)
+	RSSName    string      `json:"-"`
+	Soak       *soakResult `json:"soak,omitempty"` // -soak: commands held for a while
 }
 
 func main() {
 	n := flag.Int("devices", 1000, "simulated devices")
-	only := flag.String("only", "embedded,nats,relay,failover", "runs: brokers (embedded, nats), relay (hubs relaying one publisher to -viewers), failover (camhub processes, the channel's hub killed -kills times)")
+	only := flag.String("only", "embedded,nats,mosquitto,relay,failover", "runs: brokers (embedded, nats, mosquitto), relay (hubs relaying one publisher to -viewers), failover (camhub processes, the channel's hub killed -kills times)")
 	viewers := flag.Int("viewers", 30, "relay run: viewers of the one publisher")
 	above := flag.Int("relay-above", 0, "relay run: cluster.relayAbove (0: a third of -viewers, so a third per hub)")
 	kills := flag.Int("kills", 5, "failover run: how many times the channel's hub is killed")
 	fviewers := flag.Int("failover-viewers", 3, "failover run: viewers, entering through the three hubs in turn")
+	soak := flag.Duration("soak", 0, "broker runs: after the one command each, hold the fleet this long with a status command to every device every -every, round trips per minute (make soak)")
+	every := flag.Duration("every", 5*time.Second, "-soak: the interval between two commands to a device")
 	out := flag.String("out", "bench/results.json", "results file whose scale run the figures replace (\"\": none)")
 	flag.Parse()
 	start := time.Now()
@@ -82,7 +85,7 @@ func main() {
 			r.print()
 			run.Figures = append(run.Figures, r.figures()...)
 		default:
-			r, err := runOne(b, *n)
+			r, err := runOne(b, *n, *soak, *every)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "scale %s: %v\n", b, err)
 				failed = true
@@ -91,9 +94,13 @@ func main() {
 			fmt.Printf("%-9s %5d devices: connected in %6.1f s; commands answered %d/%d; round trip p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms",
 				r.Broker, r.Devices, r.ConnectS, r.Answered, r.Devices, r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
 			if r.BrokerRSSM > 0 {
-				fmt.Printf("; NATS RSS %.0f MB (3 nodes)", r.BrokerRSSM)
+				fmt.Printf("; %s %.1f MB", r.RSSName, r.BrokerRSSM)
 			}
-			fmt.Println()
+			fmt.Printf("; this process (the %d device clients%s) RSS %.0f MB; load %s\n", r.Devices, map[bool]string{true: " and the broker"}[b == "embedded"], rssMB([]int{os.Getpid()}), loadavg())
+			if r.Soak != nil {
+				r.Soak.print(r.Broker)
+				failed = failed || r.Soak.Unanswered > 0
+			}
 			failed = failed || r.Answered != r.Devices
 			run.Figures = append(run.Figures, r.figures()...)
 		}
@@ -122,9 +129,10 @@ type fleet struct {
 	user     func(id string) (string, string)
 	hubLogin [2]string
 	rss      func() float64
+	rssName  string // what rss measures
 }
 
-func runOne(kind string, n int) (result, error) {
+func runOne(kind string, n int, soak, every time.Duration) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "camagent-scale-")
@@ -143,6 +151,8 @@ func runOne(kind string, n int) (result, error) {
 		f, wait, err = embedded(ctx, ids)
 	case "nats":
 		f, wait, err = natsCluster(ctx, dir, ids)
+	case "mosquitto":
+		f, wait, err = mosquittoBroker(ctx, dir, ids)
 	default:
 		return result{}, fmt.Errorf("unknown broker %q", kind)
 	}
@@ -150,7 +160,7 @@ func runOne(kind string, n int) (result, error) {
 		return result{}, err
 	}
 	defer func() { cancel(); wait() }()
-	return drive(ctx, kind, f, ids)
+	return drive(ctx, kind, f, ids, soak, every)
 }
 
 func embedded(ctx context.Context, ids []string) (fleet, func(), error) {
@@ -234,10 +244,11 @@ func natsCluster(ctx context.Context, dir string, ids []string) (fleet, func(), 
 		user:     func(id string) (string, string) { return id, pass(id) },
 		hubLogin: [2]string{"camhub", pass("camhub")},
 		rss:      func() float64 { return rssMB(pids) },
+		rssName:  "NATS RSS (3 nodes)",
 	}, wg.Wait, nil
 }
 
-func drive(ctx context.Context, kind string, f fleet, ids []string) (result, error) {
+func drive(ctx context.Context, kind string, f fleet, ids []string, soak, every time.Duration) (result, error) {
 	r := result{Broker: kind, Devices: len(ids)}
 	handler := func(context.Context, control.Command) (control.State, error) {
 		return control.State{State: control.StateIdle}, nil
@@ -275,65 +286,34 @@ func drive(ctx context.Context, kind string, f fleet, ids []string) (result, err
 	}
 	r.ConnectS = time.Since(start).Seconds()
 
-	var mu sync.Mutex
-	sent := map[string]time.Time{}
-	var rtts []time.Duration
-	got := make(chan struct{}, len(ids))
-	o := paho.NewClientOptions().SetClientID("scale-hub").SetUsername(f.hubLogin[0]).SetPassword(f.hubLogin[1]).SetAutoReconnect(false)
-	for _, u := range control.BrokerURLs(f.hubURL) {
-		o.AddBroker(u)
+	cm, err := newCommander(f)
+	if err != nil {
+		return r, err
 	}
-	hub := paho.NewClient(o)
-	if tok := hub.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-		return r, fmt.Errorf("hub connect: %v", tok.Error())
-	}
-	defer hub.Disconnect(0)
-	onReply := func(_ paho.Client, m paho.Message) {
-		var rep control.Reply
-		if json.Unmarshal(m.Payload(), &rep) != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if t0, ok := sent[rep.ID]; ok && rep.OK {
-			rtts = append(rtts, time.Since(t0))
-			delete(sent, rep.ID)
-			got <- struct{}{}
-		}
-	}
-	if tok := hub.Subscribe(control.Topics{ID: "+"}.Reply(), 1, onReply); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
-		return r, fmt.Errorf("hub subscribe: %v", tok.Error())
-	}
+	defer cm.close()
 	for _, id := range ids {
-		cid := "scale-" + id
-		mu.Lock()
-		sent[cid] = time.Now()
-		mu.Unlock()
-		hub.Publish(control.Topics{ID: id}.Cmd(), 1, false, fmt.Sprintf(`{"id":%q,"action":"status"}`, cid))
+		cm.send(id, "scale-"+id)
 	}
-	deadline := time.After(60 * time.Second)
-	for r.Answered < len(ids) {
-		select {
-		case <-got:
-			r.Answered++
-		case <-deadline:
-			return r.withRTT(rtts, f), nil
+	for deadline := time.Now().Add(60 * time.Second); cm.waiting() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	rtts := cm.take()
+	r.Answered = len(rtts)
+	r = r.withRTT(rtts, f)
+	if soak > 0 {
+		s, err := commandSoak(ctx, kind, cm, f, ids, soak, every)
+		r.Soak = &s
+		if err != nil {
+			return r, err
 		}
 	}
-	return r.withRTT(rtts, f), nil
+	return r, nil
 }
 
 func (r result) withRTT(rtts []time.Duration, f fleet) result {
-	slices.Sort(rtts)
-	pct := func(p float64) float64 {
-		if len(rtts) == 0 {
-			return 0
-		}
-		return float64(rtts[min(len(rtts)-1, int(p*float64(len(rtts))))].Microseconds()) / 1000
-	}
-	r.P50ms, r.P95ms, r.P99ms, r.MaxMs = pct(0.50), pct(0.95), pct(0.99), pct(1)
+	r.P50ms, r.P95ms, r.P99ms, r.MaxMs = percentile(rtts, 0.50), percentile(rtts, 0.95), percentile(rtts, 0.99), percentile(rtts, 1)
 	if f.rss != nil {
-		r.BrokerRSSM = f.rss()
+		r.BrokerRSSM, r.RSSName = f.rss(), f.rssName
 	}
 	return r
 }
