@@ -45,7 +45,7 @@ func entryDown(err error) bool {
 	if err == nil || errors.Is(err, rtc.ErrHolderUnreachable) {
 		return false
 	}
-	if errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ECONNREFUSED) {
+	if rtc.Unanswered(err) || errors.Is(err, syscall.ECONNREFUSED) {
 		return true
 	}
 	var op *net.OpError

@@ -27,6 +27,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/camagent/camagent/agent"
+	"github.com/camagent/camagent/bench"
 	"github.com/camagent/camagent/hub/broker"
 	"github.com/camagent/camagent/hub/cluster"
 	"github.com/camagent/camagent/hub/cluster/clustertest"
@@ -246,7 +247,7 @@ func runFailover(viewers, kills int) (failoverResult, error) {
 			}
 		}
 	}
-	if err := failoverCommand(urls[2], `{"action":"join","channel":"`+failoverChannel+`"}`); err != nil {
+	if err := bench.PostCommand(urls[2], failoverDevice, `{"action":"join","channel":"`+failoverChannel+`"}`, 20*time.Second, 200*time.Millisecond); err != nil {
 		return res, fmt.Errorf("join command: %w (agent:\n%s)", err, ag.tail())
 	}
 	start := time.Now()
@@ -301,24 +302,6 @@ func runFailover(viewers, kills int) (failoverResult, error) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	res.Load = strings.Join(strings.Fields(string(load))[:3], " ")
 	return res, nil
-}
-
-// failoverCommand posts a device command through a hub's API (demo mode: no key on loopback).
-func failoverCommand(hubURL, body string) error {
-	var last string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		resp, err := http.Post(hubURL+"/api/devices/"+failoverDevice+"/cmd", "application/json", strings.NewReader(body))
-		if err != nil {
-			last = err.Error()
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return nil
-		}
-		last = resp.Status
-	}
-	return fmt.Errorf("through %s: %s", hubURL, last)
 }
 
 // failoverToken mints a token for uid in the channel (the hubs' shared App certificate).

@@ -14,14 +14,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime/pprof"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/camagent/camagent/bench"
 	"github.com/camagent/camagent/device"
 	"github.com/camagent/camagent/device/audio"
 	"github.com/camagent/camagent/device/opus"
@@ -180,7 +179,7 @@ func (e *soakEnv) setUp(ctx, viewCtx context.Context, ch *channel, wg *sync.Wait
 	if err := e.startAgent(actx, ch); err != nil {
 		return err
 	}
-	if err := command(e.hubURL, ch.id, `{"action":"join","channel":"`+ch.name+`"}`); err != nil {
+	if err := bench.PostCommand(e.hubURL, ch.id, `{"action":"join","channel":"`+ch.name+`"}`, 30*time.Second, 250*time.Millisecond); err != nil {
 		return fmt.Errorf("join command to %s: %w", ch.id, err)
 	}
 	return e.joinViewers(viewCtx, ch, wg)
@@ -197,24 +196,6 @@ func cancelAgent(ch *channel) {
 	case <-time.After(20 * time.Second):
 		fmt.Fprintf(os.Stderr, "soak: agent %s did not end in 20 s\n", ch.id)
 	}
-}
-
-// command posts a device command through the hub's API (demo mode: no key on loopback).
-func command(hubURL, id, body string) error {
-	var last string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		resp, err := http.Post(hubURL+"/api/devices/"+id+"/cmd", "application/json", strings.NewReader(body))
-		if err != nil {
-			last = err.Error()
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return nil
-		}
-		last = resp.Status
-	}
-	return fmt.Errorf("no success in 30 s: %s", last)
 }
 
 // encodeTone encodes one second of the talker's tone once; every talker loops it, which
